@@ -1,0 +1,69 @@
+"""Search settings, validated by pydantic with documented defaults and bounds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from deal_core.errors import ConfigError
+
+
+class DeALConfig(BaseModel):
+    """Settings of one DeAL search. Defaults follow the paper's token-level search (top_k=5, lookahead=5)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    top_k: int = Field(5, ge=1, le=200, description="Candidate next tokens proposed by the LM at each step.")
+    lookahead: int = Field(5, ge=0, le=128, description="Greedy rollout length used to score each candidate.")
+    beam_width: int = Field(1, ge=1, le=64, description="Search states kept per prompt (1 = the paper).")
+    commit: int = Field(
+        1, ge=1, description="Tokens committed per step (1 = the paper; lookahead+1 = segment-level search)."
+    )
+    reward_weight: float = Field(
+        1.0, ge=0.0, allow_inf_nan=False, description="λ: weight of the reward sum against the log-probability."
+    )
+    max_new_tokens: int = Field(128, ge=1, le=32768, description="Upper bound on generated tokens.")
+    sample: bool = Field(False, description="Sample the top_k proposals instead of taking the k most likely tokens.")
+    temperature: float = Field(1.0, gt=0.0, le=100.0, allow_inf_nan=False, description="Proposal temperature.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus mass the sampled proposals are drawn from.")
+    seed: int | None = Field(None, description="Seed for sampled proposals (None: nondeterministic).")
+    alignment_prompt: str | None = Field(
+        None, description="Instruction prepended as a system message (the paper's start-state adaptation)."
+    )
+    stop: tuple[str, ...] = Field((), description="Stop strings; the output is cut before the first one.")
+    prune: bool = Field(True, description="Skip lookahead for candidates that provably cannot win (exact).")
+    trace: bool = Field(False, description="Record every step's candidates, rewards and winner.")
+    timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit per call; None = no limit.")
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> DeALConfig:
+        if self.commit > self.lookahead + 1:
+            raise ValueError(
+                f"commit={self.commit} exceeds lookahead+1={self.lookahead + 1}: a step can only commit the "
+                "candidate plus its lookahead; lower commit or raise lookahead"
+            )
+        if any(not s for s in self.stop):
+            raise ValueError("stop strings must be non-empty; remove the empty string from stop")
+        return self
+
+    def updated(self, **overrides: Any) -> DeALConfig:
+        """A copy with `overrides` applied and re-validated; None values are ignored."""
+        return make_config(self, **overrides)
+
+
+def make_config(base: DeALConfig | None = None, **overrides: Any) -> DeALConfig:
+    """Build a validated config, turning pydantic's errors into a `ConfigError` that names each parameter."""
+    values = base.model_dump() if base is not None else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(values.get("stop"), str):
+        values["stop"] = (values["stop"],)
+    try:
+        return DeALConfig(**values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "config"
+            given = f" (got {err['input']!r})" if where != "config" and "input" in err else ""
+            problems.append(f"{where}{given}: {err['msg']}")
+        raise ConfigError("invalid DeAL settings: " + "; ".join(problems)) from None

@@ -1,0 +1,177 @@
+"""The public decoder: `DeAL(model, rewards).generate(prompt)`, batched and streaming variants, and greedy."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from deal_core.config import DeALConfig, make_config
+from deal_core.errors import ContextLengthError, PromptError
+from deal_core.model import LanguageModel, load_model
+from deal_core.prompts import EncodedPrompt, PromptLike, encode_prompt
+from deal_core.result import GenerationResult, SearchStats
+from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
+from deal_core.search import DeALSearch, Finished
+from deal_core.streaming import DeltaTracker, cut_at_stop
+
+
+class TextStream:
+    """Iterator of text deltas; `.result` holds the `GenerationResult` once the stream is exhausted."""
+
+    def __init__(self, deltas: Iterator[str]):
+        self._deltas = deltas
+        self.result: GenerationResult | None = None
+
+    def __iter__(self) -> TextStream:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._deltas)
+
+    def close(self) -> None:
+        self._deltas.close()  # stops the search and frees its KV cache
+
+
+class DeAL:
+    """Decoding-time alignment over a causal LM.
+
+    >>> deal = DeAL(rewards=Keywords(keywords=["dog", "frisbee", "park"]))
+    >>> deal.generate("Write a sentence using the words: dog, frisbee, park.").text
+    """
+
+    def __init__(
+        self,
+        model: LanguageModel | str | None = None,
+        rewards: RewardLike = None,
+        config: DeALConfig | None = None,
+        use_chat_template: bool | None = None,
+        **settings: Any,
+    ):
+        self.lm = model if isinstance(model, LanguageModel) else load_model(model)
+        self.rewards = as_reward_sum(rewards)
+        self.config = make_config(config, **settings)
+        self.use_chat_template = use_chat_template
+
+    # -- preparing a call ------------------------------------------------------------------------------------
+    def _prepare(
+        self, prompts: Sequence[PromptLike], rewards: RewardLike, overrides: dict[str, Any]
+    ) -> tuple[DeALConfig, RewardSum, list[EncodedPrompt]]:
+        config = make_config(self.config, **overrides)
+        reward_sum = self.rewards if rewards is None else as_reward_sum(rewards)
+        if not prompts:
+            raise PromptError("no prompts given: pass at least one prompt")
+        encoded = [encode_prompt(self.lm, p, config.alignment_prompt, self.use_chat_template) for p in prompts]
+        window = self.lm.context_window
+        for enc in encoded:
+            if len(enc.ids) + config.max_new_tokens > window:
+                raise ContextLengthError(len(enc.ids), config.max_new_tokens, window)
+        return config, reward_sum, encoded
+
+    def _result(
+        self, search: DeALSearch, index: int, done: Finished, config: DeALConfig, reward_sum: RewardSum
+    ) -> GenerationResult:
+        text, _ = cut_at_stop(self.lm.tokenizer.decode(done.tokens, skip_special_tokens=True), config.stop)
+        return GenerationResult(
+            text=text,
+            token_ids=done.tokens,
+            logprob=done.logp,
+            rewards={},
+            reward_total=0.0,
+            finish_reason=done.reason,
+            prompt_tokens=len(search.prompts[index].ids),
+            constraint_fallback=done.fallback,
+            stats=search.stats,
+            trace=search.traces[index] if config.trace else None,
+        )
+
+    def _final_rewards(self, results: list[GenerationResult], requests: list[str], reward_sum: RewardSum) -> None:
+        if not reward_sum:
+            return
+        scores = reward_sum.evaluate(requests, [r.text for r in results], True)
+        for i, result in enumerate(results):
+            result.rewards = scores.row(i)
+            result.reward_total = scores.total[i]
+
+    # -- public API ------------------------------------------------------------------------------------------
+    def generate_batch(
+        self, prompts: Sequence[PromptLike], rewards: RewardLike = None, **overrides: Any
+    ) -> list[GenerationResult]:
+        """Align a batch of prompts in one search (left-padded, one shared forward per step)."""
+        config, reward_sum, encoded = self._prepare(list(prompts), rewards, overrides)
+        search = DeALSearch(self.lm, config, reward_sum, encoded)
+        done: dict[int, Finished] = {}
+        for update in search.run():
+            done.update(update.finished)
+        results = [self._result(search, i, done[i], config, reward_sum) for i in range(len(encoded))]
+        self._final_rewards(results, [e.request for e in encoded], reward_sum)
+        return results
+
+    def generate(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> GenerationResult:
+        """Align one prompt (a string or a list of chat messages). Keyword overrides change `DeALConfig` fields."""
+        return self.generate_batch([prompt], rewards, **overrides)[0]
+
+    def stream(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> TextStream:
+        """Stream committed text as it is decided. With beam_width > 1 the text arrives once, at the end."""
+        config, reward_sum, encoded = self._prepare([prompt], rewards, overrides)
+        stream = TextStream(iter(()))
+
+        def deltas() -> Iterator[str]:
+            search = DeALSearch(self.lm, config, reward_sum, encoded)
+            tracker = DeltaTracker(config.stop)
+            decode = self.lm.tokenizer.decode
+            finished = None
+            for update in search.run():
+                if 0 in update.finished:
+                    finished = update.finished[0]
+                elif config.beam_width == 1 and 0 in update.tokens:
+                    delta = tracker.update(decode(update.tokens[0], skip_special_tokens=True))
+                    if delta:
+                        yield delta
+            result = self._result(search, 0, finished, config, reward_sum)
+            self._final_rewards([result], [encoded[0].request], reward_sum)
+            tail = tracker.update(result.text, final=True)
+            stream.result = result
+            if tail:
+                yield tail
+
+        stream._deltas = deltas()
+        return stream
+
+    def greedy(self, prompt: PromptLike, **overrides: Any) -> GenerationResult:
+        """Plain greedy decoding of the same model with transformers' `generate` (the reference DeAL is compared to)."""
+        config, reward_sum, encoded = self._prepare([prompt], None, overrides)
+        lm, ids = self.lm, encoded[0].ids
+        start = time.perf_counter()
+        with lm.lock, torch.inference_mode():
+            out = lm.model.generate(
+                torch.tensor([ids], device=lm.device),
+                attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=lm.device),
+                max_new_tokens=config.max_new_tokens,
+                do_sample=False,
+                top_k=None,
+                top_p=None,
+                temperature=None,
+                pad_token_id=lm.pad_token_id,
+                eos_token_id=sorted(lm.eos_token_ids),
+                stop_strings=list(config.stop) or None,
+                tokenizer=lm.tokenizer if config.stop else None,
+                output_scores=True,
+                return_dict_in_generate=True,
+            )
+        new = out.sequences[0, len(ids):].tolist()
+        logp = sum(
+            float(torch.log_softmax(score[0].float(), -1)[tok]) for score, tok in zip(out.scores, new)
+        )
+        ended = next((j for j, t in enumerate(new) if t in lm.eos_token_ids), None)
+        tokens = new if ended is None else new[:ended]
+        text, hit = cut_at_stop(lm.tokenizer.decode(tokens, skip_special_tokens=True), config.stop)
+        reason = "eos" if ended is not None else "stop" if hit else "length"
+        stats = SearchStats(steps=len(new), forward_passes=len(new), tokens_evaluated=len(ids) + len(new) - 1,
+                            wall_time_s=time.perf_counter() - start)
+        result = GenerationResult(text=text, token_ids=tokens, logprob=logp, rewards={}, reward_total=0.0,
+                                  finish_reason=reason, prompt_tokens=len(ids), stats=stats)
+        self._final_rewards([result], [encoded[0].request], self.rewards)
+        return result

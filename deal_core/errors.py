@@ -1,0 +1,53 @@
+"""Typed errors. Each message names the parameter at fault and what to change."""
+
+from __future__ import annotations
+
+
+class DeALError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigError(DeALError, ValueError):
+    """A search setting is out of bounds or inconsistent with another."""
+
+
+class PromptError(DeALError, ValueError):
+    """A prompt is empty, malformed, or does not fit the model."""
+
+
+class ContextLengthError(PromptError):
+    """The prompt plus the requested new tokens exceed the model's context window."""
+
+    def __init__(self, prompt_tokens: int, max_new_tokens: int, context_window: int):
+        self.prompt_tokens = prompt_tokens
+        self.max_new_tokens = max_new_tokens
+        self.context_window = context_window
+        room = context_window - prompt_tokens
+        if room < 1:
+            advice = f"shorten the prompt by at least {prompt_tokens - context_window + 1} tokens"
+        else:
+            advice = f"lower max_new_tokens to at most {room} or shorten the prompt"
+        super().__init__(
+            f"prompt has {prompt_tokens} tokens and max_new_tokens={max_new_tokens}, but the model's context "
+            f"window is {context_window} tokens: {advice}"
+        )
+
+
+class RewardError(DeALError, RuntimeError):
+    """A reward raised, returned a non-finite value, or returned the wrong number of scores."""
+
+    def __init__(self, reward_name: str, message: str):
+        self.reward_name = reward_name
+        super().__init__(f"reward {reward_name!r}: {message}")
+
+
+class RewardSpecError(DeALError, ValueError):
+    """A reward could not be built from its spec: unknown name, bad weight, bad argument."""
+
+
+class ModelLoadError(DeALError, RuntimeError):
+    """A model could not be found or loaded."""
+
+
+class GenerationTimeout(DeALError, TimeoutError):
+    """The search ran past the per-call timeout."""

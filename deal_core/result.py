@@ -1,0 +1,50 @@
+"""What a search returns: the text, its scores, counters, and (optionally) why each token was chosen."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class SearchStats(BaseModel):
+    """Counters for one call (shared by all prompts of a batched call)."""
+
+    steps: int = 0
+    forward_passes: int = 0
+    tokens_evaluated: int = Field(0, description="Token positions run through the model, prompt included.")
+    reward_calls: int = 0
+    texts_scored: int = 0
+    candidates_pruned: int = 0
+    wall_time_s: float = 0.0
+
+
+class CandidateTrace(BaseModel):
+    token: str
+    lookahead: str
+    logprob: float
+    rewards: dict[str, float] = Field(default_factory=dict)
+    score: float | None = None
+    status: Literal["won", "lost", "pruned"]
+
+
+class StepTrace(BaseModel):
+    step: int
+    beam: int
+    prefix: str
+    candidates: list[CandidateTrace]
+
+
+class GenerationResult(BaseModel):
+    text: str
+    token_ids: list[int]
+    logprob: float = Field(description="Sum of the model's log-probabilities of the generated tokens.")
+    rewards: dict[str, float] = Field(description="Each reward's raw value on the final text.")
+    reward_total: float = Field(description="Weighted reward sum on the final text (before λ).")
+    finish_reason: Literal["eos", "stop", "length"]
+    prompt_tokens: int
+    constraint_fallback: bool = Field(
+        False, description="True when every candidate of some step was vetoed by a hard constraint."
+    )
+    stats: SearchStats
+    trace: list[StepTrace] | None = None

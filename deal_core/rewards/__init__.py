@@ -1,0 +1,16 @@
+"""Alignment objectives. Each reward is one small class behind the `Reward` protocol."""
+
+from deal_core.rewards.base import REGISTRY, Reward, RewardScores, RewardSum, WeightedReward, as_reward_sum
+from deal_core.rewards.keywords import Keywords
+from deal_core.rewards.length import Length
+
+__all__ = [
+    "REGISTRY",
+    "Keywords",
+    "Length",
+    "Reward",
+    "RewardScores",
+    "RewardSum",
+    "WeightedReward",
+    "as_reward_sum",
+]

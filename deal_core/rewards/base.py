@@ -1,0 +1,197 @@
+"""The reward protocol: batched scoring of (prompt, text, is_final) triples, weights, and `+` / `*` composition."""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from deal_core.errors import RewardError, RewardSpecError
+
+REGISTRY: dict[str, type[Reward]] = {}
+
+
+class Reward(BaseModel):
+    """A batched alignment objective.
+
+    Subclasses implement `_score(prompts, texts, is_final) -> floats`. `prompts[i]` is the user's request,
+    `texts[i]` the response text to judge (a partial response extended by lookahead unless `is_final[i]`).
+    They declare `bounds()` so the search can prove that a candidate cannot win and skip its lookahead; a reward
+    with unknown bounds returns `(-inf, inf)`. A hard constraint may return `-inf` to veto a text.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ClassVar[str] = ""
+    final_only: ClassVar[bool] = False  # meaningful only on whole responses; partial texts are still scored, flagged
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            REGISTRY[cls.kind] = cls
+
+    @property
+    def name(self) -> str:
+        return self.kind or type(self).__name__.lower()
+
+    def bounds(self) -> tuple[float, float]:
+        return (0.0, 1.0)
+
+    @property
+    def can_veto(self) -> bool:
+        return False
+
+    @abstractmethod
+    def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> Sequence[float]:
+        ...
+
+    def score(
+        self, prompts: Sequence[str] | str, texts: Sequence[str] | str, is_final: Sequence[bool] | bool = True
+    ) -> list[float]:
+        """Score texts, checking that the reward returned one finite float per text."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if isinstance(prompts, str):
+            prompts = [prompts] * len(texts)
+        if isinstance(is_final, bool):
+            is_final = [is_final] * len(texts)
+        if not (len(prompts) == len(texts) == len(is_final)):
+            raise ValueError(
+                f"score() needs as many prompts and is_final flags as texts, got {len(prompts)}, "
+                f"{len(is_final)} and {len(texts)}"
+            )
+        if not texts:
+            return []
+        try:
+            raw = self._score(list(prompts), list(texts), list(is_final))
+            values = [float(v) for v in raw]
+        except RewardError:
+            raise
+        except Exception as exc:  # the user's code: name it and keep the cause
+            raise RewardError(self.name, f"raised {type(exc).__name__}: {exc}") from exc
+        if len(values) != len(texts):
+            raise RewardError(self.name, f"returned {len(values)} scores for {len(texts)} texts")
+        for value, text in zip(values, texts):
+            if math.isnan(value) or value == math.inf or (value == -math.inf and not self.can_veto):
+                raise RewardError(
+                    self.name, f"returned {value} for text {text[:60]!r}; rewards must return finite floats"
+                )
+        return values
+
+    # -- composition ------------------------------------------------------------------------------------------
+    def __mul__(self, weight: float) -> RewardSum:
+        return RewardSum(terms=[WeightedReward(weight=_check_weight(weight), reward=self)])
+
+    __rmul__ = __mul__
+
+    def __add__(self, other: Reward) -> RewardSum:
+        return as_reward_sum(self) + other
+
+    def __radd__(self, other: Any) -> RewardSum:
+        if other == 0:  # lets sum([...]) work
+            return as_reward_sum(self)
+        return NotImplemented
+
+    def spec(self) -> dict[str, Any]:
+        """A JSON-serialisable description: `{"name": kind, **fields}`; `reward_from_spec` reads it back."""
+        return {"name": self.kind, **self.model_dump(mode="json")}
+
+
+def _check_weight(weight: Any) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+        raise RewardSpecError(f"reward weight must be a finite number, got {weight!r}")
+    return float(weight)
+
+
+class WeightedReward(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    weight: float = Field(allow_inf_nan=False)
+    reward: Reward
+
+
+class RewardScores(BaseModel):
+    """Per-text totals and each component's raw value (before weights), keyed by component label."""
+
+    total: list[float]
+    components: dict[str, list[float]]
+
+    def row(self, i: int) -> dict[str, float]:
+        return {label: values[i] for label, values in self.components.items()}
+
+
+class RewardSum(BaseModel):
+    """`w1·R1 + w2·R2 + …` — what the search maximises (times λ)."""
+
+    model_config = ConfigDict(frozen=True)
+    terms: list[WeightedReward] = Field(default_factory=list)
+
+    def __add__(self, other: Reward | RewardSum) -> RewardSum:
+        return RewardSum(terms=[*self.terms, *as_reward_sum(other).terms])
+
+    __radd__ = __add__
+
+    def __mul__(self, weight: float) -> RewardSum:
+        w = _check_weight(weight)
+        return RewardSum(terms=[WeightedReward(weight=t.weight * w, reward=t.reward) for t in self.terms])
+
+    __rmul__ = __mul__
+
+    def __bool__(self) -> bool:
+        return bool(self.terms)
+
+    @property
+    def labels(self) -> list[str]:
+        labels, seen = [], {}
+        for term in self.terms:
+            base = term.reward.name
+            seen[base] = seen.get(base, 0) + 1
+            labels.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+        return labels
+
+    def bounds(self) -> tuple[float, float]:
+        low = high = 0.0
+        for t in self.terms:
+            lo, hi = t.reward.bounds()
+            low += t.weight * (lo if t.weight >= 0 else hi)
+            high += t.weight * (hi if t.weight >= 0 else lo)
+        return (low, high) if not math.isnan(low + high) else (-math.inf, math.inf)
+
+    def evaluate(
+        self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool] | bool = True
+    ) -> RewardScores:
+        if isinstance(is_final, bool):
+            is_final = [is_final] * len(texts)
+        components: dict[str, list[float]] = {}
+        total = [0.0] * len(texts)
+        for label, term in zip(self.labels, self.terms):
+            values = term.reward.score(prompts, texts, is_final)
+            components[label] = values
+            if term.weight:
+                total = [acc + term.weight * v for acc, v in zip(total, values)]
+        return RewardScores(total=total, components=components)
+
+    def spec(self) -> list[dict[str, Any]]:
+        return [{**t.reward.spec(), "weight": t.weight} for t in self.terms]
+
+
+RewardLike = Reward | RewardSum | Sequence[Reward] | None
+
+
+def as_reward_sum(rewards: RewardLike) -> RewardSum:
+    """Normalise None, one reward, a list of rewards (weight 1 each) or a sum into a `RewardSum`."""
+    if rewards is None:
+        return RewardSum()
+    if isinstance(rewards, RewardSum):
+        return rewards
+    if isinstance(rewards, Reward):
+        return RewardSum(terms=[WeightedReward(weight=1.0, reward=rewards)])
+    terms: list[WeightedReward] = []
+    for item in rewards:
+        if isinstance(item, (Reward, RewardSum)):
+            terms.extend(as_reward_sum(item).terms)
+        else:
+            raise RewardSpecError(f"expected Reward objects, got {type(item).__name__}: {item!r}")
+    return RewardSum(terms=terms)

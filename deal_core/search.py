@@ -1,0 +1,328 @@
+"""The DeAL search loop: propose top-k tokens, roll each out greedily, score with rewards, keep the best.
+
+Per step and per live state (a prompt's beam):
+  candidates  = the LM's top-k next tokens
+  extension   = candidate + greedy lookahead of `lookahead` tokens, all candidates batched on one KV cache
+  score       = log P(prefix + committed tokens) + λ · Σ w_i R_i(prompt, prefix + extension)
+  selection   = the `beam_width` best per prompt; `commit` tokens of each winner are appended.
+
+Two exact shortcuts keep it fast. Reuse: the winner's lookahead is the greedy continuation of the new prefix, so
+the most likely candidate next step only needs its rollout topped up. Pruning: rewards declare bounds, so a
+candidate whose log-probability plus λ·max-reward cannot beat an already scored candidate is never rolled out.
+Neither changes the result (see tests/unit/test_search_exact.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from deal_core.config import DeALConfig
+from deal_core.errors import GenerationTimeout
+from deal_core.kv import KVBatch
+from deal_core.model import LanguageModel
+from deal_core.prompts import EncodedPrompt
+from deal_core.proposals import Proposal, Proposer
+from deal_core.result import CandidateTrace, SearchStats, StepTrace
+from deal_core.rewards.base import RewardSum
+from deal_core.streaming import cut_at_stop
+
+
+@dataclass
+class Branch:
+    """Tokens after a committed prefix. All but the last are in the branch's KV rows; `after[j]` follows tokens[j]."""
+
+    tokens: list[int]
+    logps: list[float]
+    after: list[Proposal] = field(default_factory=list)
+
+
+@dataclass
+class Row:
+    """One live search state: a prompt's committed response, what the LM proposes next, and a greedy tail."""
+
+    prompt: int
+    tokens: list[int]
+    logp: float
+    proposal: Proposal
+    tail: Branch
+
+
+@dataclass
+class Candidate:
+    row: int
+    rank: int
+    token: int
+    logp: float
+    branch: Branch | None = None
+    batch: KVBatch | None = None
+    batch_row: int = 0
+    reward: float = 0.0
+    components: dict[str, float] = field(default_factory=dict)
+    score: float = -math.inf
+    text: str = ""
+    final: bool = False
+
+
+@dataclass
+class Finished:
+    tokens: list[int]
+    logp: float
+    score: float
+    reason: str
+    fallback: bool
+
+
+@dataclass
+class StepUpdate:
+    """What a step committed: the best response so far per prompt (None where nothing changed)."""
+
+    tokens: dict[int, list[int]]
+    finished: dict[int, Finished]
+
+
+class Scorer:
+    """Scores texts with the reward sum, once per distinct (prompt, text, is_final) within a call."""
+
+    def __init__(self, rewards: RewardSum, requests: list[str], stats: SearchStats):
+        self.rewards, self.requests, self.stats = rewards, requests, stats
+        self.memo: dict[tuple[int, str, bool], tuple[float, dict[str, float]]] = {}
+
+    def __call__(self, items: list[tuple[int, str, bool]]) -> list[tuple[float, dict[str, float]]]:
+        if not self.rewards:
+            return [(0.0, {})] * len(items)
+        missing = list(dict.fromkeys(key for key in items if key not in self.memo))
+        if missing:
+            scores = self.rewards.evaluate(
+                [self.requests[p] for p, _, _ in missing], [t for _, t, _ in missing], [f for _, _, f in missing]
+            )
+            self.stats.reward_calls += 1
+            self.stats.texts_scored += len(missing)
+            for i, key in enumerate(missing):
+                self.memo[key] = (scores.total[i], scores.row(i))
+        return [self.memo[key] for key in items]
+
+
+class DeALSearch:
+    """One call's search over a batch of prompts. Iterate `run()` for per-step updates."""
+
+    def __init__(self, lm: LanguageModel, config: DeALConfig, rewards: RewardSum, prompts: list[EncodedPrompt]):
+        self.lm, self.config, self.rewards, self.prompts = lm, config, rewards, prompts
+        self.stats = SearchStats()
+        self.proposer = Proposer(config, lm.device)
+        self.scorer = Scorer(rewards, [p.request for p in prompts], self.stats)
+        low, high = rewards.bounds() if rewards else (0.0, 0.0)
+        self.reward_max = high
+        self.traces: dict[int, list[StepTrace]] = {i: [] for i in range(len(prompts))}
+        self.finished: dict[int, list[Finished]] = {i: [] for i in range(len(prompts))}
+        self.fallback: set[int] = set()
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def run(self) -> Iterator[StepUpdate]:
+        start = time.perf_counter()
+        with self.lm.lock, torch.inference_mode():
+            batch, logits = KVBatch.prefill(self.lm, [p.ids for p in self.prompts])
+            self._count(batch.mask.shape[0], int(batch.mask.sum()))
+            rows = [
+                Row(i, [], 0.0, prop, Branch([prop.greedy], [prop.greedy_logp]))
+                for i, prop in enumerate(self.proposer.propose(logits))
+            ]
+        committed = batch.length  # cache columns holding prompt + committed tokens, the same for every row
+        while rows:
+            if self.config.timeout_s is not None and time.perf_counter() - start > self.config.timeout_s:
+                raise GenerationTimeout(
+                    f"search exceeded timeout_s={self.config.timeout_s} after {self.stats.steps} steps; "
+                    "raise timeout_s or lower max_new_tokens/top_k/lookahead"
+                )
+            with self.lm.lock, torch.inference_mode():
+                rows, batch, committed, update = self._step(rows, batch, committed)
+            self.stats.steps += 1
+            self.stats.wall_time_s = time.perf_counter() - start
+            yield update
+
+    def _step(self, rows: list[Row], batch: KVBatch, committed: int) -> tuple[list[Row], KVBatch, int, StepUpdate]:
+        cfg, eos = self.config, self.lm.eos_token_ids
+        remaining = cfg.max_new_tokens - len(rows[0].tokens)
+        scored_len = min(cfg.lookahead + 1, remaining)
+        commit = min(cfg.commit, remaining)
+        rollout_len = min(max(cfg.lookahead, cfg.commit) + 1, remaining)
+        if batch.length > committed + rollout_len - 1:  # the budget shrank below the tails we carried
+            batch = KVBatch.gather([(batch, i) for i in range(len(rows))], committed + rollout_len - 1)
+            for row in rows:
+                self._truncate(row.tail, rollout_len - 1)
+
+        candidates = [
+            [Candidate(r, rank, tok, lp) for rank, (tok, lp) in enumerate(self.proposer.candidates(row.proposal))]
+            for r, row in enumerate(rows)
+        ]
+        # Reuse: the candidate that equals a row's greedy tail continues it on the shared cache.
+        reused = []
+        for r, row in enumerate(rows):
+            match = next((c for c in candidates[r] if c.token == row.tail.tokens[0]), None)
+            if match is not None:
+                match.branch, match.batch, match.batch_row = row.tail, batch, r
+                reused.append(match)
+        self._rollout(batch, [row.tail for row in rows], rollout_len, active={c.row for c in reused})
+        self._score(rows, reused, scored_len)
+
+        # Pruning: skip candidates that cannot enter the beam even with the best possible reward.
+        threshold = self._thresholds(rows, reused)
+        pending = [c for cands in candidates for c in cands if c.branch is None]
+        if cfg.prune:
+            bound = cfg.reward_weight * self.reward_max if cfg.reward_weight else 0.0
+            survivors = [c for c in pending if rows[c.row].logp + c.logp + bound >= threshold[rows[c.row].prompt]]
+        else:
+            survivors = pending
+        self.stats.candidates_pruned += len(pending) - len(survivors)
+        if survivors:
+            fresh = KVBatch.gather([(batch, c.row) for c in survivors], committed)
+            branches = [Branch([c.token], [c.logp]) for c in survivors]
+            for i, (c, branch) in enumerate(zip(survivors, branches)):
+                c.branch, c.batch, c.batch_row = branch, fresh, i
+            self._rollout(fresh, branches, rollout_len, active=set(range(len(survivors))))
+            self._score(rows, survivors, scored_len)
+
+        winners = self._select(rows, candidates)
+        if cfg.trace:
+            self._record(rows, candidates, winners)
+        return self._commit(rows, winners, committed, commit)
+
+    # -- pieces of a step ------------------------------------------------------------------------------------
+    def _rollout(self, batch: KVBatch, branches: list[Branch], length: int, active: set[int]) -> None:
+        """Extend the `active` branches greedily, one batched forward per token, until `length` tokens or EOS."""
+        eos = self.lm.eos_token_ids
+        while True:
+            need = [i in active and len(b.tokens) < length and b.tokens[-1] not in eos for i, b in
+                    enumerate(branches)]
+            if not any(need):
+                return
+            feed = [b.tokens[-1] if n else self.lm.pad_token_id for b, n in zip(branches, need)]
+            logits = batch.forward(feed, need)
+            self._count(len(feed), sum(need))
+            rows_needing = [i for i, n in enumerate(need) if n]
+            for i, proposal in zip(rows_needing, self.proposer.propose(logits[rows_needing])):
+                branch = branches[i]
+                branch.after.append(proposal)
+                branch.tokens.append(proposal.greedy)
+                branch.logps.append(proposal.greedy_logp)
+
+    def _score(self, rows: list[Row], cands: list[Candidate], scored_len: int) -> None:
+        if not cands:
+            return
+        cfg, eos, tok = self.config, self.lm.eos_token_ids, self.lm.tokenizer
+        bodies = []
+        for c in cands:
+            ext = c.branch.tokens[:scored_len]
+            ended = next((j for j, t in enumerate(ext) if t in eos), None)
+            c.final = ended is not None or len(rows[c.row].tokens) + len(ext) >= cfg.max_new_tokens
+            bodies.append(rows[c.row].tokens + (ext if ended is None else ext[:ended]))
+        texts = tok.batch_decode(bodies, skip_special_tokens=True)
+        for c, text in zip(cands, texts):
+            c.text, hit = cut_at_stop(text, cfg.stop)
+            c.final = c.final or hit
+        results = self.scorer([(rows[c.row].prompt, c.text, c.final) for c in cands])
+        for c, (reward, components) in zip(cands, results):
+            n_commit = min(cfg.commit, len(c.branch.tokens))
+            c.reward, c.components = reward, components
+            c.score = rows[c.row].logp + c.logp + sum(c.branch.logps[1:n_commit]) + cfg.reward_weight * reward
+
+    def _thresholds(self, rows: list[Row], scored: list[Candidate]) -> dict[int, float]:
+        """Per prompt, the beam_width-th best score found so far (-inf while fewer are known)."""
+        by_prompt: dict[int, list[float]] = {}
+        for c in scored:
+            by_prompt.setdefault(rows[c.row].prompt, []).append(c.score)
+        out = {}
+        for row in rows:
+            scores = sorted(by_prompt.get(row.prompt, []), reverse=True)
+            out[row.prompt] = scores[self.config.beam_width - 1] if len(scores) >= self.config.beam_width else -math.inf
+        return out
+
+    def _select(self, rows: list[Row], candidates: list[list[Candidate]]) -> dict[int, list[Candidate]]:
+        by_prompt: dict[int, list[Candidate]] = {}
+        for cands in candidates:
+            for c in cands:
+                if c.branch is not None:
+                    by_prompt.setdefault(rows[c.row].prompt, []).append(c)
+        winners = {}
+        for prompt, cands in by_prompt.items():
+            ranked = sorted(cands, key=lambda c: (-c.score, c.row, c.rank))
+            if ranked[0].score == -math.inf:
+                self.fallback.add(prompt)  # every candidate vetoed: keep the likeliest, flagged
+            winners[prompt] = ranked[: self.config.beam_width]
+        return winners
+
+    def _commit(
+        self, rows: list[Row], winners: dict[int, list[Candidate]], committed: int, commit: int
+    ) -> tuple[list[Row], KVBatch | None, int, StepUpdate]:
+        eos, cfg = self.lm.eos_token_ids, self.config
+        new_rows, picks, update = [], [], StepUpdate({}, {})
+        for prompt, chosen in winners.items():
+            for c in chosen:
+                row, branch = rows[c.row], c.branch
+                n = min(commit, len(branch.tokens))
+                step_tokens = branch.tokens[:n]
+                ended = next((j for j, t in enumerate(step_tokens) if t in eos), None)
+                tokens = row.tokens + (step_tokens if ended is None else step_tokens[:ended])
+                logp = row.logp + sum(branch.logps[:n])
+                text, hit = cut_at_stop(self.lm.tokenizer.decode(tokens, skip_special_tokens=True), cfg.stop)
+                reason = "eos" if ended is not None else "stop" if hit else (
+                    "length" if len(tokens) >= cfg.max_new_tokens else None)
+                if reason:
+                    self.finished[prompt].append(Finished(tokens, logp, c.score, reason, prompt in self.fallback))
+                    continue
+                tail = Branch(branch.tokens[n:], branch.logps[n:], branch.after[n:])
+                new_rows.append(Row(prompt, tokens, logp, branch.after[n - 1], tail))
+                picks.append((c.batch, c.batch_row))
+            best = chosen[0]
+            update.tokens[prompt] = rows[best.row].tokens + best.branch.tokens[:commit]
+        live = {r.prompt for r in new_rows}
+        for prompt in winners:
+            if prompt not in live:
+                update.finished[prompt] = max(self.finished[prompt], key=lambda f: f.score)
+        if not new_rows:
+            return [], None, committed, update
+        # Rows may come from the shared cache and from fresh rollouts of different lengths: cut to the shortest
+        # and shorten the tails to match (they are simply topped up next step).
+        length = min(batch.length for batch, _ in picks)
+        new_batch = KVBatch.gather(picks, length)
+        committed += commit
+        for row in new_rows:
+            self._truncate(row.tail, length - committed)
+        return new_rows, new_batch, committed, update
+
+    @staticmethod
+    def _truncate(branch: Branch, fed: int) -> None:
+        """Keep the first `fed` fed tokens of a branch (plus the unfed one after them)."""
+        if len(branch.tokens) > fed + 1:
+            del branch.tokens[fed + 1:], branch.logps[fed + 1:]
+        del branch.after[fed:]
+
+    def _record(self, rows: list[Row], candidates: list[list[Candidate]], winners: dict[int, list[Candidate]]):
+        decode = self.lm.tokenizer.decode
+        won = {id(c) for chosen in winners.values() for c in chosen}
+        for r, cands in enumerate(candidates):
+            row = rows[r]
+            self.traces[row.prompt].append(StepTrace(
+                step=self.stats.steps,
+                beam=r,
+                prefix=decode(row.tokens, skip_special_tokens=True),
+                candidates=[
+                    CandidateTrace(
+                        token=decode([c.token]),
+                        lookahead=decode(c.branch.tokens[1: self.config.lookahead + 1]) if c.branch else "",
+                        logprob=c.logp,
+                        rewards=c.components,
+                        score=c.score if c.branch else None,
+                        status="won" if id(c) in won else "lost" if c.branch else "pruned",
+                    )
+                    for c in cands
+                ],
+            ))
+
+    def _count(self, rows: int, tokens: int) -> None:
+        self.stats.forward_passes += 1
+        self.stats.tokens_evaluated += tokens
