@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from deal_core.errors import ConfigError
+from deal_core.errors import ConfigError, describe_validation_error
 
 
 class DeALConfig(BaseModel):
@@ -61,9 +61,4 @@ def make_config(base: DeALConfig | None = None, **overrides: Any) -> DeALConfig:
     try:
         return DeALConfig(**values)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "config"
-            given = f" (got {err['input']!r})" if where != "config" and "input" in err else ""
-            problems.append(f"{where}{given}: {err['msg']}")
-        raise ConfigError("invalid DeAL settings: " + "; ".join(problems)) from None
+        raise ConfigError("invalid DeAL settings: " + describe_validation_error(exc)) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class DeALError(Exception):
     """Base class of every error this library raises on purpose."""
@@ -51,3 +53,13 @@ class ModelLoadError(DeALError, RuntimeError):
 
 class GenerationTimeout(DeALError, TimeoutError):
     """The search ran past the per-call timeout."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """pydantic's errors as one line per field: `top_k (got 0): Input should be greater than or equal to 1`."""
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or exc.title
+        given = f" (got {err['input']!r})" if err["loc"] and "input" in err else ""
+        problems.append(f"{where}{given}: {err['msg']}")
+    return "; ".join(problems)

@@ -95,6 +95,13 @@ class Reward(BaseModel):
             return as_reward_sum(self)
         return NotImplemented
 
+    @classmethod
+    def from_cli(cls, arg: str | None) -> Reward:
+        """Build from the text after `name=` in a CLI spec. Rewards with required settings override this."""
+        if arg:
+            raise ValueError(f"{cls.kind} takes no argument, got {arg!r}")
+        return cls()
+
     def spec(self) -> dict[str, Any]:
         """A JSON-serialisable description: `{"name": kind, **fields}`; `reward_from_spec` reads it back."""
         return {"name": self.kind, **self.model_dump(mode="json")}

@@ -33,7 +33,7 @@ def inflections(word: str) -> set[str]:
     w = word.lower()
     forms = {w, w + "s", w + "es", w + "ed", w + "d", w + "ing", w + "er", w + "ers"}
     if w.endswith("e"):
-        forms |= {w[:-1] + "ing", w[:-1] + "er"}
+        forms |= {w[:-1] + "ing", w[:-1] + "er", w[:-1] + "ers"}
     if w.endswith("y") and len(w) > 2 and w[-2] not in _VOWELS:
         forms |= {w[:-1] + "ies", w[:-1] + "ied"}
     if len(w) >= 3 and w[-1] not in _VOWELS | set("wxy") and w[-2] in _VOWELS and w[-3] not in _VOWELS:

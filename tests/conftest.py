@@ -1,0 +1,60 @@
+"""Shared fixtures: the real embedded model, and a tiny random-weight Llama for fast unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from deal_core import DeAL, load_model
+from deal_core.model import LanguageModel, embedded_model_dir
+from deal_core.rewards import Reward
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def embedded_lm() -> LanguageModel:
+    return load_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_lm() -> LanguageModel:
+    """Two-layer Llama with random weights and the embedded model's tokenizer; peaked logits, so no near-ties."""
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.5,
+        tie_word_embeddings=True, bos_token_id=1, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    return load_model(model, tokenizer=tokenizer)
+
+
+@pytest.fixture
+def tiny(tiny_lm: LanguageModel) -> DeAL:
+    return DeAL(tiny_lm, max_new_tokens=24)
+
+
+class VowelShare(Reward):
+    """Share of vowels among letters: a cheap, bounded, text-sensitive reward that makes random models choose."""
+
+    kind: ClassVar[str] = ""
+
+    def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
+        out = []
+        for t in texts:
+            letters = [c for c in t.lower() if c.isalpha()]
+            out.append(sum(c in "aeiou" for c in letters) / len(letters) if letters else 0.0)
+        return out
+
+
+@pytest.fixture
+def vowels() -> VowelShare:
+    return VowelShare()
