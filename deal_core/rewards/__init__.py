@@ -1,20 +1,39 @@
-"""Alignment objectives. Each reward is one small class behind the `Reward` protocol."""
+"""Alignment objectives. Each reward is one small class behind the `Reward` protocol; see README's reward table."""
 
+from deal_core.rewards.adapters import Constraint, FunctionReward, reward_from_function
 from deal_core.rewards.base import REGISTRY, Reward, RewardScores, RewardSum, WeightedReward, as_reward_sum
+from deal_core.rewards.blocklist import Blocklist
+from deal_core.rewards.formats import JsonSchema, Regex
+from deal_core.rewards.grounding import Grounding
 from deal_core.rewards.keywords import Keywords
+from deal_core.rewards.learned import Harmlessness, Judge, RewardModel, Sentiment
 from deal_core.rewards.length import Length
 from deal_core.rewards.registry import parse_reward_spec, reward_from_spec, rewards_from_cli, rewards_from_json
 
+Callable = FunctionReward  # the issue-facing name: any fn(prompts, texts) -> floats
+
 __all__ = [
     "REGISTRY",
+    "Blocklist",
+    "Callable",
+    "Constraint",
+    "FunctionReward",
+    "Grounding",
+    "Harmlessness",
+    "JsonSchema",
+    "Judge",
     "Keywords",
     "Length",
+    "Regex",
     "Reward",
+    "RewardModel",
     "RewardScores",
     "RewardSum",
+    "Sentiment",
     "WeightedReward",
     "as_reward_sum",
     "parse_reward_spec",
+    "reward_from_function",
     "reward_from_spec",
     "rewards_from_cli",
     "rewards_from_json",

@@ -27,6 +27,15 @@ class Reward(BaseModel):
 
     kind: ClassVar[str] = ""
     final_only: ClassVar[bool] = False  # meaningful only on whole responses; partial texts are still scored, flagged
+    positional: ClassVar[str | None] = None  # the field a single positional argument fills: Keywords(["a", "b"])
+
+    def __init__(self, *args: Any, **data: Any) -> None:
+        if args:
+            if len(args) > 1 or self.positional is None or self.positional in data:
+                raise TypeError(f"{type(self).__name__} takes keyword arguments"
+                                + (f" (one positional: {self.positional})" if self.positional else ""))
+            data[self.positional] = args[0]
+        super().__init__(**data)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -19,6 +19,7 @@ class Keywords(Reward):
     """
 
     kind: ClassVar[str] = "keywords"
+    positional: ClassVar[str | None] = "keywords"
     keywords: list[str] = Field(min_length=1)
 
     @field_validator("keywords")

@@ -1,0 +1,86 @@
+"""Rewards made from other things: a plain function, or a threshold turned into a hard constraint."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from pydantic import ConfigDict, Field, field_validator
+
+from deal_core.rewards.base import Reward, RewardSum, as_reward_sum
+
+
+class FunctionReward(Reward):
+    """Wraps `fn(prompts, texts) -> floats` (or `fn(prompts, texts, is_final)`) as a named reward.
+
+    Give `bounds=(low, high)` when known so the search can prune; the default `(-inf, inf)` disables pruning.
+    Not nameable from CLI or JSON specs (it is code, not configuration).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    positional: ClassVar[str | None] = "fn"
+    fn: Callable[..., Sequence[float]] = Field(exclude=True)
+    label: str | None = None
+    low: float = -math.inf
+    high: float = math.inf
+
+    def __init__(self, fn: Callable[..., Sequence[float]] | None = None, /, *, bounds: tuple[float, float] | None = None,
+                 **data: Any):
+        if fn is not None:
+            data["fn"] = fn
+        if bounds is not None:
+            data["low"], data["high"] = bounds
+        super().__init__(**data)
+
+    @property
+    def name(self) -> str:
+        return self.label or getattr(self.fn, "__name__", "function")
+
+    def bounds(self) -> tuple[float, float]:
+        return (self.low, self.high)
+
+    def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> Sequence[float]:
+        try:
+            takes_final = len(inspect.signature(self.fn).parameters) >= 3
+        except (TypeError, ValueError):
+            takes_final = False
+        return self.fn(prompts, texts, is_final) if takes_final else self.fn(prompts, texts)
+
+
+def reward_from_function(fn: Callable[..., Sequence[float]], name: str | None = None,
+                         bounds: tuple[float, float] | None = None) -> FunctionReward:
+    return FunctionReward(fn, label=name, bounds=bounds)
+
+
+class Constraint(Reward):
+    """A hard constraint: 0 when `reward` (a reward or weighted sum) is at least `threshold`, else -inf, which
+    removes the candidate. If every candidate of a step is removed, the search keeps the likeliest and flags
+    `constraint_fallback` in the result. Code-only, like `FunctionReward`: CLI and JSON specs name plain rewards."""
+
+    reward: Reward | RewardSum
+    threshold: float
+
+    @field_validator("threshold")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("threshold must be finite")
+        return value
+
+    @property
+    def name(self) -> str:
+        inner = self.reward.name if isinstance(self.reward, Reward) else "+".join(as_reward_sum(self.reward).labels)
+        return f"constraint({inner}>={self.threshold:g})"
+
+    @property
+    def can_veto(self) -> bool:
+        return True
+
+    def bounds(self) -> tuple[float, float]:
+        return (-math.inf, 0.0)
+
+    def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
+        values = as_reward_sum(self.reward).evaluate(prompts, texts, is_final).total
+        return [0.0 if v >= self.threshold else -math.inf for v in values]

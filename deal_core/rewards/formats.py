@@ -1,0 +1,134 @@
+"""Format constraints that judge prefixes fairly: a prefix that can still become valid beats one that cannot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import regex
+from pydantic import PrivateAttr, field_validator, model_validator
+from pydantic_core import from_json
+
+from deal_core.rewards.base import Reward
+
+
+class Regex(Reward):
+    """`mode="full"`: the whole response must match `pattern`; a partial response scores 1 while it can still be
+    completed into a match (partial matching from the `regex` package), 0 once it cannot.
+    `mode="search"`: the pattern must occur somewhere; partial text without it scores 0.5 (it may still come).
+    Range [0, 1].
+    """
+
+    kind: ClassVar[str] = "regex"
+    positional: ClassVar[str | None] = "pattern"
+    pattern: str
+    mode: Literal["full", "search"] = "full"
+    strip: bool = True
+    _compiled: Any = PrivateAttr(None)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            regex.compile(value)
+        except regex.error as exc:
+            raise ValueError(f"pattern {value!r} is not a valid regular expression: {exc}") from None
+        return value
+
+    def model_post_init(self, context: Any) -> None:
+        self._compiled = regex.compile(self.pattern)
+
+    def _one(self, text: str, final: bool) -> float:
+        if self.strip:
+            text = text.strip() if final else text.lstrip()
+        if self.mode == "search":
+            return 1.0 if self._compiled.search(text) else (0.0 if final else 0.5)
+        if final:
+            return 1.0 if self._compiled.fullmatch(text) else 0.0
+        return 1.0 if self._compiled.fullmatch(text, partial=True) else 0.0
+
+    def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
+        return [self._one(t, f) for t, f in zip(texts, is_final)]
+
+    @classmethod
+    def from_cli(cls, arg: str | None) -> Regex:
+        return cls(pattern=arg or "")
+
+
+def _strip_fence(text: str) -> str:
+    text = text.strip()
+    if text.startswith("```"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        text = text.rsplit("```", 1)[0] if "```" in text else text
+    return text.strip()
+
+
+class JsonSchema(Reward):
+    """JSON output that follows `schema` (JSON Schema, checked with `jsonschema`).
+
+    Final text: 1.0 valid and conforming, 0.5 valid JSON that breaks the schema, 0.0 not JSON.
+    Partial text is parsed incrementally (pydantic-core's partial JSON parser): 1.0 while it is a viable prefix
+    whose partial value breaks no schema rule except missing required fields, 0.5 viable but already off-schema,
+    0.0 when no continuation can make it JSON (e.g. `{"a": }`). A code fence around the JSON is allowed.
+    """
+
+    kind: ClassVar[str] = "json_schema"
+    positional: ClassVar[str | None] = "json_schema"
+    json_schema: dict[str, Any]
+    _validator: Any = PrivateAttr(None)
+    _partial_validator: Any = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _valid_schema(self) -> JsonSchema:
+        import jsonschema
+
+        try:
+            cls = jsonschema.validators.validator_for(self.json_schema)
+            cls.check_schema(self.json_schema)
+        except jsonschema.SchemaError as exc:
+            raise ValueError(f"json_schema is not a valid JSON Schema: {exc.message}") from None
+        self._validator = cls(self.json_schema)
+        self._partial_validator = cls(_without_required(self.json_schema))
+        return self
+
+    def _one(self, text: str, final: bool) -> float:
+        body = _strip_fence(text)
+        try:
+            value = json.loads(body)
+        except json.JSONDecodeError as exc:
+            if final or "Extra data" in exc.msg:
+                return 0.0
+            if not body:
+                return 1.0
+            try:
+                value = from_json(body, allow_partial="trailing-strings")
+            except ValueError:
+                return 0.0
+            return 1.0 if self._partial_validator.is_valid(value) else 0.5
+        return 1.0 if self._validator.is_valid(value) else 0.5
+
+    def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
+        return [self._one(t, f) for t, f in zip(texts, is_final)]
+
+    @classmethod
+    def from_cli(cls, arg: str | None) -> JsonSchema:
+        """`json_schema=FILE.json` or an inline schema."""
+        from pathlib import Path
+
+        text = arg or ""
+        if text and not text.lstrip().startswith("{") and Path(text).is_file():
+            text = Path(text).read_text()
+        try:
+            return cls(json_schema=json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"json_schema needs a JSON object or a file holding one: {exc}") from None
+
+
+def _without_required(schema: Any) -> Any:
+    """The schema with every `required` and `minItems` dropped: what a prefix of a valid value must still satisfy."""
+    if isinstance(schema, dict):
+        return {k: _without_required(v) for k, v in schema.items() if k not in ("required", "minItems", "minLength")}
+    if isinstance(schema, list):
+        return [_without_required(v) for v in schema]
+    return schema

@@ -1,0 +1,197 @@
+"""Learned objectives: an offensive-language classifier, HF reward models, LLM-as-judge, sentiment."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import Field, PrivateAttr, field_validator
+
+from deal_core.errors import RewardSpecError
+from deal_core.rewards.base import Reward
+
+
+class Harmlessness(Reward):
+    """1 − P(offensive) from the trained classifier in `alt-profanity-check` (a linear SVM over TF-IDF features,
+    calibrated; runs offline in microseconds per text). Range [0, 1]."""
+
+    kind: ClassVar[str] = "harmless"
+
+    def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
+        try:
+            from profanity_check import predict_prob
+        except ImportError as exc:
+            raise RewardSpecError("Harmlessness needs `pip install alt-profanity-check` (extra: rewards)") from exc
+        probs = predict_prob([t if t.strip() else "." for t in texts])
+        return [1.0 - float(p) for p in probs]
+
+
+class Sentiment(Reward):
+    """VADER sentiment (`vadersentiment`): (compound + 1) / 2 for `target="positive"`, its mirror for
+    `"negative"`. A cheap style objective. Range [0, 1]."""
+
+    kind: ClassVar[str] = "sentiment"
+    positional: ClassVar[str | None] = "target"
+    target: Literal["positive", "negative"] = "positive"
+
+    def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
+        analyzer = _vader()
+        out = []
+        for text in texts:
+            compound = analyzer.polarity_scores(text)["compound"]
+            out.append((compound + 1) / 2 if self.target == "positive" else (1 - compound) / 2)
+        return out
+
+    @classmethod
+    def from_cli(cls, arg: str | None) -> Sentiment:
+        return cls(target=arg or "positive")
+
+
+@functools.cache
+def _vader() -> Any:
+    try:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    except ImportError as exc:
+        raise RewardSpecError("Sentiment needs `pip install vadersentiment` (extra: rewards)") from exc
+    return SentimentIntensityAnalyzer()
+
+
+_MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+class RewardModel(Reward):
+    """Any Hugging Face `AutoModelForSequenceClassification` reward model, scoring (prompt, response) pairs.
+
+    `label`: which output to reward (index or label name; default: the single logit, or the last label).
+    `normalize`: "sigmoid" (single logit → [0, 1]), "softmax" (probability of `label`, [0, 1]) or "none" (raw logit,
+    unbounded, so the search cannot prune on it). The model is loaded once per (path, device) and shared; it uses
+    its own tokenizer, so it may differ from the LM's. Remote code never runs unless `trust_remote_code=True`.
+    """
+
+    kind: ClassVar[str] = "reward_model"
+    positional: ClassVar[str | None] = "model"
+    model: str
+    label: int | str | None = None
+    normalize: Literal["sigmoid", "softmax", "none"] = "sigmoid"
+    pair: bool = Field(True, description="Feed (prompt, response) as a text pair; False scores the response alone.")
+    device: str | None = None
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(512, ge=8)
+    trust_remote_code: bool = False
+    _label_index: int | None = PrivateAttr(None)
+
+    @field_validator("model")
+    @classmethod
+    def _exists(cls, value: str) -> str:
+        path = Path(value).expanduser()
+        if (value.startswith((".", "/", "~")) or path.exists()) and not (path / "config.json").is_file():
+            raise ValueError(f"reward model path {value!r} does not exist or has no config.json")
+        return value
+
+    def bounds(self) -> tuple[float, float]:
+        return (0.0, 1.0) if self.normalize != "none" else (-math.inf, math.inf)
+
+    def load(self) -> tuple[Any, Any]:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        key = (self.model, device)
+        with _MODELS_LOCK:
+            if key not in _MODELS:
+                try:
+                    tok = AutoTokenizer.from_pretrained(self.model, trust_remote_code=self.trust_remote_code)
+                    clf = AutoModelForSequenceClassification.from_pretrained(
+                        self.model, trust_remote_code=self.trust_remote_code
+                    ).to(device).eval()
+                except (OSError, ValueError, KeyError) as exc:
+                    raise RewardSpecError(
+                        f"reward_model {self.model!r} could not be loaded as a sequence classifier: {exc}"
+                    ) from exc
+                _MODELS[key] = (tok, clf)
+            return _MODELS[key]
+
+    def _index(self, clf: Any) -> int | None:
+        n = clf.config.num_labels
+        if self.label is None:
+            return None if n == 1 else n - 1
+        if isinstance(self.label, int):
+            if not 0 <= self.label < n:
+                raise RewardSpecError(f"reward_model label {self.label} is out of range for {n} labels")
+            return self.label
+        names = {v: int(k) for k, v in clf.config.id2label.items()}
+        if self.label not in names:
+            raise RewardSpecError(f"reward_model label {self.label!r} is not one of {sorted(names)}")
+        return names[self.label]
+
+    def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
+        tok, clf = self.load()
+        index = self._index(clf)
+        out: list[float] = []
+        for start in range(0, len(texts), self.batch_size):
+            chunk = slice(start, start + self.batch_size)
+            args = (list(prompts[chunk]), list(texts[chunk])) if self.pair else (list(texts[chunk]),)
+            enc = tok(*args, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
+            with torch.inference_mode():
+                logits = clf(**enc.to(clf.device)).logits.float()
+            if self.normalize == "softmax":
+                values = torch.softmax(logits, -1)[:, index if index is not None else 0]
+            else:
+                column = logits[:, 0] if index is None else logits[:, index]
+                values = torch.sigmoid(column) if self.normalize == "sigmoid" else column
+            out.extend(values.tolist())
+        return out
+
+    @classmethod
+    def from_cli(cls, arg: str | None) -> RewardModel:
+        return cls(model=arg or "")
+
+
+class Judge(Reward):
+    """LLM-as-judge: asks a causal LM a yes/no `question` about the response and rewards P(`reward_answer`)
+    among {yes, no}. `model=None` uses the embedded model, shared with the search (no second copy in memory).
+    Costs one forward of the judge prompt per text. Range [0, 1].
+    """
+
+    kind: ClassVar[str] = "judge"
+    positional: ClassVar[str | None] = "question"
+    question: str = "Is this response harmful?"
+    reward_answer: Literal["yes", "no"] = "no"
+    model: str | None = None
+
+    def _answer_ids(self, tokenizer: Any) -> tuple[list[int], list[int]]:
+        def ids(words: list[str]) -> list[int]:
+            found = {tokenizer.encode(w, add_special_tokens=False)[0] for w in words}
+            return sorted(found)
+
+        return ids(["yes", "Yes", " yes", " Yes"]), ids(["no", "No", " no", " No"])
+
+    def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
+        from deal_core.kv import KVBatch
+        from deal_core.model import load_model
+        from deal_core.prompts import encode_prompt
+
+        lm = load_model(self.model)
+        yes, no = self._answer_ids(lm.tokenizer)
+        sequences = [
+            encode_prompt(lm, f"{self.question}\n\nRequest: {p}\n\nResponse: {t}\n\nAnswer with yes or no.").ids
+            for p, t in zip(prompts, texts)
+        ]
+        with lm.lock, torch.inference_mode():
+            _, logits = KVBatch.prefill(lm, sequences)
+        logp = torch.log_softmax(logits.float(), -1)
+        p_yes = torch.logsumexp(logp[:, yes], -1)
+        p_no = torch.logsumexp(logp[:, no], -1)
+        share_yes = torch.sigmoid(p_yes - p_no)
+        values = share_yes if self.reward_answer == "yes" else 1 - share_yes
+        return values.tolist()
+
+    @classmethod
+    def from_cli(cls, arg: str | None) -> Judge:
+        return cls(question=arg) if arg else cls()
