@@ -3,7 +3,7 @@
 Per step and per live state (a prompt's beam):
   candidates  = the LM's top-k next tokens
   extension   = candidate + greedy lookahead of `lookahead` tokens, all candidates batched on one KV cache
-  score       = log P(prefix + committed tokens) + λ · Σ w_i R_i(prompt, prefix + extension)
+  score       = log P(prefix + candidate) + λ · Σ w_i R_i(prompt, prefix + extension)
   selection   = the `beam_width` best per prompt; `commit` tokens of each winner are appended.
 
 Two exact shortcuts keep it fast. Reuse: the winner's lookahead is the greedy continuation of the new prefix, so
@@ -226,9 +226,10 @@ class DeALSearch:
             c.final = c.final or hit
         results = self.scorer([(rows[c.row].prompt, c.text, c.final) for c in cands])
         for c, (reward, components) in zip(cands, results):
-            n_commit = min(cfg.commit, len(c.branch.tokens))
+            # log P(prefix + candidate): in segment mode the committed lookahead tokens are the greedy rollout, not
+            # a choice; counting their likelihood here would favour bland, confident continuations over the reward.
             c.reward, c.components = reward, components
-            c.score = rows[c.row].logp + c.logp + sum(c.branch.logps[1:n_commit]) + cfg.reward_weight * reward
+            c.score = rows[c.row].logp + c.logp + cfg.reward_weight * reward
 
     def _thresholds(self, rows: list[Row], scored: list[Candidate]) -> dict[int, float]:
         """Per prompt, the beam_width-th best score found so far (-inf while fewer are known)."""

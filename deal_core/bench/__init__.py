@@ -6,7 +6,7 @@ from typing import Any
 
 from deal_core.errors import DeALError
 
-TASKS: dict[str, str] = {"demo": "deal_core.bench.demo"}
+TASKS: dict[str, str] = {"demo": "deal_core.bench.demo", "speed": "deal_core.bench.speed"}
 
 
 class UnknownTask(DeALError, ValueError):

@@ -17,7 +17,7 @@ from deal_core.rewards import Keywords
 
 def run(model: str | None = None, data: str | None = None, limit: int = 5, max_new_tokens: int = 48,
         json_out: str | None = None, **_: Any) -> dict[str, Any]:
-    console = Console()
+    console = Console(width=max(Console().width, 140))
     sets = load_commongen(data, limit)
     deal = DeAL(model)
     table = Table(title=f"greedy vs DeAL on {len(sets)} CommonGen concept sets ({deal.lm.name})")

@@ -1,0 +1,92 @@
+"""`deal bench speed`: wall time per token of DeAL modes against transformers' greedy `generate`, same prompts,
+interleaved in one process, with the coverage each mode reaches."""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from deal_core.bench.data import load_commongen
+from deal_core.decoder import DeAL
+from deal_core.rewards import Keywords
+
+MODES: dict[str, dict[str, Any] | None] = {
+    "greedy (transformers)": None,
+    "DeAL token k5 l5 λ1 (paper)": dict(top_k=5, lookahead=5, commit=1, beam_width=1, reward_weight=1.0),
+    "DeAL token k10 l10 λ5": dict(top_k=10, lookahead=10, commit=1, beam_width=1, reward_weight=5.0),
+    "DeAL segment k5 l8 c9": dict(top_k=5, lookahead=8, commit=9, beam_width=1, reward_weight=1.0),
+}
+
+
+def cold_start_seconds(model: str | None) -> float:
+    """A fresh interpreter importing the library and loading the model (weights already cached)."""
+    code = ("import time; t = time.perf_counter(); from deal_core import load_model; "
+            f"load_model({model!r}); print(time.perf_counter() - t)")
+    load = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(load.stdout.strip().splitlines()[-1])
+
+
+def run(model: str | None = None, data: str | None = None, limit: int = 20, max_new_tokens: int = 64,
+        json_out: str | None = None, modes: dict[str, dict[str, Any] | None] | None = None, **_: Any) -> dict:
+    console = Console(width=max(Console().width, 140))
+    modes = modes or MODES
+    cold = cold_start_seconds(model)
+    deal = DeAL(model, max_new_tokens=max_new_tokens)
+    sets = load_commongen(data, limit)
+    deal.generate(sets[0].prompt, max_new_tokens=4)  # warm-up: first-call allocations are not the search's cost
+    rows: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    with Progress(console=console) as progress:
+        task = progress.add_task("speed", total=len(sets) * len(modes))
+        for s in sets:
+            reward = Keywords(keywords=s.concepts)
+            for name, settings in modes.items():  # interleaved: drift in machine speed hits every mode alike
+                start = time.perf_counter()
+                result = deal.greedy(s.prompt) if settings is None else deal.generate(s.prompt, rewards=reward,
+                                                                                       **settings)
+                seconds = time.perf_counter() - start
+                n = max(len(result.token_ids), 1)
+                rows[name].append({
+                    "s_per_token": seconds / n, "tokens": n, "forward_passes": result.stats.forward_passes,
+                    "tokens_evaluated": result.stats.tokens_evaluated, "reward_calls": result.stats.reward_calls,
+                    "coverage": reward.score(s.prompt, result.text)[0],
+                })
+                progress.advance(task)
+    base = [r["s_per_token"] for r in rows[next(iter(modes))]]
+    summary = {}
+    for name, results in rows.items():
+        ratios = [r["s_per_token"] / b for r, b in zip(results, base)]
+        summary[name] = {
+            "ms_per_token": 1000 * statistics.median(r["s_per_token"] for r in results),
+            "ratio_to_greedy": statistics.median(ratios),
+            "forward_passes_per_token": statistics.median(r["forward_passes"] / r["tokens"] for r in results),
+            "tokens_evaluated_per_token": statistics.median(r["tokens_evaluated"] / r["tokens"] for r in results),
+            "reward_calls_per_token": statistics.median(r["reward_calls"] / r["tokens"] for r in results),
+            "coverage": statistics.mean(r["coverage"] for r in results),
+            "hard_coverage": statistics.mean(r["coverage"] == 1.0 for r in results),
+        }
+    table = Table(title=f"speed on {len(sets)} CommonGen prompts, {deal.lm.name}, max_new_tokens={max_new_tokens}")
+    for col in ("mode", "ms/token", "× greedy", "fwd/token", "tok eval/token", "reward calls/token", "coverage",
+                "all concepts"):
+        table.add_column(col, justify="right" if col != "mode" else "left")
+    for name, s in summary.items():
+        table.add_row(name, f"{s['ms_per_token']:.1f}", f"{s['ratio_to_greedy']:.2f}",
+                      f"{s['forward_passes_per_token']:.2f}", f"{s['tokens_evaluated_per_token']:.1f}",
+                      f"{s['reward_calls_per_token']:.2f}", f"{s['coverage']:.2f}", f"{s['hard_coverage']:.0%}")
+    console.print(table)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    console.print(f"cold start (import + load, cached weights): {cold:.2f} s; peak RSS: {peak_mb:.0f} MB")
+    report = {"summary": summary, "rows": rows, "cold_start_s": cold, "peak_rss_mb": peak_mb,
+              "model": deal.lm.name, "limit": len(sets), "max_new_tokens": max_new_tokens}
+    if json_out:
+        Path(json_out).write_text(json.dumps(report, indent=2))
+    return report
