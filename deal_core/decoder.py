@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from deal_core.aio import iterate_in_thread
 from deal_core.config import DeALConfig, make_config
 from deal_core.errors import ContextLengthError, PromptError
 from deal_core.model import LanguageModel, load_model
@@ -33,6 +34,27 @@ class TextStream:
 
     def close(self) -> None:
         self._deltas.close()  # stops the search and frees its KV cache
+
+
+class AsyncTextStream:
+    """Async iterator over a `TextStream` driven in a worker thread; `.result` as for `TextStream`."""
+
+    def __init__(self, stream: TextStream):
+        self._stream = stream
+        self._items = iterate_in_thread(lambda: stream)
+
+    @property
+    def result(self) -> GenerationResult | None:
+        return self._stream.result
+
+    def __aiter__(self) -> AsyncTextStream:
+        return self
+
+    async def __anext__(self) -> str:
+        return await self._items.__anext__()
+
+    async def aclose(self) -> None:
+        await self._items.aclose()
 
 
 class DeAL:
@@ -96,18 +118,45 @@ class DeAL:
             result.reward_total = scores.total[i]
 
     # -- public API ------------------------------------------------------------------------------------------
-    def generate_batch(
-        self, prompts: Sequence[PromptLike], rewards: RewardLike = None, **overrides: Any
-    ) -> list[GenerationResult]:
-        """Align a batch of prompts in one search (left-padded, one shared forward per step)."""
+    def _batch_steps(
+        self, prompts: Sequence[PromptLike], rewards: RewardLike, overrides: dict[str, Any]
+    ) -> Iterator[list[GenerationResult] | None]:
+        """Yields None after every search step, then the results: lets callers stop or time-slice a search."""
         config, reward_sum, encoded = self._prepare(list(prompts), rewards, overrides)
         search = DeALSearch(self.lm, config, reward_sum, encoded)
         done: dict[int, Finished] = {}
         for update in search.run():
             done.update(update.finished)
+            yield None
         results = [self._result(search, i, done[i], config, reward_sum) for i in range(len(encoded))]
         self._final_rewards(results, [e.request for e in encoded], reward_sum)
+        yield results
+
+    def generate_batch(
+        self, prompts: Sequence[PromptLike], rewards: RewardLike = None, **overrides: Any
+    ) -> list[GenerationResult]:
+        """Align a batch of prompts in one search (left-padded, one shared forward per step)."""
+        *_, results = self._batch_steps(prompts, rewards, overrides)
         return results
+
+    async def agenerate_batch(
+        self, prompts: Sequence[PromptLike], rewards: RewardLike = None, **overrides: Any
+    ) -> list[GenerationResult]:
+        """`generate_batch` in a worker thread; cancelling the awaiting task stops the search at its next step."""
+        self._prepare(list(prompts), rewards, overrides)  # bad input raises here, before a thread is involved
+        results: list[GenerationResult] = []
+        async for item in iterate_in_thread(lambda: self._batch_steps(prompts, rewards, overrides)):
+            if item is not None:
+                results = item
+        return results
+
+    async def agenerate(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> GenerationResult:
+        return (await self.agenerate_batch([prompt], rewards, **overrides))[0]
+
+    async def astream(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> AsyncTextStream:
+        """Async text deltas; `.result` is set once the stream is exhausted."""
+        stream = self.stream(prompt, rewards, **overrides)
+        return AsyncTextStream(stream)
 
     def generate(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> GenerationResult:
         """Align one prompt (a string or a list of chat messages). Keyword overrides change `DeALConfig` fields."""

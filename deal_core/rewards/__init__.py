@@ -1,7 +1,16 @@
 """Alignment objectives. Each reward is one small class behind the `Reward` protocol; see README's reward table."""
 
 from deal_core.rewards.adapters import Constraint, FunctionReward, reward_from_function
-from deal_core.rewards.base import REGISTRY, Reward, RewardScores, RewardSum, WeightedReward, as_reward_sum
+from deal_core.rewards.base import (
+    REGISTRY,
+    Reward,
+    RewardScores,
+    RewardSum,
+    Score,
+    WeightedReward,
+    as_reward_sum,
+    text_of,
+)
 from deal_core.rewards.blocklist import Blocklist
 from deal_core.rewards.formats import JsonSchema, Regex
 from deal_core.rewards.grounding import Grounding
@@ -29,6 +38,7 @@ __all__ = [
     "RewardModel",
     "RewardScores",
     "RewardSum",
+    "Score",
     "Sentiment",
     "WeightedReward",
     "as_reward_sum",
@@ -37,4 +47,5 @@ __all__ = [
     "reward_from_spec",
     "rewards_from_cli",
     "rewards_from_json",
+    "text_of",
 ]

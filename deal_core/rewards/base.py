@@ -90,6 +90,11 @@ class Reward(BaseModel):
                 )
         return values
 
+    def __call__(self, output: Any, prompt: str = "") -> Score:
+        """Score one finished output (a string, a chat message, a completion object): lets a reward be a pipeline
+        step, e.g. `prompt | llm | Harmlessness()` in LangChain."""
+        return as_reward_sum(self)(output, prompt)
+
     # -- composition ------------------------------------------------------------------------------------------
     def __mul__(self, weight: float) -> RewardSum:
         return RewardSum(terms=[WeightedReward(weight=_check_weight(weight), reward=self)])
@@ -136,6 +141,36 @@ class RewardScores(BaseModel):
 
     def row(self, i: int) -> dict[str, float]:
         return {label: values[i] for label, values in self.components.items()}
+
+
+class Score(BaseModel):
+    """One text's weighted total and each component's raw value."""
+
+    text: str
+    total: float
+    components: dict[str, float]
+
+    def __float__(self) -> float:
+        return self.total
+
+
+def text_of(output: Any) -> str:
+    """The text inside common output types: str, chat messages (`.content`), completions (`.text`),
+    LlamaIndex chat responses (`.message.content`), query responses (`.response`), or dicts with such keys."""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, dict):
+        for key in ("text", "output", "response", "content", "answer"):
+            if isinstance(output.get(key), str):
+                return output[key]
+    for attr in ("content", "text", "response"):
+        value = getattr(output, attr, None)
+        if isinstance(value, str):
+            return value
+    message = getattr(output, "message", None)
+    if message is not None and message is not output:
+        return text_of(message)
+    raise TypeError(f"cannot find text in a {type(output).__name__}; pass a string or a message")
 
 
 class RewardSum(BaseModel):
@@ -191,6 +226,11 @@ class RewardSum(BaseModel):
 
     def spec(self) -> list[dict[str, Any]]:
         return [{**t.reward.spec(), "weight": t.weight} for t in self.terms]
+
+    def __call__(self, output: Any, prompt: str = "") -> Score:
+        text = text_of(output)
+        scores = self.evaluate([prompt], [text], True)
+        return Score(text=text, total=scores.total[0], components=scores.row(0))
 
 
 RewardLike = Reward | RewardSum | Sequence[Reward] | None

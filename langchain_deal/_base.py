@@ -1,0 +1,110 @@
+"""Fields and call plumbing shared by `DeALLLM` and `ChatDeAL`: settings in, `deal_core` call out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from deal_core import DeAL, load_model
+from deal_core.config import DeALConfig
+from deal_core.errors import ConfigError
+from deal_core.result import GenerationResult
+from deal_core.rewards import Reward, RewardSum, as_reward_sum
+
+# LangChain-standard names that map onto DeALConfig fields.
+_ALIASES = {"max_tokens": "max_new_tokens", "timeout": "timeout_s"}
+_SEARCH_FIELDS = set(DeALConfig.model_fields) | set(_ALIASES) | {"temperature"}
+
+
+class DeALParams(BaseModel):
+    """Search settings as model fields (defaults: `DeALConfig`'s). Any of them, and `rewards`, can be bound or
+    passed per call; per-call values win."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+
+    model: str | None = Field(None, description="HF id or local path; None = embedded SmolLM2-135M-Instruct.")
+    device: str | None = None
+    dtype: str | None = None
+    rewards: list[Reward | RewardSum] | None = None
+    top_k: int | None = None
+    lookahead: int | None = None
+    beam_width: int | None = None
+    commit: int | None = None
+    reward_weight: float | None = None
+    max_tokens: int | None = Field(None, description="max_new_tokens of the search.")
+    temperature: float | None = Field(None, description="None/0: greedy top-k proposals; > 0: sampled proposals.")
+    top_p: float | None = None
+    seed: int | None = None
+    alignment_prompt: str | None = None
+    stop: list[str] | None = None
+    timeout: float | None = None
+    max_retries: int = Field(0, description="Accepted for API compatibility; a local model does not retry.")
+    trace: bool = False
+    use_chat_template: bool | None = None
+
+    _deal: DeAL | None = PrivateAttr(None)
+
+    @property
+    def model_name(self) -> str:
+        from deal_core.model import EMBEDDED_MODEL
+
+        return self.model or EMBEDDED_MODEL
+
+    def _decoder(self) -> DeAL:
+        """Loaded on first use; every instance naming the same model shares one copy of the weights."""
+        if self._deal is None:
+            self._deal = DeAL(load_model(self.model, self.device, self.dtype),
+                              use_chat_template=self.use_chat_template)
+        return self._deal
+
+    def _call_args(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[RewardSum, dict[str, Any]]:
+        """Rewards and DeALConfig overrides for one call: fields, then bound/per-call kwargs, then `stop`."""
+        values = {name: getattr(self, name) for name in _SEARCH_FIELDS if name in type(self).model_fields}
+        values["trace"] = self.trace
+        rewards = kwargs.pop("rewards", None)
+        for key, value in kwargs.items():
+            if key.startswith("ls_") or key in ("run_name", "callbacks", "tags", "metadata"):
+                continue
+            if key not in _SEARCH_FIELDS:
+                raise ConfigError(f"unknown argument {key!r}; DeAL accepts rewards and {sorted(_SEARCH_FIELDS)}")
+            values[key] = value
+        if stop is not None:
+            values["stop"] = stop
+        temperature = values.pop("temperature", None)
+        if temperature:
+            values.setdefault("sample", True)
+            values["temperature"] = temperature
+        overrides = {_ALIASES.get(k, k): v for k, v in values.items() if v is not None}
+        if "stop" in overrides:
+            overrides["stop"] = tuple(overrides["stop"])
+        chosen = self.rewards if rewards is None else rewards
+        return as_reward_sum(chosen), overrides
+
+    def _search_params(self) -> dict[str, Any]:
+        params = {name: getattr(self, name) for name in _SEARCH_FIELDS if name in type(self).model_fields}
+        params = {k: v for k, v in params.items() if v is not None}
+        params["model"] = self.model_name
+        params["rewards"] = reward_specs(as_reward_sum(self.rewards))
+        return params
+
+
+def reward_specs(rewards: RewardSum) -> list[Any]:
+    """Specs for tracing and cache keys; code-only rewards are described by their repr."""
+    return [t.reward.spec() | {"weight": t.weight} if t.reward.kind else repr(t) for t in rewards.terms]
+
+
+def result_metadata(result: GenerationResult, model_name: str) -> dict[str, Any]:
+    """What LangSmith-style tracing shows: why the output looks as it does."""
+    meta = {
+        "model_name": model_name,
+        "finish_reason": result.finish_reason,
+        "rewards": result.rewards,
+        "reward_total": result.reward_total,
+        "logprob": result.logprob,
+        "constraint_fallback": result.constraint_fallback,
+        "search_stats": result.stats.model_dump(),
+    }
+    if result.trace is not None:
+        meta["trace"] = [step.model_dump() for step in result.trace]
+    return meta

@@ -1,0 +1,99 @@
+"""Rewards in LangChain pipelines: as scoring steps, and as guards on any step's output."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables.utils import Input, Output
+
+from deal_core.errors import DeALError
+from deal_core.rewards import Reward, RewardSum, Score, as_reward_sum, text_of
+
+
+def as_runnable(reward: Reward | RewardSum, name: str | None = None) -> Runnable[Any, Score]:
+    """A Runnable that scores its input (str, message or completion) and returns a `Score`.
+    Plain `chain | reward` works too: LangChain wraps callables, and rewards are callable."""
+    total = as_reward_sum(reward)
+    return RunnableLambda(lambda output: total(output), name=name or "+".join(total.labels) or "reward")
+
+
+class RewardGuardError(DeALError, ValueError):
+    """A guarded output scored below the threshold."""
+
+    def __init__(self, score: Score, threshold: float, attempts: int):
+        self.score, self.threshold, self.attempts = score, threshold, attempts
+        parts = ", ".join(f"{k}={v:.3f}" for k, v in score.components.items())
+        super().__init__(f"output scored {score.total:.3f} < threshold {threshold} after {attempts} attempt(s) "
+                         f"({parts}): {score.text[:80]!r}")
+
+
+class RewardGuard(Runnable[Input, Output]):
+    """Runs `runnable`, scores its output with `reward`, and acts when the score is below `threshold`:
+    `on_fail="raise"` raises `RewardGuardError`; `"fallback"` returns `fallback`; `"retry"` re-asks up to
+    `max_retries` times (with `retry_kwargs` bound, e.g. `{"reward_weight": 5}` for a DeAL model) and then raises.
+    The score is attached to chat messages' `response_metadata["reward_guard"]`.
+    Works with any Runnable: a remote chat model, a chain, a `RunnableLambda`.
+    """
+
+    def __init__(self, runnable: Runnable[Input, Output], reward: Reward | RewardSum, threshold: float,
+                 on_fail: Literal["raise", "fallback", "retry"] = "raise", fallback: Any = None,
+                 max_retries: int = 1, retry_kwargs: dict[str, Any] | None = None, prompt_key: str | None = None):
+        if on_fail not in ("raise", "fallback", "retry"):
+            raise ValueError(f"on_fail must be 'raise', 'fallback' or 'retry', got {on_fail!r}")
+        if on_fail == "fallback" and fallback is None:
+            raise ValueError("on_fail='fallback' needs fallback=<value to return>")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.runnable, self.reward, self.threshold = runnable, as_reward_sum(reward), threshold
+        self.on_fail, self.fallback, self.max_retries = on_fail, fallback, max_retries
+        self.retry_kwargs, self.prompt_key = retry_kwargs or {}, prompt_key
+
+    @property
+    def InputType(self) -> Any:  # noqa: N802 - LangChain's name
+        return self.runnable.InputType
+
+    def _prompt(self, value: Any) -> str:
+        if self.prompt_key and isinstance(value, dict):
+            return str(value.get(self.prompt_key, ""))
+        try:
+            return text_of(value)
+        except TypeError:
+            return ""
+
+    def _check(self, output: Any, value: Any) -> tuple[bool, Score]:
+        score = self.reward(output, self._prompt(value))
+        metadata = getattr(output, "response_metadata", None)
+        if isinstance(metadata, dict):
+            metadata["reward_guard"] = score.model_dump()
+        return score.total >= self.threshold, score
+
+    def _attempts(self) -> int:
+        return 1 + (self.max_retries if self.on_fail == "retry" else 0)
+
+    def _failed(self, score: Score, attempts: int) -> Any:
+        if self.on_fail == "fallback":
+            return self.fallback
+        raise RewardGuardError(score, self.threshold, attempts)
+
+    def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        runnable = self.runnable
+        for attempt in range(1, self._attempts() + 1):
+            output = runnable.invoke(input, config, **kwargs)
+            ok, score = self._check(output, input)
+            if ok:
+                return output
+            if self.retry_kwargs:
+                runnable = self.runnable.bind(**self.retry_kwargs)
+        return self._failed(score, attempt)
+
+    async def ainvoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        runnable = self.runnable
+        for attempt in range(1, self._attempts() + 1):
+            output = await runnable.ainvoke(input, config, **kwargs)
+            ok, score = self._check(output, input)
+            if ok:
+                return output
+            if self.retry_kwargs:
+                runnable = self.runnable.bind(**self.retry_kwargs)
+        return self._failed(score, attempt)
