@@ -14,7 +14,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 
 from deal_core.aio import iterate_in_thread
 from deal_core.result import GenerationResult
-from langchain_deal._base import DeALParams, result_metadata
+from deal_core.params import DeALParams, result_metadata
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "tool"}
 

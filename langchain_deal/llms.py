@@ -11,7 +11,7 @@ from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
 from deal_core.aio import iterate_in_thread
 from deal_core.result import GenerationResult
-from langchain_deal._base import DeALParams, result_metadata
+from deal_core.params import DeALParams, result_metadata
 
 
 class DeALLLM(DeALParams, BaseLLM):

@@ -1,0 +1,13 @@
+"""LlamaIndex integration for DeAL decoding-time alignment."""
+
+from llamaindex_deal.llms import DeALLLM
+from llamaindex_deal.rag import (
+    GroundedQueryEngine,
+    GuardedQueryEngine,
+    ResponseGuardError,
+    RewardNodeFilter,
+    local_embedding,
+)
+
+__all__ = ["DeALLLM", "GroundedQueryEngine", "GuardedQueryEngine", "ResponseGuardError", "RewardNodeFilter",
+           "local_embedding"]

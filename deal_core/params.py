@@ -1,4 +1,5 @@
-"""Fields and call plumbing shared by `DeALLLM` and `ChatDeAL`: settings in, `deal_core` call out."""
+"""Search settings as pydantic fields, for framework wrappers (LangChain, LlamaIndex): fields and per-call
+keyword arguments in, one `deal_core` call out. No framework imports here."""
 
 from __future__ import annotations
 
