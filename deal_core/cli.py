@@ -115,15 +115,18 @@ def bench(
     task: Annotated[str, typer.Argument(help="speed | commongen | length | harmless | jailbreak | tradeoff")],
     model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
     data: Annotated[Optional[str], typer.Option(help="Data file (defaults to ../shared/data/...).")] = None,
-    limit: Annotated[int, typer.Option(help="Number of examples.")] = 20,
-    max_new_tokens: Annotated[int, typer.Option(help="Token budget per example.")] = 64,
-    json_out: Annotated[Optional[str], typer.Option("--json", help="Write results as JSON to this path.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Number of examples (task default if omitted).")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Token budget per example.")] = None,
+    json_out: Annotated[
+        Optional[str], typer.Option("--json", help="Write JSON here (plus .md table and .png plot beside it).")
+    ] = None,
 ) -> None:
     """Run a benchmark TASK and print a table."""
     from deal_core.bench import run_task
 
     try:
-        run_task(task, model=model, data=data, limit=limit, max_new_tokens=max_new_tokens, json_out=json_out)
+        options = {"limit": limit, "max_new_tokens": max_new_tokens}
+        run_task(task, model=model, data=data, json_out=json_out, **{k: v for k, v in options.items() if v})
     except DeALError as exc:
         _fail(str(exc))
 

@@ -35,6 +35,9 @@ class DeALConfig(BaseModel):
     prune: bool = Field(True, description="Skip lookahead for candidates that provably cannot win (exact).")
     trace: bool = Field(False, description="Record every step's candidates, rewards and winner.")
     timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit per call; None = no limit.")
+    truncate_prompt: bool = Field(
+        False, description="Keep only the last tokens of a prompt too long for the context window (else raise)."
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> DeALConfig:

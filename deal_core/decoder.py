@@ -85,11 +85,14 @@ class DeAL:
         reward_sum = self.rewards if rewards is None else as_reward_sum(rewards)
         if not prompts:
             raise PromptError("no prompts given: pass at least one prompt")
-        encoded = [encode_prompt(self.lm, p, config.alignment_prompt, self.use_chat_template) for p in prompts]
+        with self.lm.lock:  # a fast tokenizer must not be used from two threads at once ("Already borrowed")
+            encoded = [encode_prompt(self.lm, p, config.alignment_prompt, self.use_chat_template) for p in prompts]
         window = self.lm.context_window
-        for enc in encoded:
+        for i, enc in enumerate(encoded):
             if len(enc.ids) + config.max_new_tokens > window:
-                raise ContextLengthError(len(enc.ids), config.max_new_tokens, window)
+                if not config.truncate_prompt or config.max_new_tokens >= window:
+                    raise ContextLengthError(len(enc.ids), config.max_new_tokens, window)
+                encoded[i] = EncodedPrompt(ids=enc.ids[-(window - config.max_new_tokens):], request=enc.request)
         return config, reward_sum, encoded
 
     def _result(

@@ -29,6 +29,7 @@ class ContextLengthError(PromptError):
             advice = f"shorten the prompt by at least {prompt_tokens - context_window + 1} tokens"
         else:
             advice = f"lower max_new_tokens to at most {room} or shorten the prompt"
+        advice += " (or pass truncate_prompt=True to keep the prompt's last tokens)"
         super().__init__(
             f"prompt has {prompt_tokens} tokens and max_new_tokens={max_new_tokens}, but the model's context "
             f"window is {context_window} tokens: {advice}"

@@ -1,0 +1,155 @@
+"""Shared pieces of the alignment benchmarks: conditions, best-of-N, fluency, and the report (JSON, table, plot)."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import Progress
+
+from deal_core.decoder import DeAL
+from deal_core.prompts import PromptLike, encode_prompt
+from deal_core.rewards import Reward, RewardSum, as_reward_sum
+from deal_core.streaming import cut_at_stop
+
+SEED = 0
+
+
+@dataclass
+class Condition:
+    """One way of answering: greedy, best-of-N reranking, or DeAL; optionally with an alignment instruction."""
+
+    name: str
+    method: str  # "greedy" | "best_of_n" | "deal"
+    alignment_prompt: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def console() -> Console:
+    return Console(width=max(Console().width, 140))
+
+
+def best_of_n(deal: DeAL, prompt: PromptLike, reward: Reward | RewardSum, n: int, alignment_prompt: str | None,
+              max_new_tokens: int, seed: int = SEED) -> str:
+    """Sample n complete responses (temperature 1, top-p 0.95) and keep the one the reward likes best."""
+    lm = deal.lm
+    with lm.lock:
+        encoded = encode_prompt(lm, prompt, alignment_prompt)
+    ids = encoded.ids
+    torch.manual_seed(seed)
+    with lm.lock, torch.inference_mode():
+        out = lm.model.generate(torch.tensor([ids], device=lm.device), do_sample=True, temperature=1.0, top_p=0.95,
+                                top_k=None, num_return_sequences=n, max_new_tokens=max_new_tokens,
+                                pad_token_id=lm.pad_token_id, eos_token_id=sorted(lm.eos_token_ids))
+    texts = lm.tokenizer.batch_decode(out[:, len(ids):], skip_special_tokens=True)
+    scores = as_reward_sum(reward).evaluate([encoded.request] * n, texts, True).total
+    return texts[max(range(n), key=lambda i: scores[i])]
+
+
+def answer(deal: DeAL, condition: Condition, prompt: PromptLike, reward: Reward | RewardSum,
+           max_new_tokens: int) -> str:
+    if condition.method == "greedy":
+        return deal.greedy(prompt, alignment_prompt=condition.alignment_prompt, max_new_tokens=max_new_tokens).text
+    if condition.method == "best_of_n":
+        return best_of_n(deal, prompt, reward, condition.settings["n"], condition.alignment_prompt, max_new_tokens)
+    return deal.generate(prompt, rewards=reward, alignment_prompt=condition.alignment_prompt,
+                         max_new_tokens=max_new_tokens, **condition.settings).text
+
+
+def perplexity(deal: DeAL, prompt: PromptLike, response: str) -> float:
+    """The base LM's perplexity of `response` after the plain prompt (no alignment instruction): fluency."""
+    lm = deal.lm
+    with lm.lock:
+        ids = encode_prompt(lm, prompt).ids
+        resp = lm.tokenizer(response, add_special_tokens=False)["input_ids"]
+    if not resp:
+        return float("nan")
+    with lm.lock, torch.inference_mode():
+        logits = lm.model(torch.tensor([ids + resp], device=lm.device)).logits[0, len(ids) - 1: -1].float()
+    logp = torch.log_softmax(logits, -1).gather(1, torch.tensor(resp, device=lm.device)[:, None])
+    return math.exp(-float(logp.mean()))
+
+
+def run_conditions(deal: DeAL, items: Sequence[Any], conditions: Sequence[Condition],
+                   prompt_of: Callable[[Any], PromptLike], reward_of: Callable[[Any], Reward | RewardSum],
+                   max_new_tokens: int, title: str) -> dict[str, list[dict[str, Any]]]:
+    """Answer every item under every condition (interleaved), timing each answer."""
+    rows: dict[str, list[dict[str, Any]]] = {c.name: [] for c in conditions}
+    with Progress(console=console()) as progress:
+        task = progress.add_task(title, total=len(items) * len(conditions))
+        for item in items:
+            for condition in conditions:
+                start = time.perf_counter()
+                text = answer(deal, condition, prompt_of(item), reward_of(item), max_new_tokens)
+                text, _ = cut_at_stop(text, ())
+                rows[condition.name].append({"text": text, "seconds": time.perf_counter() - start})
+                progress.advance(task)
+    return rows
+
+
+def mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return statistics.mean(finite) if finite else float("nan")
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def environment(deal: DeAL) -> dict[str, Any]:
+    import transformers
+
+    import deal_core
+
+    return {"model": deal.lm.name, "device": str(deal.lm.device), "seed": SEED, "python": platform.python_version(),
+            "torch": torch.__version__, "transformers": transformers.__version__, "deal": deal_core.__version__,
+            "machine": platform.machine(), "cpus": torch.get_num_threads()}
+
+
+def write_report(task: str, deal: DeAL, summary: dict[str, Any], rows: Any, table: str, json_out: str | None,
+                 plot: Callable[[Path], None] | None, settings: dict[str, Any]) -> dict[str, Any]:
+    report = {"task": task, "environment": environment(deal), "settings": settings, "summary": summary,
+              "rows": rows, "table": table}
+    out = console()
+    out.print(table)
+    if json_out:
+        path = Path(json_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, default=str))
+        path.with_suffix(".md").write_text(table + "\n")
+        if plot is not None:
+            plot(path.with_suffix(".png"))
+        out.print(f"wrote {path}, {path.with_suffix('.md')}" + (f", {path.with_suffix('.png')}" if plot else ""))
+    return report
+
+
+def bar_plot(path: Path, labels: Sequence[str], series: dict[str, Sequence[float]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar([x + i * width for x in range(len(labels))], values, width, label=name)
+    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(labels))], labels, rotation=15, ha="right")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

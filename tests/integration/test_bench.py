@@ -1,0 +1,49 @@
+"""Every `deal bench` task runs end to end on a handful of examples (smoke test; the full runs are in README)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import DATA_DIR
+
+TASKS = {
+    "commongen": ["--limit", "2", "--max-new-tokens", "12"],
+    "length": ["--limit", "2", "--max-new-tokens", "12"],
+    "harmless": ["--limit", "2", "--max-new-tokens", "8"],
+    "jailbreak": ["--limit", "2", "--max-new-tokens", "8"],
+    "tradeoff": ["--limit", "1", "--max-new-tokens", "10"],
+    "speed": ["--limit", "1", "--max-new-tokens", "12"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_bench_task_smoke(task, tmp_path):
+    out = tmp_path / f"{task}.json"
+    data = {"harmless": "advbench_dev.csv", "jailbreak": "advbench_dev.csv"}.get(task, "commongen_dev.jsonl")
+    proc = subprocess.run([sys.executable, "-m", "deal_core.cli", "bench", task, "--data", str(DATA_DIR / data),
+                           "--json", str(out), *TASKS[task]], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["summary"]
+    if task != "speed":
+        assert report["environment"]["model"] == "SmolLM2-135M-Instruct"
+        assert out.with_suffix(".md").read_text().count("|") > 10
+        assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_bench_unknown_task_and_missing_data():
+    proc = subprocess.run([sys.executable, "-m", "deal_core.cli", "bench", "nope"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown bench task" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "deal_core.cli", "bench", "commongen", "--data", "/no/such.jsonl"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_keyword_list_detector():
+    from deal_core.bench.commongen import is_keyword_list
+
+    assert is_keyword_list("A brush, a tooth, a use.")
+    assert not is_keyword_list("The kid danced in the room, smiling at everyone who watched.")

@@ -1,0 +1,125 @@
+"""Many concurrent calls on one model: all complete, each equals the same call made alone, one copy of the
+weights, no state leaking between calls; abandoned streams and cancelled tasks stop promptly."""
+
+import asyncio
+import gc
+import time
+
+import pytest
+
+from deal_core.rewards import Blocklist, Keywords, Length
+from langchain_deal import ChatDeAL
+from llamaindex_deal import DeALLLM as LlamaDeAL
+
+PROMPTS = ["Name a fruit.", "Say hi.", "Name a colour.", "Write a sentence using the words: dog, park."]
+REWARDS = [[Keywords(["apple"])], [Length(max_words=4)], [Blocklist(["red"], hard=True)], [Keywords(["dog", "park"])]]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def calls(n):
+    return [(PROMPTS[i % 4], REWARDS[(i // 4) % 4], ["."] if i % 3 == 0 else None) for i in range(n)]
+
+
+@pytest.mark.slow
+def test_32_concurrent_chat_calls_match_their_solo_runs(embedded_lm):
+    chat = ChatDeAL(max_tokens=12)
+    plan = calls(32)
+    solo = {}
+    for prompt, rewards, stop in plan:
+        key = (prompt, repr(rewards), repr(stop))
+        if key not in solo:
+            solo[key] = chat.invoke(prompt, rewards=rewards, stop=stop)
+    gc.collect()
+    before = rss_mb()
+
+    async def run():
+        return await asyncio.gather(*[chat.ainvoke(p, rewards=r, stop=s) for p, r, s in plan])
+
+    start = time.perf_counter()
+    results = asyncio.run(run())
+    elapsed = time.perf_counter() - start
+    gc.collect()
+    after = rss_mb()
+    assert len(results) == 32
+    for (prompt, rewards, stop), message in zip(plan, results):
+        alone = solo[(prompt, repr(rewards), repr(stop))]
+        assert message.content == alone.content
+        assert message.response_metadata["rewards"] == alone.response_metadata["rewards"]
+        assert set(message.response_metadata["rewards"]) == {r.name for r in rewards}
+        if stop:
+            assert "." not in message.content
+    print(f"32 concurrent ainvoke: {elapsed:.1f}s, RSS {before:.0f} MB -> {after:.0f} MB")
+    assert after - before < 250, (before, after)  # KV caches only; the weights (~540 MB) are not copied
+
+
+@pytest.mark.slow
+def test_concurrent_llamaindex_acomplete(embedded_lm):
+    llm = LlamaDeAL(max_tokens=10)
+    plan = calls(12)
+    solo = [llm.complete(p, rewards=r).text for p, r, _ in plan]
+
+    async def run():
+        return await asyncio.gather(*[llm.acomplete(p, rewards=r) for p, r, _ in plan])
+
+    assert [r.text for r in asyncio.run(run())] == solo
+
+
+class CallCounter:
+    """A reward that counts its calls: a search that keeps running keeps calling it."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, prompts, texts):
+        self.calls += 1
+        return [0.5] * len(texts)
+
+
+def counted():
+    from deal_core.rewards import FunctionReward
+
+    counter = CallCounter()
+    return counter, FunctionReward(counter, label="counter", bounds=(0, 1))
+
+
+def test_abandoned_stream_stops_and_next_call_is_unaffected(embedded_lm):
+    chat = ChatDeAL(max_tokens=200)
+    expected = chat.invoke("Count to five.", max_tokens=10).content
+    counter, reward = counted()
+    stream = chat.stream("Tell me a very long story about a dragon.", rewards=[reward], prune=False)
+    for i, _ in enumerate(stream):
+        if i == 2:
+            break
+    stream.close()
+    calls = counter.calls
+    time.sleep(0.5)
+    assert counter.calls == calls  # no step ran after the consumer left
+    assert chat.invoke("Count to five.", max_tokens=10).content == expected
+
+
+def test_cancelled_task_stops_the_search_promptly(embedded_lm):
+    chat = ChatDeAL(max_tokens=400)
+    counter, reward = counted()
+
+    async def run():
+        task = asyncio.create_task(chat.ainvoke("Tell me a very long story about a dragon.", rewards=[reward],
+                                                prune=False))
+        await asyncio.sleep(1.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(1.0)  # at most one step finishes after the cancel
+        settled = counter.calls
+        await asyncio.sleep(1.0)
+        return settled
+
+    settled = asyncio.run(run())
+    assert settled > 0 and counter.calls == settled
+    assert asyncio.run(chat.ainvoke("Say hi.", max_tokens=5)).content
