@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from llama_index.core.base.llms.types import (
@@ -84,6 +84,28 @@ class DeALLLM(DeALParams, CustomLLM):
         rewards, overrides = self._call_args(None, kwargs)
         return self._decoder().stream(prompt, rewards, **overrides)
 
+    @staticmethod
+    def _cumulative(stream: TextStream) -> Iterator[tuple[str, str]]:
+        """(text so far, delta) pairs; closing early stops the search."""
+        text = ""
+        try:
+            for delta in stream:
+                text += delta
+                yield text, delta
+        finally:
+            stream.close()
+
+    @staticmethod
+    async def _acumulative(stream: TextStream) -> AsyncIterator[tuple[str, str]]:
+        text = ""
+        deltas = iterate_in_thread(lambda: stream)
+        try:
+            async for delta in deltas:
+                text += delta
+                yield text, delta
+        finally:
+            await deltas.aclose()
+
     # -- completion ------------------------------------------------------------------------------------------
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -96,14 +118,9 @@ class DeALLLM(DeALParams, CustomLLM):
         stream = self._stream(self._prompt(prompt, formatted), kwargs)
 
         def gen() -> CompletionResponseGen:
-            text = ""
-            try:
-                for delta in stream:
-                    text += delta
-                    yield CompletionResponse(text=text, delta=delta)
-            finally:
-                stream.close()
-            yield CompletionResponse(text=text, delta="", additional_kwargs=self._extra(stream.result))
+            for text, delta in self._cumulative(stream):
+                yield CompletionResponse(text=text, delta=delta)
+            yield CompletionResponse(text=stream.result.text, delta="", additional_kwargs=self._extra(stream.result))
 
         return gen()
 
@@ -119,15 +136,9 @@ class DeALLLM(DeALParams, CustomLLM):
         stream = self._stream(self._prompt(prompt, formatted), kwargs)
 
         async def gen() -> CompletionResponseAsyncGen:
-            text = ""
-            deltas = iterate_in_thread(lambda: stream)
-            try:
-                async for delta in deltas:
-                    text += delta
-                    yield CompletionResponse(text=text, delta=delta)
-            finally:
-                await deltas.aclose()
-            yield CompletionResponse(text=text, delta="", additional_kwargs=self._extra(stream.result))
+            async for text, delta in self._acumulative(stream):
+                yield CompletionResponse(text=text, delta=delta)
+            yield CompletionResponse(text=stream.result.text, delta="", additional_kwargs=self._extra(stream.result))
 
         return gen()
 
@@ -142,13 +153,8 @@ class DeALLLM(DeALParams, CustomLLM):
         stream = self._stream(self._chat_prompt(messages), kwargs)
 
         def gen() -> ChatResponseGen:
-            text = ""
-            try:
-                for delta in stream:
-                    text += delta
-                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta)
-            finally:
-                stream.close()
+            for text, delta in self._cumulative(stream):
+                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta)
             final = self._chat_response(stream.result)
             final.delta = ""
             yield final
@@ -166,14 +172,8 @@ class DeALLLM(DeALParams, CustomLLM):
         stream = self._stream(self._chat_prompt(messages), kwargs)
 
         async def gen() -> ChatResponseAsyncGen:
-            text = ""
-            deltas = iterate_in_thread(lambda: stream)
-            try:
-                async for delta in deltas:
-                    text += delta
-                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta)
-            finally:
-                await deltas.aclose()
+            async for text, delta in self._acumulative(stream):
+                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta)
             final = self._chat_response(stream.result)
             final.delta = ""
             yield final
