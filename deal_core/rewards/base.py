@@ -21,12 +21,13 @@ class Reward(BaseModel):
     `texts[i]` the response text to judge (a partial response extended by lookahead unless `is_final[i]`).
     They declare `bounds()` so the search can prove that a candidate cannot win and skip its lookahead; a reward
     with unknown bounds returns `(-inf, inf)`. A hard constraint may return `-inf` to veto a text.
+    Every call says which texts are final (`is_final`): rewards that judge only whole responses (minimum length,
+    JSON validity) score partial texts by what can still be fixed, and finished texts strictly.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: ClassVar[str] = ""
-    final_only: ClassVar[bool] = False  # meaningful only on whole responses; partial texts are still scored, flagged
     positional: ClassVar[str | None] = None  # the field a single positional argument fills: Keywords(["a", "b"])
 
     def __init__(self, *args: Any, **data: Any) -> None:

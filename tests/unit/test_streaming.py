@@ -1,0 +1,34 @@
+from deal_core.streaming import DeltaTracker, cut_at_stop
+
+
+def test_split_utf8_character_is_held_until_complete():
+    tracker = DeltaTracker()
+    assert tracker.update("caf") == "caf"
+    assert tracker.update("caf\ufffd") == ""  # half of "é" decoded as a replacement character
+    assert tracker.update("café 🙂") == "é 🙂"
+
+
+def test_stop_string_prefix_is_held_back_and_never_shown():
+    tracker = DeltaTracker(stop=["###"])
+    assert tracker.update("answer #") == "answer "
+    assert tracker.update("answer ##") == ""
+    assert tracker.update("answer ###tail", final=True) == ""
+    assert tracker.emitted == "answer "
+
+
+def test_false_alarm_prefix_is_released():
+    tracker = DeltaTracker(stop=["END"])
+    assert tracker.update("the E") == "the "
+    assert tracker.update("the Elephant") == "Elephant"
+
+
+def test_respacing_never_retracts_shown_text():
+    tracker = DeltaTracker()
+    assert tracker.update("a b") == "a b"
+    assert tracker.update("a  b c") == ""  # disagrees with what was shown: wait
+    assert tracker.update("a b c") == " c"
+
+
+def test_cut_at_stop_takes_the_earliest_stop():
+    assert cut_at_stop("one two three", ["three", "two"]) == ("one ", True)
+    assert cut_at_stop("one", ["x"]) == ("one", False)
