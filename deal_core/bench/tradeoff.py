@@ -49,8 +49,8 @@ def run(model: str | None = None, data: str | None = None, limit: int = 20, max_
         xs = [v["perplexity"] for v in summary.values()]
         ys = [v["coverage"] for v in summary.values()]
         ax.plot(xs, ys, marker="o")
-        for w, x, y in zip(summary, xs, ys):
-            ax.annotate(f"λ={w}", (x, y), textcoords="offset points", xytext=(5, 5))
+        for i, (w, x, y) in enumerate(zip(summary, xs, ys)):  # alternate sides so close points stay readable
+            ax.annotate(f"λ={w}", (x, y), textcoords="offset points", xytext=(6, 6 if i % 2 else -14))
         ax.set_xlabel("perplexity of the output (lower = more fluent)")
         ax.set_ylabel("keyword coverage")
         ax.set_title(f"Objective vs fluency as λ grows (N={len(sets)})")
