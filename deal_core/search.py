@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -66,6 +66,7 @@ class Candidate:
     score: float = -math.inf
     text: str = ""
     final: bool = False
+    skipped: bool = False
 
 
 @dataclass
@@ -86,25 +87,48 @@ class StepUpdate:
 
 
 class Scorer:
-    """Scores texts with the reward sum, once per distinct (prompt, text, is_final) within a call."""
+    """Scores texts with the reward sum, once per distinct (prompt, text, is_final) within a call.
+
+    Cheap rewards run first; expensive ones (classifiers, judges) only on texts that `keep(i, partial)` accepts,
+    where `partial` is the cheap rewards' weighted sum plus the best the expensive ones could add.
+    """
 
     def __init__(self, rewards: RewardSum, requests: list[str], stats: SearchStats):
-        self.rewards, self.requests, self.stats = rewards, requests, stats
-        self.memo: dict[tuple[int, str, bool], tuple[float, dict[str, float]]] = {}
+        self.requests, self.stats = requests, stats
+        terms = list(zip(rewards.labels, rewards.terms))
+        self.stages = [stage for stage in (
+            [(label, t) for label, t in terms if not t.reward.is_expensive],
+            [(label, t) for label, t in terms if t.reward.is_expensive],
+        ) if stage]
+        self.stage_upper = [RewardSum(terms=[t for _, t in stage]).bounds()[1] for stage in self.stages]
+        self.memo: dict[tuple[int, int, str, bool], dict[str, float]] = {}
 
-    def __call__(self, items: list[tuple[int, str, bool]]) -> list[tuple[float, dict[str, float]]]:
-        if not self.rewards:
-            return [(0.0, {})] * len(items)
-        missing = list(dict.fromkeys(key for key in items if key not in self.memo))
+    def _stage(self, index: int, keys: list[tuple[int, str, bool]]) -> list[dict[str, float]]:
+        missing = list(dict.fromkeys(k for k in keys if (index, *k) not in self.memo))
         if missing:
-            scores = self.rewards.evaluate(
-                [self.requests[p] for p, _, _ in missing], [t for _, t, _ in missing], [f for _, _, f in missing]
-            )
+            prompts, texts, finals = [self.requests[p] for p, _, _ in missing], [t for _, t, _ in missing], [
+                f for _, _, f in missing]
+            columns = {label: term.reward.score(prompts, texts, finals) for label, term in self.stages[index]}
             self.stats.reward_calls += 1
             self.stats.texts_scored += len(missing)
             for i, key in enumerate(missing):
-                self.memo[key] = (scores.total[i], scores.row(i))
-        return [self.memo[key] for key in items]
+                self.memo[(index, *key)] = {label: values[i] for label, values in columns.items()}
+        return [self.memo[(index, *k)] for k in keys]
+
+    def __call__(self, items: list[tuple[int, str, bool]],
+                 keep: Callable[[int, float], bool] | None = None) -> list[tuple[float, dict[str, float]] | None]:
+        totals, components = [0.0] * len(items), [{} for _ in items]
+        alive = list(range(len(items)))
+        for index, stage in enumerate(self.stages):
+            if index and keep is not None:
+                still_possible = sum(self.stage_upper[index:])
+                alive = [i for i in alive if keep(i, totals[i] + still_possible)]
+            weights = {label: term.weight for label, term in stage}
+            for i, values in zip(alive, self._stage(index, [items[i] for i in alive])):
+                components[i].update(values)
+                totals[i] += sum(weights[label] * v for label, v in values.items() if weights[label])
+        kept = set(alive)
+        return [(totals[i], components[i]) if i in kept else None for i in range(len(items))]
 
 
 class DeALSearch:
@@ -184,7 +208,7 @@ class DeALSearch:
             for i, (c, branch) in enumerate(zip(survivors, branches)):
                 c.branch, c.batch, c.batch_row = branch, fresh, i
             self._rollout(fresh, branches, rollout_len, active=set(range(len(survivors))))
-            self._score(rows, survivors, scored_len)
+            self._score(rows, survivors, scored_len, threshold if cfg.prune else None)
 
         winners = self._select(rows, candidates)
         if cfg.trace:
@@ -210,7 +234,8 @@ class DeALSearch:
                 branch.tokens.append(proposal.greedy)
                 branch.logps.append(proposal.greedy_logp)
 
-    def _score(self, rows: list[Row], cands: list[Candidate], scored_len: int) -> None:
+    def _score(self, rows: list[Row], cands: list[Candidate], scored_len: int,
+               threshold: dict[int, float] | None = None) -> None:
         if not cands:
             return
         cfg, eos, tok = self.config, self.lm.eos_token_ids, self.lm.tokenizer
@@ -224,12 +249,22 @@ class DeALSearch:
         for c, text in zip(cands, texts):
             c.text, hit = cut_at_stop(text, cfg.stop)
             c.final = c.final or hit
-        results = self.scorer([(rows[c.row].prompt, c.text, c.final) for c in cands])
-        for c, (reward, components) in zip(cands, results):
+
+        def keep(i: int, reward_bound: float) -> bool:
+            c = cands[i]
+            return rows[c.row].logp + c.logp + cfg.reward_weight * reward_bound >= threshold[rows[c.row].prompt]
+
+        staged = keep if threshold is not None and cfg.reward_weight else None
+        results = self.scorer([(rows[c.row].prompt, c.text, c.final) for c in cands], staged)
+        for c, scored in zip(cands, results):
+            if scored is None:  # cheap rewards already rule it out: expensive ones were skipped
+                c.skipped = True
+                self.stats.candidates_pruned += 1
+                continue
             # log P(prefix + candidate): in segment mode the committed lookahead tokens are the greedy rollout, not
             # a choice; counting their likelihood here would favour bland, confident continuations over the reward.
-            c.reward, c.components = reward, components
-            c.score = rows[c.row].logp + c.logp + cfg.reward_weight * reward
+            c.reward, c.components = scored
+            c.score = rows[c.row].logp + c.logp + cfg.reward_weight * c.reward
 
     def _thresholds(self, rows: list[Row], scored: list[Candidate]) -> dict[int, float]:
         """Per prompt, the beam_width-th best score found so far (-inf while fewer are known)."""
@@ -246,7 +281,7 @@ class DeALSearch:
         by_prompt: dict[int, list[Candidate]] = {}
         for cands in candidates:
             for c in cands:
-                if c.branch is not None:
+                if c.branch is not None and not c.skipped:
                     by_prompt.setdefault(rows[c.row].prompt, []).append(c)
         winners = {}
         for prompt, cands in by_prompt.items():
@@ -317,8 +352,8 @@ class DeALSearch:
                         lookahead=decode(c.branch.tokens[1: self.config.lookahead + 1]) if c.branch else "",
                         logprob=c.logp,
                         rewards=c.components,
-                        score=c.score if c.branch else None,
-                        status="won" if id(c) in won else "lost" if c.branch else "pruned",
+                        score=c.score if c.branch and not c.skipped else None,
+                        status="won" if id(c) in won else "lost" if c.branch and not c.skipped else "pruned",
                     )
                     for c in cands
                 ],

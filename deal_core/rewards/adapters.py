@@ -25,6 +25,7 @@ class FunctionReward(Reward):
     label: str | None = None
     low: float = -math.inf
     high: float = math.inf
+    expensive: bool = Field(False, description="Score it only on candidates that cheaper rewards cannot rule out.")
 
     def __init__(self, fn: Callable[..., Sequence[float]] | None = None, /, *, bounds: tuple[float, float] | None = None,
                  **data: Any):
@@ -40,6 +41,10 @@ class FunctionReward(Reward):
 
     def bounds(self) -> tuple[float, float]:
         return (self.low, self.high)
+
+    @property
+    def is_expensive(self) -> bool:
+        return self.expensive
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> Sequence[float]:
         try:
@@ -77,6 +82,10 @@ class Constraint(Reward):
     @property
     def can_veto(self) -> bool:
         return True
+
+    @property
+    def is_expensive(self) -> bool:
+        return any(t.reward.is_expensive for t in as_reward_sum(self.reward).terms)
 
     def bounds(self) -> tuple[float, float]:
         return (-math.inf, 0.0)

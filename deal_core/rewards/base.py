@@ -29,6 +29,7 @@ class Reward(BaseModel):
 
     kind: ClassVar[str] = ""
     positional: ClassVar[str | None] = None  # the field a single positional argument fills: Keywords(["a", "b"])
+    cost: ClassVar[str] = "cheap"  # "expensive": the search scores it only on candidates the cheap ones keep
 
     def __init__(self, *args: Any, **data: Any) -> None:
         if args:
@@ -53,6 +54,10 @@ class Reward(BaseModel):
     @property
     def can_veto(self) -> bool:
         return False
+
+    @property
+    def is_expensive(self) -> bool:
+        return self.cost == "expensive"
 
     @abstractmethod
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> Sequence[float]:

@@ -35,6 +35,7 @@ class Grounding(Reward):
     """
 
     kind: ClassVar[str] = "grounding"
+    cost: ClassVar[str] = "expensive"
     positional: ClassVar[str | None] = "context"
     context: list[str] = Field(min_length=1)
     _context_embeddings: Any = PrivateAttr(None)

@@ -76,6 +76,7 @@ class RewardModel(Reward):
     """
 
     kind: ClassVar[str] = "reward_model"
+    cost: ClassVar[str] = "expensive"
     positional: ClassVar[str | None] = "model"
     model: str
     label: int | str | None = None
@@ -160,6 +161,7 @@ class Judge(Reward):
     """
 
     kind: ClassVar[str] = "judge"
+    cost: ClassVar[str] = "expensive"
     positional: ClassVar[str | None] = "question"
     question: str = "Is this response harmful?"
     reward_answer: Literal["yes", "no"] = "no"

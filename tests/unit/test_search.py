@@ -234,3 +234,25 @@ def test_assistant_prefill_is_continued(tiny):
     text = tiny.lm.tokenizer.decode(encode_prompt(tiny.lm, messages).ids)
     assert text.rstrip().endswith("Sure, here is")
     assert tiny.generate(messages, max_new_tokens=3).token_ids
+
+
+def test_expensive_rewards_run_only_where_cheap_ones_leave_a_chance(tiny, vowels):
+    from deal_core.rewards import FunctionReward
+
+    seen = []
+
+    def word_lengths(prompts, texts):
+        seen.extend(texts)
+        return [min(1.0, sum(len(w) for w in t.split()) / (10 * max(len(t.split()), 1))) for t in texts]
+
+    expensive = FunctionReward(word_lengths, bounds=(0, 1), expensive=True)
+    combo = 2.0 * vowels + 0.5 * expensive
+    for settings in SETTINGS[:4]:
+        seen.clear()
+        staged = tiny.generate(PROMPT, rewards=combo, **settings)
+        staged_calls = len(seen)
+        seen.clear()
+        exhaustive = tiny.generate(PROMPT, rewards=combo, prune=False, **settings)
+        assert staged.token_ids == exhaustive.token_ids
+        assert staged.rewards == pytest.approx(exhaustive.rewards)
+        assert staged_calls < len(seen)
