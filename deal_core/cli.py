@@ -30,11 +30,11 @@ def generate(
     reward: Annotated[
         Optional[list[str]], typer.Option("--reward", help="Reward spec NAME[=ARG][:WEIGHT], repeatable.")
     ] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="Candidates per step (default 5).")] = None,
-    lookahead: Annotated[Optional[int], typer.Option(help="Lookahead tokens per candidate (default 5).")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Candidates per step (default 10).")] = None,
+    lookahead: Annotated[Optional[int], typer.Option(help="Lookahead tokens per candidate (default 10).")] = None,
     beam_width: Annotated[Optional[int], typer.Option(help="States kept per step (default 1).")] = None,
     commit: Annotated[Optional[int], typer.Option(help="Tokens committed per step (default 1).")] = None,
-    weight: Annotated[Optional[float], typer.Option("--weight", help="λ, the reward weight (default 1.0).")] = None,
+    weight: Annotated[Optional[float], typer.Option("--weight", help="λ, the reward weight (default 5.0).")] = None,
     alignment_prompt: Annotated[Optional[str], typer.Option(help="System instruction prepended to the prompt.")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Token budget (default 128).")] = None,
     stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop string, repeatable.")] = None,

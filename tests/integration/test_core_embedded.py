@@ -101,7 +101,7 @@ def test_cli_generate_json():
     payload = json.loads(proc.stdout)
     assert payload["text"] and payload["rewards"]["keywords"] == pytest.approx(1.0)
     assert {"steps", "forward_passes", "reward_calls", "wall_time_s"} <= set(payload["stats"])
-    assert payload["settings"]["top_k"] == 5 and payload["model"] == "SmolLM2-135M-Instruct"
+    assert payload["settings"]["top_k"] == 10 and payload["model"] == "SmolLM2-135M-Instruct"
 
 
 def test_cli_greedy_and_trace():

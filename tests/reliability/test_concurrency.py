@@ -89,18 +89,35 @@ def counted():
     return counter, FunctionReward(counter, label="counter", bounds=(0, 1))
 
 
+FAST = {"top_k": 3, "lookahead": 2, "prune": False}  # every step calls the reward; steps stay short
+
+
+def wait_until_settled(counter: CallCounter, quiet: float = 0.6, limit: float = 10.0) -> float:
+    """Seconds until the reward stops being called (no call for `quiet` seconds)."""
+    start = time.perf_counter()
+    last, since = counter.calls, time.perf_counter()
+    while time.perf_counter() - start < limit:
+        time.sleep(0.05)
+        if counter.calls != last:
+            last, since = counter.calls, time.perf_counter()
+        elif time.perf_counter() - since >= quiet:
+            return since - start
+    raise AssertionError(f"the search kept running for {limit}s after it was abandoned")
+
+
 def test_abandoned_stream_stops_and_next_call_is_unaffected(embedded_lm):
     chat = ChatDeAL(max_tokens=200)
     expected = chat.invoke("Count to five.", max_tokens=10).content
     counter, reward = counted()
-    stream = chat.stream("Tell me a very long story about a dragon.", rewards=[reward], prune=False)
+    stream = chat.stream("Tell me a very long story about a dragon.", rewards=[reward], **FAST)
     for i, _ in enumerate(stream):
         if i == 2:
             break
     stream.close()
+    assert wait_until_settled(counter) < 0.1  # a closed generator runs no further step
     calls = counter.calls
     time.sleep(0.5)
-    assert counter.calls == calls  # no step ran after the consumer left
+    assert counter.calls == calls
     assert chat.invoke("Count to five.", max_tokens=10).content == expected
 
 
@@ -110,16 +127,17 @@ def test_cancelled_task_stops_the_search_promptly(embedded_lm):
 
     async def run():
         task = asyncio.create_task(chat.ainvoke("Tell me a very long story about a dragon.", rewards=[reward],
-                                                prune=False))
-        await asyncio.sleep(1.5)
+                                                **FAST))
+        while counter.calls < 3:
+            await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.sleep(1.0)  # at most one step finishes after the cancel
-        settled = counter.calls
-        await asyncio.sleep(1.0)
-        return settled
+        return await asyncio.to_thread(wait_until_settled, counter)
 
-    settled = asyncio.run(run())
-    assert settled > 0 and counter.calls == settled
+    stopped_after = asyncio.run(run())
+    assert stopped_after < 3.0  # at most the step in flight finishes
+    calls = counter.calls
+    time.sleep(0.5)
+    assert counter.calls == calls
     assert asyncio.run(chat.ainvoke("Say hi.", max_tokens=5)).content

@@ -139,7 +139,7 @@ def test_abandoned_stream_releases_the_model(tiny, vowels):
 
 
 def test_trace_explains_each_choice(tiny, vowels):
-    r = tiny.generate(PROMPT, rewards=vowels, reward_weight=2.0, trace=True, max_new_tokens=6)
+    r = tiny.generate(PROMPT, rewards=vowels, reward_weight=2.0, top_k=5, trace=True, max_new_tokens=6)
     assert len(r.trace) == r.stats.steps == 6
     decode = tiny.lm.tokenizer.decode
     for step, token in zip(r.trace, r.token_ids):
