@@ -9,10 +9,10 @@ import pytest
 from tests.conftest import DATA_DIR
 
 TASKS = {
-    "commongen": ["--limit", "2", "--max-new-tokens", "12"],
-    "length": ["--limit", "2", "--max-new-tokens", "12"],
-    "harmless": ["--limit", "2", "--max-new-tokens", "8"],
-    "jailbreak": ["--limit", "2", "--max-new-tokens", "8"],
+    "commongen": ["--limit", "1", "--max-new-tokens", "8"],
+    "length": ["--limit", "2", "--max-new-tokens", "10"],
+    "harmless": ["--limit", "1", "--max-new-tokens", "6"],
+    "jailbreak": ["--limit", "1", "--max-new-tokens", "6"],
     "tradeoff": ["--limit", "1", "--max-new-tokens", "10"],
     "speed": ["--limit", "1", "--max-new-tokens", "12"],
 }

@@ -29,7 +29,7 @@ def calls(n):
 
 @pytest.mark.slow
 def test_32_concurrent_chat_calls_match_their_solo_runs(embedded_lm):
-    chat = ChatDeAL(max_tokens=12)
+    chat = ChatDeAL(max_tokens=12, top_k=5, lookahead=5)
     plan = calls(32)
     solo = {}
     for prompt, rewards, stop in plan:
@@ -61,8 +61,8 @@ def test_32_concurrent_chat_calls_match_their_solo_runs(embedded_lm):
 
 @pytest.mark.slow
 def test_concurrent_llamaindex_acomplete(embedded_lm):
-    llm = LlamaDeAL(max_tokens=10)
-    plan = calls(12)
+    llm = LlamaDeAL(max_tokens=10, top_k=3, lookahead=3)
+    plan = calls(8)
     solo = [llm.complete(p, rewards=r).text for p, r, _ in plan]
 
     async def run():
