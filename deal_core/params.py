@@ -59,9 +59,13 @@ class DeALParams(BaseModel):
                               use_chat_template=self.use_chat_template)
         return self._deal
 
+    def _field_settings(self) -> dict[str, Any]:
+        """The search settings this wrapper holds as fields (None = DeALConfig's default)."""
+        return {name: getattr(self, name) for name in _SEARCH_FIELDS if name in type(self).model_fields}
+
     def _call_args(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[RewardSum, dict[str, Any]]:
         """Rewards and DeALConfig overrides for one call: fields, then bound/per-call kwargs, then `stop`."""
-        values = {name: getattr(self, name) for name in _SEARCH_FIELDS if name in type(self).model_fields}
+        values = self._field_settings()
         values["trace"] = self.trace
         rewards = kwargs.pop("rewards", None)
         for key, value in kwargs.items():
@@ -83,8 +87,7 @@ class DeALParams(BaseModel):
         return as_reward_sum(chosen), overrides
 
     def _search_params(self) -> dict[str, Any]:
-        params = {name: getattr(self, name) for name in _SEARCH_FIELDS if name in type(self).model_fields}
-        params = {k: v for k, v in params.items() if v is not None}
+        params = {k: v for k, v in self._field_settings().items() if v is not None}
         params["model"] = self.model_name
         params["rewards"] = reward_specs(as_reward_sum(self.rewards))
         return params
