@@ -35,7 +35,7 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
                     break
                 post("item", item)
             post("done", _DONE)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+        except BaseException as exc:  # re-raised in the consumer, cancellation included
             post("error", exc)
         finally:
             close = getattr(iterator, "close", None)

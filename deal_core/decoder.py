@@ -96,7 +96,7 @@ class DeAL:
         return config, reward_sum, encoded
 
     def _result(
-        self, search: DeALSearch, index: int, done: Finished, config: DeALConfig, reward_sum: RewardSum
+        self, search: DeALSearch, index: int, done: Finished, config: DeALConfig
     ) -> GenerationResult:
         text, _ = cut_at_stop(self.lm.tokenizer.decode(done.tokens, skip_special_tokens=True), config.stop)
         return GenerationResult(
@@ -131,7 +131,7 @@ class DeAL:
         for update in search.run():
             done.update(update.finished)
             yield None
-        results = [self._result(search, i, done[i], config, reward_sum) for i in range(len(encoded))]
+        results = [self._result(search, i, done[i], config) for i in range(len(encoded))]
         self._final_rewards(results, [e.request for e in encoded], reward_sum)
         yield results
 
@@ -182,7 +182,7 @@ class DeAL:
                     delta = tracker.update(decode(update.tokens[0], skip_special_tokens=True))
                     if delta:
                         yield delta
-            result = self._result(search, 0, finished, config, reward_sum)
+            result = self._result(search, 0, finished, config)
             self._final_rewards([result], [encoded[0].request], reward_sum)
             tail = tracker.update(result.text, final=True)
             stream.result = result
@@ -194,7 +194,7 @@ class DeAL:
 
     def greedy(self, prompt: PromptLike, **overrides: Any) -> GenerationResult:
         """Plain greedy decoding of the same model with transformers' `generate` (the reference DeAL is compared to)."""
-        config, reward_sum, encoded = self._prepare([prompt], None, overrides)
+        config, _, encoded = self._prepare([prompt], None, overrides)
         lm, ids = self.lm, encoded[0].ids
         start = time.perf_counter()
         with lm.lock, torch.inference_mode():

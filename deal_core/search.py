@@ -139,8 +139,7 @@ class DeALSearch:
         self.stats = SearchStats()
         self.proposer = Proposer(config, lm.device)
         self.scorer = Scorer(rewards, [p.request for p in prompts], self.stats)
-        low, high = rewards.bounds() if rewards else (0.0, 0.0)
-        self.reward_max = high
+        self.reward_max = rewards.bounds()[1] if rewards else 0.0
         self.traces: dict[int, list[StepTrace]] = {i: [] for i in range(len(prompts))}
         self.finished: dict[int, list[Finished]] = {i: [] for i in range(len(prompts))}
         self.fallback: set[int] = set()
@@ -169,7 +168,7 @@ class DeALSearch:
             yield update
 
     def _step(self, rows: list[Row], batch: KVBatch, committed: int) -> tuple[list[Row], KVBatch, int, StepUpdate]:
-        cfg, eos = self.config, self.lm.eos_token_ids
+        cfg = self.config
         remaining = cfg.max_new_tokens - len(rows[0].tokens)
         scored_len = min(cfg.lookahead + 1, remaining)
         commit = min(cfg.commit, remaining)
@@ -304,7 +303,7 @@ class DeALSearch:
                 ended = next((j for j, t in enumerate(step_tokens) if t in eos), None)
                 tokens = row.tokens + (step_tokens if ended is None else step_tokens[:ended])
                 logp = row.logp + sum(branch.logps[:n])
-                text, hit = cut_at_stop(self.lm.tokenizer.decode(tokens, skip_special_tokens=True), cfg.stop)
+                _, hit = cut_at_stop(self.lm.tokenizer.decode(tokens, skip_special_tokens=True), cfg.stop)
                 reason = "eos" if ended is not None else "stop" if hit else (
                     "length" if len(tokens) >= cfg.max_new_tokens else None)
                 if reason:

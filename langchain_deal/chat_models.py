@@ -13,8 +13,8 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from deal_core.aio import iterate_in_thread
-from deal_core.result import GenerationResult
 from deal_core.params import DeALParams, result_metadata
+from deal_core.result import GenerationResult
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "tool"}
 

@@ -10,8 +10,8 @@ from langchain_core.language_models import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
 from deal_core.aio import iterate_in_thread
-from deal_core.result import GenerationResult
 from deal_core.params import DeALParams, result_metadata
+from deal_core.result import GenerationResult
 
 
 class DeALLLM(DeALParams, BaseLLM):

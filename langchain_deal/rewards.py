@@ -50,7 +50,7 @@ class RewardGuard(Runnable[Input, Output]):
         self.retry_kwargs, self.prompt_key = retry_kwargs or {}, prompt_key
 
     @property
-    def InputType(self) -> Any:  # noqa: N802 - LangChain's name
+    def InputType(self) -> Any:  # LangChain's property name
         return self.runnable.InputType
 
     def _prompt(self, value: Any) -> str:

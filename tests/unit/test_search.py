@@ -6,9 +6,8 @@ from typing import ClassVar
 import pytest
 import torch
 
-from deal_core import ContextLengthError, DeAL, GenerationTimeout, PromptError, RewardError
+from deal_core import ContextLengthError, GenerationTimeout, PromptError, RewardError
 from deal_core.rewards import Reward
-from tests.conftest import VowelShare
 
 PROMPT = "Hello there"
 SETTINGS = [
