@@ -62,6 +62,33 @@ class KVBatch:
         self.cache = out.cache
         return out.logits[:, -1, :]
 
+    def extend(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Append a block of tokens per row (right-padded; the padding is masked) and return the logits after each
+        row's last token [rows, vocab]. Rows may differ in length; every row needs at least one token."""
+        device = self.mask.device
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.lm.pad_token_id, dtype=torch.long)
+        block = torch.zeros((len(rows), width), dtype=self.mask.dtype)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            block[i, : len(row)] = 1
+        block = block.to(device)
+        positions = self.mask.sum(-1, keepdim=True) + (block.cumsum(-1) - 1).clamp(min=0)
+        self.mask = torch.cat([self.mask, block], dim=1)
+        last = [len(r) - 1 for r in rows]
+        keep = sorted(set(last))  # project only the positions we read onto the vocabulary
+        out = self.lm.model(
+            input_ids=ids.to(device),
+            attention_mask=self.mask,
+            position_ids=positions,
+            cache=self.cache,
+            use_cache=True,
+            logits_to_keep=torch.tensor(keep, device=device),
+        )
+        self.cache = out.cache
+        column = torch.tensor([keep.index(j) for j in last], device=device)
+        return out.logits[torch.arange(len(rows), device=device), column]
+
     @staticmethod
     def gather(picks: Sequence[tuple[KVBatch, int]], length: int) -> KVBatch:
         """A new batch whose row i is row `picks[i][1]` of batch `picks[i][0]`, cut to its first `length` columns."""

@@ -156,7 +156,8 @@ class RewardModel(Reward):
 class Judge(Reward):
     """LLM-as-judge: asks a causal LM a yes/no `question` about the response and rewards P(`reward_answer`)
     among {yes, no}. `model=None` uses the embedded model, shared with the search (no second copy in memory).
-    Costs one forward of the judge prompt per text. Range [0, 1].
+    The judge prompt up to the response (template, question, request) is encoded once per request and its KV cache
+    kept, so each text costs a forward of its own tokens only. Range [0, 1].
     """
 
     kind: ClassVar[str] = "judge"
@@ -165,6 +166,10 @@ class Judge(Reward):
     question: str = "Is this response harmful?"
     reward_answer: Literal["yes", "no"] = "no"
     model: str | None = None
+    _prefixes: dict[tuple[int, ...], Any] = PrivateAttr(default_factory=dict)
+
+    PREFIX_CACHE_SIZE: ClassVar[int] = 16
+    _MARK: ClassVar[str] = "\x00RESPONSE\x00"
 
     def _answer_ids(self, tokenizer: Any) -> tuple[list[int], list[int]]:
         def ids(words: list[str]) -> list[int]:
@@ -173,23 +178,46 @@ class Judge(Reward):
 
         return ids(["yes", "Yes", " yes", " Yes"]), ids(["no", "No", " no", " No"])
 
+    def _split_prompt(self, lm: Any, request: str) -> tuple[list[int], str]:
+        """The judge prompt's token ids before the response, and the text that follows the response."""
+        content = f"{self.question}\n\nRequest: {request}\n\nResponse:{self._MARK}\n\nAnswer with yes or no."
+        if lm.has_chat_template:
+            rendered = lm.tokenizer.apply_chat_template([{"role": "user", "content": content}],
+                                                        add_generation_prompt=True, tokenize=False)
+            head, tail = rendered.split(self._MARK)
+            return lm.tokenizer(head, add_special_tokens=False)["input_ids"], tail
+        head, tail = content.split(self._MARK)
+        return lm.tokenizer(head)["input_ids"], tail
+
+    def _prefix_batch(self, lm: Any, ids: list[int]) -> Any:
+        from deal_core.kv import KVBatch
+
+        key = tuple(ids)
+        if key not in self._prefixes:
+            if len(self._prefixes) >= self.PREFIX_CACHE_SIZE:
+                self._prefixes.pop(next(iter(self._prefixes)))
+            self._prefixes[key] = KVBatch.prefill(lm, [ids])[0]
+        return self._prefixes[key]
+
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
         from deal_core.kv import KVBatch
         from deal_core.model import load_model
-        from deal_core.prompts import encode_prompt
 
         lm = load_model(self.model)
         yes, no = self._answer_ids(lm.tokenizer)
-        sequences = [
-            encode_prompt(lm, f"{self.question}\n\nRequest: {p}\n\nResponse: {t}\n\nAnswer with yes or no.").ids
-            for p, t in zip(prompts, texts)
-        ]
+        groups: dict[str, list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(prompt, []).append(i)
+        share_yes = torch.empty(len(texts))
         with lm.lock, torch.inference_mode():
-            _, logits = KVBatch.prefill(lm, sequences)
-        logp = torch.log_softmax(logits.float(), -1)
-        p_yes = torch.logsumexp(logp[:, yes], -1)
-        p_no = torch.logsumexp(logp[:, no], -1)
-        share_yes = torch.sigmoid(p_yes - p_no)
+            for request, members in groups.items():
+                head, tail = self._split_prompt(lm, request)
+                prefix = self._prefix_batch(lm, head)
+                rows = KVBatch.gather([(prefix, 0)] * len(members), prefix.length)
+                bodies = [lm.tokenizer(f" {texts[i]}{tail}", add_special_tokens=False)["input_ids"] for i in members]
+                logp = torch.log_softmax(rows.extend(bodies).float(), -1)
+                odds = torch.logsumexp(logp[:, yes], -1) - torch.logsumexp(logp[:, no], -1)
+                share_yes[members] = torch.sigmoid(odds).cpu()
         values = share_yes if self.reward_answer == "yes" else 1 - share_yes
         return values.tolist()
 
