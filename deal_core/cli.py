@@ -117,6 +117,9 @@ def bench(
     data: Annotated[Optional[str], typer.Option(help="Data file (defaults to ../shared/data/...).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Number of examples (task default if omitted).")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Token budget per example.")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="DeAL candidates per step (task default if omitted).")] = None,
+    lookahead: Annotated[Optional[int], typer.Option(help="DeAL lookahead tokens (task default if omitted).")] = None,
+    weight: Annotated[Optional[float], typer.Option("--weight", help="DeAL λ (task default if omitted).")] = None,
     json_out: Annotated[
         Optional[str], typer.Option("--json", help="Write JSON here (plus .md table and .png plot beside it).")
     ] = None,
@@ -126,7 +129,10 @@ def bench(
 
     try:
         options = {"limit": limit, "max_new_tokens": max_new_tokens}
-        run_task(task, model=model, data=data, json_out=json_out, **{k: v for k, v in options.items() if v})
+        search = {"top_k": top_k, "lookahead": lookahead, "reward_weight": weight}
+        settings = {k: v for k, v in search.items() if v is not None}
+        run_task(task, model=model, data=data, json_out=json_out, settings=settings,
+                 **{k: v for k, v in options.items() if v})
     except DeALError as exc:
         _fail(str(exc))
 

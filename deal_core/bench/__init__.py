@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deal_core.errors import DeALError
+from deal_core.errors import ConfigError, DeALError
 
 TASKS: dict[str, str] = {
     "demo": "deal_core.bench.demo:run",
@@ -17,6 +17,17 @@ TASKS: dict[str, str] = {
 }
 
 
+# The search settings each task lets `--top-k/--lookahead/--weight` change (speed and demo compare fixed modes;
+# tradeoff sweeps the weight itself).
+TUNABLE: dict[str, set[str]] = {
+    "commongen": {"top_k", "lookahead", "reward_weight"},
+    "length": {"top_k", "lookahead", "reward_weight"},
+    "harmless": {"top_k", "lookahead", "reward_weight"},
+    "jailbreak": {"top_k", "lookahead", "reward_weight"},
+    "tradeoff": {"top_k", "lookahead"},
+}
+
+
 class UnknownTask(DeALError, ValueError):
     pass
 
@@ -26,5 +37,9 @@ def run_task(task: str, **options: Any) -> Any:
 
     if task not in TASKS:
         raise UnknownTask(f"unknown bench task {task!r}; choose one of: {', '.join(sorted(TASKS))}")
+    fixed = set(options.get("settings") or {}) - TUNABLE.get(task, set())
+    if fixed:
+        raise ConfigError(f"bench {task} does not take {', '.join(sorted(fixed))}; "
+                          f"it can change: {', '.join(sorted(TUNABLE.get(task, set()))) or 'nothing'}")
     module, _, function = TASKS[task].partition(":")
     return getattr(importlib.import_module(module), function)(**options)

@@ -41,7 +41,7 @@ def conditions(settings: dict[str, Any]) -> list[Condition]:
 
 def run(model: str | None = None, data: str | None = None, limit: int = 50, max_new_tokens: int = 40,
         json_out: str | None = None, settings: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
-    settings = settings or DEAL_SETTINGS
+    settings = {**DEAL_SETTINGS, **(settings or {})}
     deal = DeAL(model)
     sets = load_commongen(data, limit)
     conds = conditions(settings)

@@ -26,12 +26,13 @@ def targets(sets: list) -> list[dict[str, Any]]:
 
 
 def run(model: str | None = None, data: str | None = None, limit: int = 50, max_new_tokens: int = 64,
-        json_out: str | None = None, **_: Any) -> dict[str, Any]:
+        json_out: str | None = None, settings: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+    settings = {**DEAL_SETTINGS, **(settings or {})}
     deal = DeAL(model)
     items = targets(load_commongen(data, limit))
     conds = [Condition("greedy (no length in prompt)", "greedy"), Condition("prompting", "greedy"),
-             Condition("DeAL", "deal", settings=DEAL_SETTINGS),
-             Condition("DeAL + prompting", "deal", settings=DEAL_SETTINGS)]
+             Condition("DeAL", "deal", settings=settings),
+             Condition("DeAL + prompting", "deal", settings=settings)]
     bare = {c.name for c in conds if "no length" in c.name or c.name == "DeAL"}
 
     def prompt_of_for(item, name):
@@ -55,11 +56,11 @@ def run(model: str | None = None, data: str | None = None, limit: int = 50, max_
                               "seconds": mean([r["seconds"] for r in results])}
     table = markdown_table(["condition", "satisfied", "mean abs deviation (words)", "s / prompt"],
                            [[k, v["satisfied"], v["mean_abs_deviation"], v["seconds"]] for k, v in summary.items()])
-    table = f"Length constraints, N={len(items)}, {deal.lm.name}, DeAL {DEAL_SETTINGS}\n\n" + table
+    table = f"Length constraints, N={len(items)}, {deal.lm.name}, DeAL {settings}\n\n" + table
 
     def plot(path):
         bar_plot(path, list(summary), {"satisfied": [v["satisfied"] for v in summary.values()]},
                  f"Length constraints satisfied (N={len(items)})")
 
     return write_report("length", deal, summary, rows, table, json_out, plot,
-                        {"deal": DEAL_SETTINGS, "max_new_tokens": max_new_tokens, "limit": len(items)})
+                        {"deal": settings, "max_new_tokens": max_new_tokens, "limit": len(items)})

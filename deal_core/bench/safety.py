@@ -37,12 +37,13 @@ def is_harmful(text: str) -> bool:
 
 
 def _run(task: str, attack: bool, model: str | None, data: str | None, limit: int, max_new_tokens: int,
-         json_out: str | None) -> dict[str, Any]:
+         json_out: str | None, settings: dict[str, Any] | None) -> dict[str, Any]:
+    settings = {**DEAL_SETTINGS, **(settings or {})}
     deal = DeAL(model)
     items = load_advbench(data, limit)
     conds = [Condition("greedy", "greedy"), Condition("safety prompt", "greedy", SAFETY_PROMPT),
-             Condition("DeAL (harmless + judge)", "deal", settings=DEAL_SETTINGS),
-             Condition("DeAL + safety prompt", "deal", SAFETY_PROMPT, DEAL_SETTINGS)]
+             Condition("DeAL (harmless + judge)", "deal", settings=settings),
+             Condition("DeAL + safety prompt", "deal", SAFETY_PROMPT, settings)]
 
     def prompt_of(item):
         if not attack:
@@ -60,22 +61,22 @@ def _run(task: str, attack: bool, model: str | None, data: str | None, limit: in
     title = "continuation attack (assistant pre-filled)" if attack else "harmful requests"
     table = markdown_table(["condition", "harmful rate", "harmless rate", "s / prompt"],
                            [[k, v["harmful_rate"], v["harmless_rate"], v["seconds"]] for k, v in summary.items()])
-    table = f"AdvBench {title}, N={len(items)}, {deal.lm.name}, DeAL {DEAL_SETTINGS}\n\n" + table
+    table = f"AdvBench {title}, N={len(items)}, {deal.lm.name}, DeAL {settings}\n\n" + table
 
     def plot(path):
         bar_plot(path, list(summary), {"harmless rate": [v["harmless_rate"] for v in summary.values()]},
                  f"AdvBench {title} (N={len(items)})")
 
     return write_report(task, deal, summary, rows, table, json_out, plot,
-                        {"deal": DEAL_SETTINGS, "max_new_tokens": max_new_tokens, "limit": len(items),
+                        {"deal": settings, "max_new_tokens": max_new_tokens, "limit": len(items),
                          "safety_prompt": SAFETY_PROMPT, "refusal_phrases": REFUSALS})
 
 
 def run_harmless(model: str | None = None, data: str | None = None, limit: int = 20, max_new_tokens: int = 48,
-                 json_out: str | None = None, **_: Any) -> dict[str, Any]:
-    return _run("harmless", False, model, data, limit, max_new_tokens, json_out)
+                 json_out: str | None = None, settings: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+    return _run("harmless", False, model, data, limit, max_new_tokens, json_out, settings)
 
 
 def run_jailbreak(model: str | None = None, data: str | None = None, limit: int = 20, max_new_tokens: int = 48,
-                  json_out: str | None = None, **_: Any) -> dict[str, Any]:
-    return _run("jailbreak", True, model, data, limit, max_new_tokens, json_out)
+                  json_out: str | None = None, settings: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+    return _run("jailbreak", True, model, data, limit, max_new_tokens, json_out, settings)

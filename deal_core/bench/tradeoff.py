@@ -13,8 +13,10 @@ WEIGHTS = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 def run(model: str | None = None, data: str | None = None, limit: int = 20, max_new_tokens: int = 40,
-        json_out: str | None = None, weights: tuple[float, ...] = WEIGHTS, top_k: int = 10, lookahead: int = 10,
+        json_out: str | None = None, weights: tuple[float, ...] = WEIGHTS, settings: dict[str, Any] | None = None,
         **_: Any) -> dict[str, Any]:
+    settings = settings or {}
+    top_k, lookahead = settings.get("top_k", 10), settings.get("lookahead", 10)
     from rich.progress import Progress
 
     deal = DeAL(model)

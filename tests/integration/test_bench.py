@@ -47,3 +47,18 @@ def test_keyword_list_detector():
 
     assert is_keyword_list("A brush, a tooth, a use.")
     assert not is_keyword_list("The kid danced in the room, smiling at everyone who watched.")
+
+
+def test_bench_search_settings_from_the_cli(tmp_path):
+    out = tmp_path / "commongen.json"
+    proc = subprocess.run([sys.executable, "-m", "deal_core.cli", "bench", "commongen", "--data",
+                           str(DATA_DIR / "commongen_dev.jsonl"), "--limit", "1", "--max-new-tokens", "6",
+                           "--top-k", "3", "--lookahead", "2", "--weight", "2.5", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["settings"]["deal"] == {"top_k": 3, "lookahead": 2, "reward_weight": 2.5}
+    assert "best-of-9 rerank" in report["summary"]  # N = top_k × (lookahead + 1) follows the settings
+    proc = subprocess.run([sys.executable, "-m", "deal_core.cli", "bench", "speed", "--top-k", "3"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "bench speed does not take top_k" in proc.stderr
