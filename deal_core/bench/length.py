@@ -11,17 +11,18 @@ from deal_core.rewards import Length
 from deal_core.rewards.text import words
 
 DEAL_SETTINGS = dict(top_k=5, lookahead=5, reward_weight=5.0)
+AT_MOST, AT_LEAST = 8, 25
 
 
 def targets(sets: list) -> list[dict[str, Any]]:
-    """Alternate 'at most 8 words' and 'at least 25 words' on CommonGen topics."""
+    """Alternate 'at most AT_MOST words' and 'at least AT_LEAST words' on CommonGen topics."""
     items = []
     for i, s in enumerate(sets):
         topic = ", ".join(s.concepts)
         if i % 2 == 0:
-            items.append({"prompt": f"Write about {topic} in at most 8 words.", "max": 8, "min": None})
+            items.append({"prompt": f"Write about {topic} in at most {AT_MOST} words.", "max": AT_MOST, "min": None})
         else:
-            items.append({"prompt": f"Write about {topic} in at least 25 words.", "max": None, "min": 25})
+            items.append({"prompt": f"Write about {topic} in at least {AT_LEAST} words.", "max": None, "min": AT_LEAST})
     return items
 
 
@@ -51,15 +52,24 @@ def run(model: str | None = None, data: str | None = None, limit: int = 50, max_
             bound = item["max"] if item["max"] is not None else item["min"]
             ok = n <= item["max"] if item["max"] is not None else n >= item["min"]
             r.update(words=n, satisfied=ok, deviation=0 if ok else abs(n - bound))
+        at_most = [float(r["satisfied"]) for item, r in zip(items, results) if item["max"] is not None]
+        at_least = [float(r["satisfied"]) for item, r in zip(items, results) if item["min"] is not None]
         summary[cond.name] = {"satisfied": mean([float(r["satisfied"]) for r in results]),
+                              "at_most_satisfied": mean(at_most), "at_least_satisfied": mean(at_least),
                               "mean_abs_deviation": mean([r["deviation"] for r in results]),
+                              "mean_words": mean([r["words"] for r in results]),
                               "seconds": mean([r["seconds"] for r in results])}
-    table = markdown_table(["condition", "satisfied", "mean abs deviation (words)", "s / prompt"],
-                           [[k, v["satisfied"], v["mean_abs_deviation"], v["seconds"]] for k, v in summary.items()])
+    table = markdown_table(
+        ["condition", "satisfied", f"≤ {AT_MOST} words", f"≥ {AT_LEAST} words", "mean abs deviation (words)",
+         "s / prompt"],
+        [[k, v["satisfied"], v["at_most_satisfied"], v["at_least_satisfied"], v["mean_abs_deviation"], v["seconds"]]
+         for k, v in summary.items()])
     table = f"Length constraints, N={len(items)}, {deal.lm.name}, DeAL {settings}\n\n" + table
 
     def plot(path):
-        bar_plot(path, list(summary), {"satisfied": [v["satisfied"] for v in summary.values()]},
+        bar_plot(path, list(summary), {"all": [v["satisfied"] for v in summary.values()],
+                                       f"≤ {AT_MOST} words": [v["at_most_satisfied"] for v in summary.values()],
+                                       f"≥ {AT_LEAST} words": [v["at_least_satisfied"] for v in summary.values()]},
                  f"Length constraints satisfied (N={len(items)})")
 
     return write_report("length", deal, summary, rows, table, json_out, plot,
