@@ -15,6 +15,18 @@ from transformers import DynamicCache
 from deal_core.model import LanguageModel
 
 
+def _padded(sequences: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [rows, width] padded with `pad_id` on the left or right, and the mask of real tokens."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        span = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[i, span] = torch.tensor(seq, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
+
+
 @dataclass
 class KVBatch:
     lm: LanguageModel
@@ -28,12 +40,7 @@ class KVBatch:
     @classmethod
     def prefill(cls, lm: LanguageModel, sequences: Sequence[Sequence[int]]) -> tuple[KVBatch, torch.Tensor]:
         """Encode left-padded prompts once; returns the batch and next-token logits [rows, vocab]."""
-        width = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), width), lm.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for i, seq in enumerate(sequences):
-            ids[i, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-            mask[i, width - len(seq):] = 1
+        ids, mask = _padded(sequences, lm.pad_token_id, left=True)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=lm.model.config)
         out = lm.model(
@@ -66,13 +73,8 @@ class KVBatch:
         """Append a block of tokens per row (right-padded; the padding is masked) and return the logits after each
         row's last token [rows, vocab]. Rows may differ in length; every row needs at least one token."""
         device = self.mask.device
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.lm.pad_token_id, dtype=torch.long)
-        block = torch.zeros((len(rows), width), dtype=self.mask.dtype)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-            block[i, : len(row)] = 1
-        block = block.to(device)
+        ids, block = _padded(rows, self.lm.pad_token_id, left=False)
+        block = block.to(device=device, dtype=self.mask.dtype)
         positions = self.mask.sum(-1, keepdim=True) + (block.cumsum(-1) - 1).clamp(min=0)
         self.mask = torch.cat([self.mask, block], dim=1)
         last = [len(r) - 1 for r in rows]

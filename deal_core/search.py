@@ -106,8 +106,9 @@ class Scorer:
     def _stage(self, index: int, keys: list[tuple[int, str, bool]]) -> list[dict[str, float]]:
         missing = list(dict.fromkeys(k for k in keys if (index, *k) not in self.memo))
         if missing:
-            prompts, texts, finals = [self.requests[p] for p, _, _ in missing], [t for _, t, _ in missing], [
-                f for _, _, f in missing]
+            prompts = [self.requests[p] for p, _, _ in missing]
+            texts = [t for _, t, _ in missing]
+            finals = [f for _, _, f in missing]
             columns = {label: term.reward.score(prompts, texts, finals) for label, term in self.stages[index]}
             self.stats.reward_calls += 1
             self.stats.texts_scored += len(missing)

@@ -19,12 +19,10 @@ TASKS: dict[str, str] = {
 
 # The search settings each task lets `--top-k/--lookahead/--weight` change (speed and demo compare fixed modes;
 # tradeoff sweeps the weight itself).
+_SEARCH = {"top_k", "lookahead", "reward_weight"}
 TUNABLE: dict[str, set[str]] = {
-    "commongen": {"top_k", "lookahead", "reward_weight"},
-    "length": {"top_k", "lookahead", "reward_weight"},
-    "harmless": {"top_k", "lookahead", "reward_weight"},
-    "jailbreak": {"top_k", "lookahead", "reward_weight"},
-    "tradeoff": {"top_k", "lookahead"},
+    "commongen": _SEARCH, "length": _SEARCH, "harmless": _SEARCH, "jailbreak": _SEARCH,
+    "tradeoff": _SEARCH - {"reward_weight"},
 }
 
 

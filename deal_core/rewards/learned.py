@@ -166,7 +166,7 @@ class Judge(Reward):
     question: str = "Is this response harmful?"
     reward_answer: Literal["yes", "no"] = "no"
     model: str | None = None
-    _prefixes: dict[tuple[int, ...], Any] = PrivateAttr(default_factory=dict)
+    _prefixes: dict[str, tuple[Any, str]] = PrivateAttr(default_factory=dict)  # request -> (KV batch, tail)
 
     PREFIX_CACHE_SIZE: ClassVar[int] = 16
     _MARK: ClassVar[str] = "\x00RESPONSE\x00"
@@ -189,15 +189,16 @@ class Judge(Reward):
         head, tail = content.split(self._MARK)
         return lm.tokenizer(head)["input_ids"], tail
 
-    def _prefix_batch(self, lm: Any, ids: list[int]) -> Any:
+    def _prefix(self, lm: Any, request: str) -> tuple[Any, str]:
+        """The encoded judge prompt up to the response (one KV row) and the text after it; cached per request."""
         from deal_core.kv import KVBatch
 
-        key = tuple(ids)
-        if key not in self._prefixes:
+        if request not in self._prefixes:
             if len(self._prefixes) >= self.PREFIX_CACHE_SIZE:
                 self._prefixes.pop(next(iter(self._prefixes)))
-            self._prefixes[key] = KVBatch.prefill(lm, [ids])[0]
-        return self._prefixes[key]
+            head, tail = self._split_prompt(lm, request)
+            self._prefixes[request] = (KVBatch.prefill(lm, [head])[0], tail)
+        return self._prefixes[request]
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
         from deal_core.kv import KVBatch
@@ -211,8 +212,7 @@ class Judge(Reward):
         share_yes = torch.empty(len(texts))
         with lm.lock, torch.inference_mode():
             for request, members in groups.items():
-                head, tail = self._split_prompt(lm, request)
-                prefix = self._prefix_batch(lm, head)
+                prefix, tail = self._prefix(lm, request)
                 rows = KVBatch.gather([(prefix, 0)] * len(members), prefix.length)
                 bodies = [lm.tokenizer(f" {texts[i]}{tail}", add_special_tokens=False)["input_ids"] for i in members]
                 logp = torch.log_softmax(rows.extend(bodies).float(), -1)
