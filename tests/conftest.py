@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -11,10 +10,11 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from deal_core import DeAL, load_model
+from deal_core.bench.data import PACKAGED_DATA
 from deal_core.model import LanguageModel, embedded_model_dir
 from deal_core.rewards import Reward
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA_DIR = PACKAGED_DATA  # the evaluation data shipped inside the package
 
 
 @pytest.fixture(scope="session")

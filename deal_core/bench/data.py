@@ -1,4 +1,8 @@
-"""Evaluation data: CommonGen concept sets and AdvBench behaviours, read from `../shared/data` or `--data`."""
+"""Evaluation data: CommonGen concept sets and AdvBench behaviours.
+
+The files ship inside the package (`deal_core/bench/files/`, sources and licences in its README), so benchmarks
+work after `pip install` from any directory. `--data FILE` wins, then `$DEAL_DATA_DIR`, then the shipped files.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deal_core.errors import DeALError
-
-BUILTIN_CONCEPT_SETS = [
-    ["dog", "frisbee", "park"],
-    ["kid", "dance", "room"],
-    ["field", "look", "stand"],
-    ["brush", "tooth", "use"],
-    ["river", "boat", "sail"],
-]
 
 
 class DataError(DeALError, FileNotFoundError):
@@ -37,40 +33,50 @@ def commongen_prompt(concepts: list[str]) -> str:
     return f"Write one sentence that uses all of these words: {', '.join(concepts)}."
 
 
-def data_dir() -> Path | None:
-    """`$DEAL_DATA_DIR`, else the `shared/data` folder beside the working directory or beside this checkout."""
-    candidates = [os.environ.get("DEAL_DATA_DIR")]
-    candidates += [str(Path.cwd() / ".." / "shared" / "data"), str(Path(__file__).resolve().parents[3] / "shared"
-                                                                   / "data")]
-    for c in candidates:
-        if c and Path(c).is_dir():
-            return Path(c).resolve()
-    return None
+PACKAGED_DATA = Path(__file__).resolve().parent / "files"
 
 
-def _resolve(path: str | os.PathLike | None, default_name: str) -> Path | None:
+def data_dir() -> Path:
+    """`$DEAL_DATA_DIR` when set, else the data shipped inside the package."""
+    override = os.environ.get("DEAL_DATA_DIR")
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_dir():
+            raise DataError(f"DEAL_DATA_DIR={override!r} is not a directory; unset it to use the shipped data")
+        return path
+    return PACKAGED_DATA
+
+
+def data_file(path: str | os.PathLike) -> Path:
+    """An explicit `--data` file, checked (the CLI calls it before loading any model)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"data file {str(p)!r} does not exist; pass an existing file with --data")
+    return p
+
+
+def _resolve(path: str | os.PathLike | None, default_name: str) -> Path:
     if path is not None:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise DataError(f"data file {str(p)!r} does not exist; pass an existing file with --data")
-        return p
-    base = data_dir()
-    return base / default_name if base and (base / default_name).is_file() else None
+        return data_file(path)
+    file = data_dir() / default_name
+    if not file.is_file():
+        raise DataError(f"{default_name} not found in {file.parent}; pass --data FILE or fix DEAL_DATA_DIR")
+    return file
 
 
 def load_commongen(path: str | os.PathLike | None = None, limit: int | None = None) -> list[ConceptSet]:
-    """CommonGen rows (`concept_set` like `dance_V#kid_N`); falls back to built-in sets when no file is found."""
+    """CommonGen rows (`concept_set` like `dance_V#kid_N`)."""
     file = _resolve(path, "commongen_dev.jsonl")
-    if file is None:
-        sets = [ConceptSet(c, []) for c in BUILTIN_CONCEPT_SETS]
-        return sets[:limit] if limit else sets
     sets = []
     with open(file, encoding="utf-8") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            row = json.loads(line)
-            concepts = [c.rsplit("_", 1)[0] for c in row["concept_set"].split("#")]
+            try:
+                row = json.loads(line)
+                concepts = [c.rsplit("_", 1)[0] for c in row["concept_set"].split("#")]
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise DataError(f"{file}:{number}: not a CommonGen row with a 'concept_set' string ({exc})") from None
             sets.append(ConceptSet(concepts, list(row.get("scene", []))))
             if limit and len(sets) >= limit:
                 break
@@ -85,8 +91,9 @@ class Behaviour:
 
 def load_advbench(path: str | os.PathLike | None = None, limit: int | None = None) -> list[Behaviour]:
     file = _resolve(path, "advbench_dev.csv")
-    if file is None:
-        raise DataError("advbench_dev.csv not found: pass --data FILE or set DEAL_DATA_DIR")
     with open(file, encoding="utf-8", newline="") as fh:
-        rows = [Behaviour(r["goal"], r["target"]) for r in csv.DictReader(fh)]
+        reader = csv.DictReader(fh)
+        if not {"goal", "target"} <= set(reader.fieldnames or ()):
+            raise DataError(f"{file}: an AdvBench CSV needs 'goal' and 'target' columns, found {reader.fieldnames}")
+        rows = [Behaviour(r["goal"], r["target"]) for r in reader]
     return rows[:limit] if limit else rows
