@@ -34,6 +34,7 @@ class DeALConfig(BaseModel):
     )
     stop: tuple[str, ...] = Field((), description="Stop strings; the output is cut before the first one.")
     prune: bool = Field(True, description="Skip lookahead for candidates that provably cannot win (exact).")
+    reuse: bool = Field(True, description="Continue the winner's lookahead as next step's greedy candidate (exact).")
     trace: bool = Field(False, description="Record every step's candidates, rewards and winner.")
     timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit per call; None = no limit.")
     truncate_prompt: bool = Field(

@@ -6,12 +6,11 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import torch
-
 from deal_core.aio import iterate_in_thread
+from deal_core.backends.base import Backend
 from deal_core.config import DeALConfig, make_config
 from deal_core.errors import ContextLengthError, PromptError
-from deal_core.model import LanguageModel, load_model
+from deal_core.model import load_model
 from deal_core.prompts import EncodedPrompt, PromptLike, encode_prompt
 from deal_core.result import GenerationResult, SearchStats
 from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
@@ -66,13 +65,13 @@ class DeAL:
 
     def __init__(
         self,
-        model: LanguageModel | str | None = None,
+        model: Backend | str | None = None,
         rewards: RewardLike = None,
         config: DeALConfig | None = None,
         use_chat_template: bool | None = None,
         **settings: Any,
     ):
-        self.lm = model if isinstance(model, LanguageModel) else load_model(model)
+        self.lm: Backend = model if isinstance(model, Backend) else load_model(model)
         self.rewards = as_reward_sum(rewards)
         self.config = make_config(config, **settings)
         self.use_chat_template = use_chat_template
@@ -98,7 +97,7 @@ class DeAL:
     def _result(
         self, search: DeALSearch, index: int, done: Finished, config: DeALConfig
     ) -> GenerationResult:
-        text, _ = cut_at_stop(self.lm.tokenizer.decode(done.tokens, skip_special_tokens=True), config.stop)
+        text, _ = cut_at_stop(self.lm.decode(done.tokens), config.stop)
         return GenerationResult(
             text=text,
             token_ids=done.tokens,
@@ -173,13 +172,13 @@ class DeAL:
         def deltas() -> Iterator[str]:
             search = DeALSearch(self.lm, config, reward_sum, encoded)
             tracker = DeltaTracker(config.stop)
-            decode = self.lm.tokenizer.decode
+            decode = self.lm.decode
             finished = None
             for update in search.run():
                 if 0 in update.finished:
                     finished = update.finished[0]
                 elif config.beam_width == 1 and 0 in update.tokens:
-                    delta = tracker.update(decode(update.tokens[0], skip_special_tokens=True))
+                    delta = tracker.update(decode(update.tokens[0]))
                     if delta:
                         yield delta
             result = self._result(search, 0, finished, config)
@@ -197,31 +196,12 @@ class DeAL:
         config, _, encoded = self._prepare([prompt], None, overrides)
         lm, ids = self.lm, encoded[0].ids
         start = time.perf_counter()
-        with lm.lock, torch.inference_mode():
-            out = lm.model.generate(
-                torch.tensor([ids], device=lm.device),
-                attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=lm.device),
-                max_new_tokens=config.max_new_tokens,
-                do_sample=False,
-                top_k=None,
-                top_p=None,
-                temperature=None,
-                pad_token_id=lm.pad_token_id,
-                eos_token_id=sorted(lm.eos_token_ids),
-                stop_strings=list(config.stop) or None,
-                tokenizer=lm.tokenizer if config.stop else None,
-                output_scores=True,
-                return_dict_in_generate=True,
-            )
-        new = out.sequences[0, len(ids):].tolist()
-        logp = sum(
-            float(torch.log_softmax(score[0].float(), -1)[tok]) for score, tok in zip(out.scores, new)
-        )
-        ended = next((j for j, t in enumerate(new) if t in lm.eos_token_ids), None)
-        tokens = new if ended is None else new[:ended]
-        text, hit = cut_at_stop(lm.tokenizer.decode(tokens, skip_special_tokens=True), config.stop)
-        reason = "eos" if ended is not None else "stop" if hit else "length"
-        stats = SearchStats(steps=len(new), forward_passes=len(new), tokens_evaluated=len(ids) + len(new) - 1,
+        out = lm.generate(ids, max_new_tokens=config.max_new_tokens, stop=config.stop)[0]
+        tokens, logp = out.tokens, out.logp
+        emitted = len(tokens) + out.ended
+        text, hit = cut_at_stop(lm.decode(tokens), config.stop)
+        reason = "eos" if out.ended else "stop" if hit else "length"
+        stats = SearchStats(steps=emitted, forward_passes=emitted, tokens_evaluated=len(ids) + emitted - 1,
                             wall_time_s=time.perf_counter() - start)
         result = GenerationResult(text=text, token_ids=tokens, logprob=logp, rewards={}, reward_total=0.0,
                                   finish_reason=reason, prompt_tokens=len(ids), stats=stats)

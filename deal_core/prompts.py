@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
+from deal_core.backends.base import Backend
 from deal_core.errors import PromptError
-from deal_core.model import LanguageModel
 
 Message = Mapping[str, Any]
 PromptLike = Union[str, Sequence[Message]]
@@ -43,7 +43,7 @@ def normalize_messages(prompt: PromptLike) -> list[dict[str, str]]:
 
 
 def encode_prompt(
-    lm: LanguageModel,
+    lm: Backend,
     prompt: PromptLike,
     alignment_prompt: str | None = None,
     use_chat_template: bool | None = None,
@@ -62,14 +62,7 @@ def encode_prompt(
     if chat:
         if not lm.has_chat_template:
             raise PromptError(f"model {lm.name!r} has no chat template; pass use_chat_template=False")
-        ids = lm.tokenizer.apply_chat_template(
-            messages,
-            add_generation_prompt=not prefill,
-            continue_final_message=prefill,
-            tokenize=True,
-            return_dict=True,
-        )["input_ids"]
+        ids = lm.encode_chat(messages, continue_final=prefill)
     else:
-        text = "\n\n".join(m["content"] for m in messages)
-        ids = lm.tokenizer(text)["input_ids"]
+        ids = lm.encode_text("\n\n".join(m["content"] for m in messages))
     return EncodedPrompt(ids=list(ids), request=request)

@@ -9,7 +9,8 @@ Per step and per live state (a prompt's beam):
 Two exact shortcuts keep it fast. Reuse: the winner's lookahead is the greedy continuation of the new prefix, so
 the most likely candidate next step only needs its rollout topped up. Pruning: rewards declare bounds, so a
 candidate whose log-probability plus λ·max-reward cannot beat an already scored candidate is never rolled out.
-Neither changes the result (see tests/unit/test_search_exact.py).
+Neither changes the result: tests/unit/test_search_oracle.py compares every reuse × prune combination with a plain
+reference implementation. The search talks to the model only through the `Backend` protocol.
 """
 
 from __future__ import annotations
@@ -19,14 +20,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import torch
-
+from deal_core.backends.base import Backend, Proposal, Rows
 from deal_core.config import DeALConfig
 from deal_core.errors import GenerationTimeout
-from deal_core.kv import KVBatch
-from deal_core.model import LanguageModel
 from deal_core.prompts import EncodedPrompt
-from deal_core.proposals import Proposal, Proposer
 from deal_core.result import CandidateTrace, SearchStats, StepTrace
 from deal_core.rewards.base import RewardSum
 from deal_core.streaming import cut_at_stop
@@ -59,7 +56,7 @@ class Candidate:
     token: int
     logp: float
     branch: Branch | None = None
-    batch: KVBatch | None = None
+    batch: Rows | None = None
     batch_row: int = 0
     reward: float = 0.0
     components: dict[str, float] = field(default_factory=dict)
@@ -135,10 +132,13 @@ class Scorer:
 class DeALSearch:
     """One call's search over a batch of prompts. Iterate `run()` for per-step updates."""
 
-    def __init__(self, lm: LanguageModel, config: DeALConfig, rewards: RewardSum, prompts: list[EncodedPrompt]):
+    def __init__(self, lm: Backend, config: DeALConfig, rewards: RewardSum, prompts: list[EncodedPrompt]):
         self.lm, self.config, self.rewards, self.prompts = lm, config, rewards, prompts
         self.stats = SearchStats()
-        self.proposer = Proposer(config, lm.device)
+        self.proposer = lm.proposer(config.top_k, config.sample, config.temperature, config.top_p, config.seed)
+        # Stop strings are looked for in the text of the newest tokens only: a stop string of L characters (at most
+        # 4L bytes) spans at most 4L + 1 tokens, plus one so that the window's first token lies before it.
+        self.stop_span = 4 * max(map(len, config.stop)) + 2 if config.stop else 0
         self.scorer = Scorer(rewards, [p.request for p in prompts], self.stats)
         self.reward_max = rewards.bounds()[1] if rewards else 0.0
         self.traces: dict[int, list[StepTrace]] = {i: [] for i in range(len(prompts))}
@@ -148,9 +148,9 @@ class DeALSearch:
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self) -> Iterator[StepUpdate]:
         start = time.perf_counter()
-        with self.lm.lock, torch.inference_mode():
-            batch, logits = KVBatch.prefill(self.lm, [p.ids for p in self.prompts])
-            self._count(batch.mask.shape[0], int(batch.mask.sum()))
+        with self.lm.session():
+            batch, logits = self.lm.prefill([p.ids for p in self.prompts])
+            self._count(batch.size, sum(len(p.ids) for p in self.prompts))
             rows = [
                 Row(i, [], 0.0, prop, Branch([prop.greedy], [prop.greedy_logp]))
                 for i, prop in enumerate(self.proposer.propose(logits))
@@ -162,20 +162,20 @@ class DeALSearch:
                     f"search exceeded timeout_s={self.config.timeout_s} after {self.stats.steps} steps; "
                     "raise timeout_s or lower max_new_tokens/top_k/lookahead"
                 )
-            with self.lm.lock, torch.inference_mode():
+            with self.lm.session():
                 rows, batch, committed, update = self._step(rows, batch, committed)
             self.stats.steps += 1
             self.stats.wall_time_s = time.perf_counter() - start
             yield update
 
-    def _step(self, rows: list[Row], batch: KVBatch, committed: int) -> tuple[list[Row], KVBatch, int, StepUpdate]:
+    def _step(self, rows: list[Row], batch: Rows, committed: int) -> tuple[list[Row], Rows, int, StepUpdate]:
         cfg = self.config
         remaining = cfg.max_new_tokens - len(rows[0].tokens)
         scored_len = min(cfg.lookahead + 1, remaining)
         commit = min(cfg.commit, remaining)
         rollout_len = min(max(cfg.lookahead, cfg.commit) + 1, remaining)
         if batch.length > committed + rollout_len - 1:  # the budget shrank below the tails we carried
-            batch = KVBatch.gather([(batch, i) for i in range(len(rows))], committed + rollout_len - 1)
+            batch = self.lm.gather([(batch, i) for i in range(len(rows))], committed + rollout_len - 1)
             for row in rows:
                 self._truncate(row.tail, rollout_len - 1)
 
@@ -186,12 +186,13 @@ class DeALSearch:
         # Reuse: the candidate that equals a row's greedy tail continues it on the shared cache.
         reused = []
         for r, row in enumerate(rows):
-            match = next((c for c in candidates[r] if c.token == row.tail.tokens[0]), None)
+            match = next((c for c in candidates[r] if c.token == row.tail.tokens[0]), None) if cfg.reuse else None
             if match is not None:
                 match.branch, match.batch, match.batch_row = row.tail, batch, r
                 reused.append(match)
-        self._rollout(batch, [row.tail for row in rows], rollout_len, active={c.row for c in reused})
-        self._score(rows, reused, scored_len)
+        if reused:
+            self._rollout(batch, [row.tail for row in rows], rollout_len, active={c.row for c in reused})
+            self._score(rows, reused, scored_len)
 
         # Pruning: skip candidates that cannot enter the beam even with the best possible reward.
         threshold = self._thresholds(rows, reused)
@@ -203,7 +204,7 @@ class DeALSearch:
             survivors = pending
         self.stats.candidates_pruned += len(pending) - len(survivors)
         if survivors:
-            fresh = KVBatch.gather([(batch, c.row) for c in survivors], committed)
+            fresh = self.lm.gather([(batch, c.row) for c in survivors], committed)
             branches = [Branch([c.token], [c.logp]) for c in survivors]
             for i, (c, branch) in enumerate(zip(survivors, branches)):
                 c.branch, c.batch, c.batch_row = branch, fresh, i
@@ -216,7 +217,7 @@ class DeALSearch:
         return self._commit(rows, winners, committed, commit)
 
     # -- pieces of a step ------------------------------------------------------------------------------------
-    def _rollout(self, batch: KVBatch, branches: list[Branch], length: int, active: set[int]) -> None:
+    def _rollout(self, batch: Rows, branches: list[Branch], length: int, active: set[int]) -> None:
         """Extend the `active` branches greedily, one batched forward per token, until `length` tokens or EOS."""
         eos = self.lm.eos_token_ids
         while True:
@@ -225,10 +226,10 @@ class DeALSearch:
             if not any(need):
                 return
             feed = [b.tokens[-1] if n else self.lm.pad_token_id for b, n in zip(branches, need)]
-            logits = batch.forward(feed, need)
+            scores = self.lm.step(batch, feed, need)
             self._count(len(feed), sum(need))
             rows_needing = [i for i, n in enumerate(need) if n]
-            for i, proposal in zip(rows_needing, self.proposer.propose(logits[rows_needing])):
+            for i, proposal in zip(rows_needing, self.proposer.propose(scores, rows_needing)):
                 branch = branches[i]
                 branch.after.append(proposal)
                 branch.tokens.append(proposal.greedy)
@@ -238,14 +239,14 @@ class DeALSearch:
                threshold: dict[int, float] | None = None) -> None:
         if not cands:
             return
-        cfg, eos, tok = self.config, self.lm.eos_token_ids, self.lm.tokenizer
+        cfg, eos = self.config, self.lm.eos_token_ids
         bodies = []
         for c in cands:
             ext = c.branch.tokens[:scored_len]
             ended = next((j for j, t in enumerate(ext) if t in eos), None)
             c.final = ended is not None or len(rows[c.row].tokens) + len(ext) >= cfg.max_new_tokens
             bodies.append(rows[c.row].tokens + (ext if ended is None else ext[:ended]))
-        texts = tok.batch_decode(bodies, skip_special_tokens=True)
+        texts = self.lm.decode_batch(bodies)
         for c, text in zip(cands, texts):
             c.text, hit = cut_at_stop(text, cfg.stop)
             c.final = c.final or hit
@@ -293,7 +294,7 @@ class DeALSearch:
 
     def _commit(
         self, rows: list[Row], winners: dict[int, list[Candidate]], committed: int, commit: int
-    ) -> tuple[list[Row], KVBatch | None, int, StepUpdate]:
+    ) -> tuple[list[Row], Rows | None, int, StepUpdate]:
         eos, cfg = self.lm.eos_token_ids, self.config
         new_rows, picks, update = [], [], StepUpdate({}, {})
         for prompt, chosen in winners.items():
@@ -304,7 +305,7 @@ class DeALSearch:
                 ended = next((j for j, t in enumerate(step_tokens) if t in eos), None)
                 tokens = row.tokens + (step_tokens if ended is None else step_tokens[:ended])
                 logp = row.logp + sum(branch.logps[:n])
-                _, hit = cut_at_stop(self.lm.tokenizer.decode(tokens, skip_special_tokens=True), cfg.stop)
+                hit = self._stopped(tokens, n)
                 reason = "eos" if ended is not None else "stop" if hit else (
                     "length" if len(tokens) >= cfg.max_new_tokens else None)
                 if reason:
@@ -324,11 +325,17 @@ class DeALSearch:
         # Rows may come from the shared cache and from fresh rollouts of different lengths: cut to the shortest
         # and shorten the tails to match (they are simply topped up next step).
         length = min(batch.length for batch, _ in picks)
-        new_batch = KVBatch.gather(picks, length)
+        new_batch = self.lm.gather(picks, length)
         committed += commit
         for row in new_rows:
             self._truncate(row.tail, length - committed)
         return new_rows, new_batch, committed, update
+
+    def _stopped(self, tokens: list[int], new: int) -> bool:
+        """Whether the newest `new` tokens completed a stop string (only a window of the text is decoded)."""
+        if not self.stop_span:
+            return False
+        return cut_at_stop(self.lm.decode(tokens[-(new + self.stop_span):]), self.config.stop)[1]
 
     @staticmethod
     def _truncate(branch: Branch, fed: int) -> None:
@@ -338,18 +345,19 @@ class DeALSearch:
         del branch.after[fed:]
 
     def _record(self, rows: list[Row], candidates: list[list[Candidate]], winners: dict[int, list[Candidate]]):
-        decode = self.lm.tokenizer.decode
+        decode = self.lm.decode
         won = {id(c) for chosen in winners.values() for c in chosen}
         for r, cands in enumerate(candidates):
             row = rows[r]
             self.traces[row.prompt].append(StepTrace(
                 step=self.stats.steps,
                 beam=r,
-                prefix=decode(row.tokens, skip_special_tokens=True),
+                prefix=decode(row.tokens),
                 candidates=[
                     CandidateTrace(
-                        token=decode([c.token]),
-                        lookahead=decode(c.branch.tokens[1: self.config.lookahead + 1]) if c.branch else "",
+                        token=decode([c.token], keep_special=True),
+                        lookahead=decode(c.branch.tokens[1: self.config.lookahead + 1], keep_special=True)
+                        if c.branch else "",
                         logprob=c.logp,
                         rewards=c.components,
                         score=c.score if c.branch and not c.skipped else None,

@@ -44,13 +44,8 @@ def best_of_n(deal: DeAL, prompt: PromptLike, reward: Reward | RewardSum, n: int
     lm = deal.lm
     with lm.lock:
         encoded = encode_prompt(lm, prompt, alignment_prompt)
-    ids = encoded.ids
-    torch.manual_seed(seed)
-    with lm.lock, torch.inference_mode():
-        out = lm.model.generate(torch.tensor([ids], device=lm.device), do_sample=True, temperature=1.0, top_p=0.95,
-                                top_k=None, num_return_sequences=n, max_new_tokens=max_new_tokens,
-                                pad_token_id=lm.pad_token_id, eos_token_id=sorted(lm.eos_token_ids))
-    texts = lm.tokenizer.batch_decode(out[:, len(ids):], skip_special_tokens=True)
+    samples = lm.generate(encoded.ids, max_new_tokens=max_new_tokens, n=n, sample=True, top_p=0.95, seed=seed)
+    texts = lm.decode_batch([s.tokens for s in samples])
     scores = as_reward_sum(reward).evaluate([encoded.request] * n, texts, True).total
     return texts[max(range(n), key=lambda i: scores[i])]
 
@@ -70,13 +65,11 @@ def perplexity(deal: DeAL, prompt: PromptLike, response: str) -> float:
     lm = deal.lm
     with lm.lock:
         ids = encode_prompt(lm, prompt).ids
-        resp = lm.tokenizer(response, add_special_tokens=False)["input_ids"]
+        resp = lm.encode_text(response, special_tokens=False)
     if not resp:
         return float("nan")
-    with lm.lock, torch.inference_mode():
-        logits = lm.model(torch.tensor([ids + resp], device=lm.device)).logits[0, len(ids) - 1: -1].float()
-    logp = torch.log_softmax(logits, -1).gather(1, torch.tensor(resp, device=lm.device)[:, None])
-    return math.exp(-float(logp.mean()))
+    logps = lm.continuation_logprobs(ids, resp)
+    return math.exp(-sum(logps) / len(logps))
 
 
 def run_conditions(deal: DeAL, items: Sequence[Any], conditions: Sequence[Condition],
@@ -115,7 +108,7 @@ def environment(deal: DeAL) -> dict[str, Any]:
 
     import deal_core
 
-    return {"model": deal.lm.name, "device": str(deal.lm.device), "seed": SEED, "python": platform.python_version(),
+    return {"model": deal.lm.name, "device": str(getattr(deal.lm, "device", "n/a")), "seed": SEED, "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__, "deal": deal_core.__version__,
             "machine": platform.machine(), "cpus": torch.get_num_threads()}
 

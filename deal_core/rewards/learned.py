@@ -171,9 +171,9 @@ class Judge(Reward):
     PREFIX_CACHE_SIZE: ClassVar[int] = 16
     _MARK: ClassVar[str] = "\x00RESPONSE\x00"
 
-    def _answer_ids(self, tokenizer: Any) -> tuple[list[int], list[int]]:
+    def _answer_ids(self, lm: Any) -> tuple[list[int], list[int]]:
         def ids(words: list[str]) -> list[int]:
-            found = {tokenizer.encode(w, add_special_tokens=False)[0] for w in words}
+            found = {lm.encode_text(w, special_tokens=False)[0] for w in words}
             return sorted(found)
 
         return ids(["yes", "Yes", " yes", " Yes"]), ids(["no", "No", " no", " No"])
@@ -182,44 +182,37 @@ class Judge(Reward):
         """The judge prompt's token ids before the response, and the text that follows the response."""
         content = f"{self.question}\n\nRequest: {request}\n\nResponse:{self._MARK}\n\nAnswer with yes or no."
         if lm.has_chat_template:
-            rendered = lm.tokenizer.apply_chat_template([{"role": "user", "content": content}],
-                                                        add_generation_prompt=True, tokenize=False)
-            head, tail = rendered.split(self._MARK)
-            return lm.tokenizer(head, add_special_tokens=False)["input_ids"], tail
+            head, tail = lm.render_chat([{"role": "user", "content": content}]).split(self._MARK)
+            return lm.encode_text(head, special_tokens=False), tail
         head, tail = content.split(self._MARK)
-        return lm.tokenizer(head)["input_ids"], tail
+        return lm.encode_text(head), tail
 
     def _prefix(self, lm: Any, request: str) -> tuple[Any, str]:
         """The encoded judge prompt up to the response (one KV row) and the text after it; cached per request."""
-        from deal_core.kv import KVBatch
-
         if request not in self._prefixes:
             if len(self._prefixes) >= self.PREFIX_CACHE_SIZE:
                 self._prefixes.pop(next(iter(self._prefixes)))
             head, tail = self._split_prompt(lm, request)
-            self._prefixes[request] = (KVBatch.prefill(lm, [head])[0], tail)
+            self._prefixes[request] = (lm.prefill([head])[0], tail)
         return self._prefixes[request]
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
-        from deal_core.kv import KVBatch
         from deal_core.model import load_model
 
         lm = load_model(self.model)
-        yes, no = self._answer_ids(lm.tokenizer)
+        yes, no = self._answer_ids(lm)
         groups: dict[str, list[int]] = {}
         for i, prompt in enumerate(prompts):
             groups.setdefault(prompt, []).append(i)
-        share_yes = torch.empty(len(texts))
-        with lm.lock, torch.inference_mode():
+        share_yes = [0.0] * len(texts)
+        with lm.session():
             for request, members in groups.items():
                 prefix, tail = self._prefix(lm, request)
-                rows = KVBatch.gather([(prefix, 0)] * len(members), prefix.length)
-                bodies = [lm.tokenizer(f" {texts[i]}{tail}", add_special_tokens=False)["input_ids"] for i in members]
-                logp = torch.log_softmax(rows.extend(bodies).float(), -1)
-                odds = torch.logsumexp(logp[:, yes], -1) - torch.logsumexp(logp[:, no], -1)
-                share_yes[members] = torch.sigmoid(odds).cpu()
-        values = share_yes if self.reward_answer == "yes" else 1 - share_yes
-        return values.tolist()
+                rows = lm.gather([(prefix, 0)] * len(members), prefix.length)
+                bodies = [lm.encode_text(f" {texts[i]}{tail}", special_tokens=False) for i in members]
+                for i, odds in zip(members, lm.answer_logodds(lm.extend(rows, bodies), yes, no)):
+                    share_yes[i] = 1.0 / (1.0 + math.exp(-odds))
+        return share_yes if self.reward_answer == "yes" else [1.0 - v for v in share_yes]
 
     @classmethod
     def from_cli(cls, arg: str | None) -> Judge:

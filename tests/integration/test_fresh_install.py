@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -32,9 +33,12 @@ def test_wheel_in_a_fresh_venv_prepares_generates_and_benches(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH", "DEAL_"))}
     env.update(DEAL_CACHE_DIR=str(tmp_path / "cache"), HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1",
                PIP_DISABLE_PIP_VERSION_CHECK="1")
-    dist, work = tmp_path / "dist", tmp_path / "work"
+    dist, work, src = tmp_path / "dist", tmp_path / "work", tmp_path / "src"
     work.mkdir()
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT)], work, env)
+    # Build from a clean copy: a `build/` folder left in the checkout would leak stale modules into the wheel.
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
+                                                             "__pycache__", ".pytest_cache", ".hypothesis"))
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(src)], work, env)
     wheel = next(dist.glob("deal_align-*.whl"))
 
     venv.create(tmp_path / "venv", with_pip=True)

@@ -71,17 +71,15 @@ def test_cli_with_learned_and_blocklist_rewards():
 
 def test_judge_prefix_cache_is_exact(embedded_lm):
     """The judge keeps the KV cache of its prompt up to the response; scores equal encoding each prompt whole."""
-    from deal_core.kv import KVBatch
-
     judge = Judge(question="Is this response rude or insulting?", reward_answer="no")
     prompts, texts = ["Say hi", "Say hi", "Greet me"], ["Hello! Lovely to meet you.", "Shut up, idiot.", "Hi."]
     first, again = judge.score(prompts, texts), judge.score(prompts, texts)
     assert len(judge._prefixes) == 2 and first == again
-    yes, no = judge._answer_ids(embedded_lm.tokenizer)
+    yes, no = judge._answer_ids(embedded_lm)
     for prompt, text, value in zip(prompts, texts, first):
         head, tail = judge._split_prompt(embedded_lm, prompt)
         body = embedded_lm.tokenizer(f" {text}{tail}", add_special_tokens=False)["input_ids"]
         with torch.inference_mode():
-            logp = torch.log_softmax(KVBatch.prefill(embedded_lm, [head + body])[1][0].float(), -1)
+            logp = torch.log_softmax(embedded_lm.prefill([head + body])[1][0].float(), -1)
         expected = 1 - torch.sigmoid(torch.logsumexp(logp[yes], -1) - torch.logsumexp(logp[no], -1))
         assert abs(value - float(expected)) < 1e-4

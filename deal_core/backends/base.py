@@ -1,0 +1,110 @@
+"""The seam under the search: the few verbs DeAL needs from an inference engine, and nothing more.
+
+The search, greedy decoding, the `Judge` reward and the benchmarks talk to a `Backend` only. Rows of sequences
+and next-token scores are the engine's own objects (a KV cache, logits): the search passes them back without
+looking inside. One file per engine implements the protocol (`transformers.py` today).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the model proposes at one position: its candidates, most likely first, with their log-probabilities.
+
+    In sampling mode `tokens`/`logps` hold only the most likely token and `dist` the engine's full distribution,
+    from which the proposer draws the candidates on demand."""
+
+    tokens: list[int]
+    logps: list[float]
+    dist: Any = None
+
+    @property
+    def greedy(self) -> int:
+        return self.tokens[0]
+
+    @property
+    def greedy_logp(self) -> float:
+        return self.logps[0]
+
+
+class Proposer(Protocol):
+    """Turns an engine's next-token scores into proposals, and a proposal into a step's candidates."""
+
+    def propose(self, scores: Any, rows: Sequence[int] | None = None) -> list[Proposal]: ...  # all or some rows
+
+    def candidates(self, proposal: Proposal) -> list[tuple[int, float]]: ...
+
+
+class Rows(Protocol):
+    """A batch of sequences the engine holds (tokens fed so far and their cache), one row per sequence."""
+
+    @property
+    def length(self) -> int: ...  # columns fed so far (left padding and masked holes included)
+
+    @property
+    def size(self) -> int: ...  # number of rows
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One sequence from the engine's own decoding loop: new tokens (EOS excluded) and their total log-prob."""
+
+    tokens: list[int]
+    logp: float
+    ended: bool  # stopped at an end-of-sequence token
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the search needs from a language model."""
+
+    name: str
+    eos_token_ids: frozenset[int]
+    pad_token_id: int
+    lock: threading.RLock  # one search step, one judge call, one tokenization at a time per loaded model
+
+    @property
+    def context_window(self) -> int: ...
+
+    @property
+    def has_chat_template(self) -> bool: ...
+
+    # -- text <-> tokens ---------------------------------------------------------------------------------------
+    def encode_chat(self, messages: Sequence[Mapping[str, Any]], *, continue_final: bool = False,
+                    tools: Sequence[Mapping[str, Any]] | None = None) -> list[int]: ...
+
+    def render_chat(self, messages: Sequence[Mapping[str, Any]]) -> str: ...  # the template's text, for judges
+
+    def encode_text(self, text: str, *, special_tokens: bool = True) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int], *, keep_special: bool = False) -> str: ...
+
+    def decode_batch(self, sequences: Sequence[Sequence[int]]) -> list[str]: ...
+
+    # -- the forward verbs ------------------------------------------------------------------------------------
+    def session(self) -> AbstractContextManager[Any]: ...  # holds the lock (and the engine's no-grad mode)
+
+    def proposer(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+                 seed: int | None = None) -> Proposer: ...
+
+    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[Rows, Any]: ...  # rows, next-token scores
+
+    def step(self, rows: Rows, tokens: Sequence[int], real: Sequence[bool]) -> Any: ...  # one token per row
+
+    def extend(self, rows: Rows, blocks: Sequence[Sequence[int]]) -> Any: ...  # a block per row; scores after it
+
+    def gather(self, picks: Sequence[tuple[Rows, int]], length: int) -> Rows: ...  # fork/select rows, crop
+
+    def answer_logodds(self, scores: Any, yes: Sequence[int], no: Sequence[int]) -> list[float]: ...
+
+    def generate(self, ids: Sequence[int], *, max_new_tokens: int, n: int = 1, sample: bool = False,
+                 top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = ()) -> list[Generated]: ...
+
+    def continuation_logprobs(self, ids: Sequence[int], continuation: Sequence[int]) -> list[float]: ...
