@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from deal_core.errors import ConfigError, describe_validation_error
+from deal_core.errors import ConfigError, check_text, describe_validation_error
 
 
 class DeALConfig(BaseModel):
@@ -28,7 +28,9 @@ class DeALConfig(BaseModel):
     sample: bool = Field(False, description="Sample the top_k proposals instead of taking the k most likely tokens.")
     temperature: float = Field(1.0, gt=0.0, le=100.0, allow_inf_nan=False, description="Proposal temperature.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus mass the sampled proposals are drawn from.")
-    seed: int | None = Field(None, description="Seed for sampled proposals (None: nondeterministic).")
+    seed: int | None = Field(
+        None, ge=0, le=2**64 - 1, description="Seed for sampled proposals, 0 to 2**64-1 (None: nondeterministic)."
+    )
     alignment_prompt: str | None = Field(
         None, description="Instruction prepended as a system message (the paper's start-state adaptation)."
     )
@@ -50,6 +52,10 @@ class DeALConfig(BaseModel):
             )
         if any(not s for s in self.stop):
             raise ValueError("stop strings must be non-empty; remove the empty string from stop")
+        for s in self.stop:
+            check_text(s, "a stop string")
+        if self.alignment_prompt is not None:
+            check_text(self.alignment_prompt, "alignment_prompt")
         return self
 
     def updated(self, **overrides: Any) -> DeALConfig:

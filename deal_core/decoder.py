@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from deal_core.aio import iterate_in_thread
@@ -54,6 +54,15 @@ class AsyncTextStream:
 
     async def aclose(self) -> None:
         await self._items.aclose()
+
+
+def _prompt_list(prompts: Sequence[PromptLike]) -> list[PromptLike]:
+    """The prompts of a batch call as a list; a bare string would otherwise run as one prompt per character."""
+    if isinstance(prompts, (str, bytes, Mapping)) or not isinstance(prompts, Iterable):
+        raise PromptError(
+            f"a batch call takes a list of prompts, got {type(prompts).__name__}: pass [prompt], or call generate()"
+        )
+    return list(prompts)
 
 
 class DeAL:
@@ -124,7 +133,7 @@ class DeAL:
         self, prompts: Sequence[PromptLike], rewards: RewardLike, overrides: dict[str, Any]
     ) -> Iterator[list[GenerationResult] | None]:
         """Yields None after every search step, then the results: lets callers stop or time-slice a search."""
-        config, reward_sum, encoded = self._prepare(list(prompts), rewards, overrides)
+        config, reward_sum, encoded = self._prepare(_prompt_list(prompts), rewards, overrides)
         search = DeALSearch(self.lm, config, reward_sum, encoded)
         done: dict[int, Finished] = {}
         for update in search.run():
@@ -145,7 +154,7 @@ class DeAL:
         self, prompts: Sequence[PromptLike], rewards: RewardLike = None, **overrides: Any
     ) -> list[GenerationResult]:
         """`generate_batch` in a worker thread; cancelling the awaiting task stops the search at its next step."""
-        self._prepare(list(prompts), rewards, overrides)  # bad input raises here, before a thread is involved
+        self._prepare(_prompt_list(prompts), rewards, overrides)  # bad input raises here, before a thread is involved
         results: list[GenerationResult] = []
         async for item in iterate_in_thread(lambda: self._batch_steps(prompts, rewards, overrides)):
             if item is not None:

@@ -56,11 +56,33 @@ class GenerationTimeout(DeALError, TimeoutError):
     """The search ran past the per-call timeout."""
 
 
+def check_text(text: str, where: str) -> str:
+    """`text` unchanged if it is valid Unicode; a lone surrogate (e.g. "\\ud800", which no tokenizer can encode)
+    is a `PromptError` naming `where` and the position."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PromptError(
+            f"{where} contains a lone surrogate {text[exc.start]!r} at index {exc.start}: pass valid Unicode "
+            "(e.g. decode bytes with errors='replace')"
+        ) from None
+    return text
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """repr for error messages: at most `limit` characters, and never raises (huge ints have no repr)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int over 4300 digits has no repr
+        return f"<{type(value).__name__} too large to print>"
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """pydantic's errors as one line per field: `top_k (got 0): Input should be greater than or equal to 1`."""
     problems = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or exc.title
-        given = f" (got {err['input']!r})" if err["loc"] and "input" in err else ""
+        given = f" (got {short_repr(err['input'])})" if err["loc"] and "input" in err else ""
         problems.append(f"{where}{given}: {err['msg']}")
     return "; ".join(problems)

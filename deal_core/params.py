@@ -3,19 +3,22 @@ keyword arguments in, one `deal_core` call out. No framework imports here."""
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from deal_core import DeAL, load_model
-from deal_core.config import DeALConfig
-from deal_core.errors import ConfigError
+from deal_core.config import DeALConfig, make_config
+from deal_core.errors import ConfigError, describe_validation_error
 from deal_core.result import GenerationResult
 from deal_core.rewards import Reward, RewardSum, as_reward_sum
 
 # LangChain-standard names that map onto DeALConfig fields.
 _ALIASES = {"max_tokens": "max_new_tokens", "timeout": "timeout_s"}
 _SEARCH_FIELDS = set(DeALConfig.model_fields) | set(_ALIASES) | {"temperature"}
+# ...and DeALConfig's names accepted for those fields at construction: `max_new_tokens=` sets `max_tokens`.
+_FIELD_ALIASES = {config_name: field for field, config_name in _ALIASES.items()}
 
 
 class DeALParams(BaseModel):
@@ -38,13 +41,38 @@ class DeALParams(BaseModel):
     top_p: float | None = None
     seed: int | None = None
     alignment_prompt: str | None = None
-    stop: list[str] | None = None
+    stop: list[str] | None = Field(None, description="Stop strings; a single string is one stop string.")
     timeout: float | None = None
     max_retries: int = Field(0, description="Accepted for API compatibility; a local model does not retry.")
     trace: bool = False
     use_chat_template: bool | None = None
 
     _deal: DeAL | None = PrivateAttr(None)
+
+    def __init__(self, **data: Any) -> None:
+        """Unknown arguments, bad values and inconsistent search settings raise `ConfigError` here, not later."""
+        cls = type(self)
+        for config_name, field in _FIELD_ALIASES.items():
+            if config_name in data:
+                if field in data:
+                    raise ConfigError(f"{cls.__name__}: pass {field}= or {config_name}=, not both")
+                data[field] = data.pop(config_name)
+        known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+        for name in data:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"{cls.__name__}: unknown argument {name!r}{hint}; it accepts {sorted(known)}")
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid {cls.__name__} settings: {describe_validation_error(exc)}") from None
+        make_config(**self._call_args(None, {})[1])
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop_string(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @property
     def model_name(self) -> str:
@@ -81,8 +109,6 @@ class DeALParams(BaseModel):
             values.setdefault("sample", True)
             values["temperature"] = temperature
         overrides = {_ALIASES.get(k, k): v for k, v in values.items() if v is not None}
-        if "stop" in overrides:
-            overrides["stop"] = tuple(overrides["stop"])
         chosen = self.rewards if rewards is None else rewards
         return as_reward_sum(chosen), overrides
 

