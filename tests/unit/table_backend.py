@@ -1,0 +1,148 @@
+"""A second, trivial backend in pure Python: a scripted table model over a 24-word vocabulary.
+
+The next-token distribution is a fixed function of the last two tokens, so the model is deterministic, cheap, and
+shares nothing with transformers: if the search runs on it, the `Backend` seam is real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from deal_core.backends import Generated, Proposal
+
+WORDS = ["<pad>", "<eos>", "the", "a", "dog", "cat", "park", "runs", "sits", "in", "on", "big", "red", "sun",
+         "and", "with", "blue", "sky", "eats", "toy", "kid", "ball", "tree", "."]
+EOS, PAD = 1, 0
+
+
+def next_logprobs(context: Sequence[int]) -> list[float]:
+    """log P(next | context): a softmax of pseudo-random scores seeded by the last two tokens (PAD never)."""
+    rng = random.Random(hash((tuple(context[-2:]), len(context) % 3)))
+    scores = [rng.gauss(0.0, 2.0) for _ in WORDS]
+    scores[PAD] = -math.inf
+    top = max(scores)
+    norm = top + math.log(sum(math.exp(s - top) for s in scores))
+    return [s - norm for s in scores]
+
+
+@dataclass
+class TableRows:
+    seqs: list[list[int | None]]  # None marks a masked hole (left padding, a fed-but-ignored position)
+
+    @property
+    def length(self) -> int:
+        return len(self.seqs[0]) if self.seqs else 0
+
+    @property
+    def size(self) -> int:
+        return len(self.seqs)
+
+
+def _real(seq: Sequence[int | None]) -> list[int]:
+    return [t for t in seq if t is not None]
+
+
+class TopK:
+    def __init__(self, k: int):
+        self.k = k
+
+    def propose(self, scores: list[list[float]], rows: Sequence[int] | None = None) -> list[Proposal]:
+        out = []
+        for logp in (scores if rows is None else [scores[i] for i in rows]):
+            order = sorted(range(len(logp)), key=lambda t: (-logp[t], t))[: self.k]
+            out.append(Proposal(order, [logp[t] for t in order]))
+        return out
+
+    def candidates(self, proposal: Proposal) -> list[tuple[int, float]]:
+        return list(zip(proposal.tokens, proposal.logps))
+
+
+@dataclass(eq=False)
+class TableBackend:
+    name: str = "table"
+    eos_token_ids: frozenset[int] = frozenset({EOS})
+    pad_token_id: int = PAD
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    context_window: int = 512
+    has_chat_template: bool = True
+    forwards: int = 0
+
+    def encode_chat(self, messages: Sequence[Mapping[str, Any]], *, continue_final: bool = False,
+                    tools: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
+        return self.encode_text(" ".join(str(m["content"]) for m in messages))
+
+    def render_chat(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        return " ".join(str(m["content"]) for m in messages)
+
+    def encode_text(self, text: str, *, special_tokens: bool = True) -> list[int]:
+        return [WORDS.index(w) if w in WORDS else 2 + len(w) % 20 for w in text.lower().split()] or [2]
+
+    def decode(self, ids: Sequence[int], *, keep_special: bool = False) -> str:
+        return " ".join(WORDS[t] for t in ids if keep_special or t not in (EOS, PAD))
+
+    def decode_batch(self, sequences: Sequence[Sequence[int]]) -> list[str]:
+        return [self.decode(s) for s in sequences]
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        with self.lock:
+            yield
+
+    def proposer(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+                 seed: int | None = None) -> TopK:
+        assert not sample, "the table backend proposes top-k only"
+        return TopK(top_k)
+
+    def _scores(self, rows: TableRows) -> list[list[float]]:
+        self.forwards += 1
+        return [next_logprobs(_real(seq)) for seq in rows.seqs]
+
+    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[TableRows, list[list[float]]]:
+        width = max(map(len, sequences))
+        rows = TableRows([[None] * (width - len(s)) + list(s) for s in sequences])
+        return rows, self._scores(rows)
+
+    def step(self, rows: TableRows, tokens: Sequence[int], real: Sequence[bool]) -> list[list[float]]:
+        for seq, token, is_real in zip(rows.seqs, tokens, real):
+            seq.append(token if is_real else None)
+        return self._scores(rows)
+
+    def extend(self, rows: TableRows, blocks: Sequence[Sequence[int]]) -> list[list[float]]:
+        width = max(map(len, blocks))
+        for seq, block in zip(rows.seqs, blocks):
+            seq.extend(list(block) + [None] * (width - len(block)))
+        return self._scores(rows)
+
+    def gather(self, picks: Sequence[tuple[TableRows, int]], length: int) -> TableRows:
+        return TableRows([list(rows.seqs[i][:length]) for rows, i in picks])
+
+    def answer_logodds(self, scores: list[list[float]], yes: Sequence[int], no: Sequence[int]) -> list[float]:
+        def mass(logp: list[float], ids: Sequence[int]) -> float:
+            return math.log(sum(math.exp(logp[t]) for t in ids))
+
+        return [mass(logp, yes) - mass(logp, no) for logp in scores]
+
+    def generate(self, ids: Sequence[int], *, max_new_tokens: int, n: int = 1, sample: bool = False,
+                 top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = ()) -> list[Generated]:
+        seq, logp = list(ids), 0.0
+        for _ in range(max_new_tokens):
+            dist = next_logprobs(seq)
+            token = max(range(len(dist)), key=lambda t: (dist[t], -t))
+            logp += dist[token]
+            if token == EOS:
+                return [Generated(seq[len(ids):], logp, True)] * n
+            seq.append(token)
+        return [Generated(seq[len(ids):], logp, False)] * n
+
+    def continuation_logprobs(self, ids: Sequence[int], continuation: Sequence[int]) -> list[float]:
+        seq, out = list(ids), []
+        for token in continuation:
+            out.append(next_logprobs(seq)[token])
+            seq.append(token)
+        return out
