@@ -25,8 +25,11 @@ class DeALConfig(BaseModel):
         5.0, ge=0.0, allow_inf_nan=False, description="λ: weight of the reward sum against the log-probability."
     )
     max_new_tokens: int = Field(128, ge=1, le=32768, description="Upper bound on generated tokens.")
-    sample: bool = Field(False, description="Sample the top_k proposals instead of taking the k most likely tokens.")
-    temperature: float = Field(1.0, gt=0.0, le=100.0, allow_inf_nan=False, description="Proposal temperature.")
+    temperature: float = Field(
+        0.0, ge=0.0, le=100.0, allow_inf_nan=False,
+        description="0: the candidates are the top_k most likely tokens (deterministic); > 0: they are drawn "
+                    "from the distribution at this temperature (within top_p). `sample=True` alone means 1.0.",
+    )
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus mass the sampled proposals are drawn from.")
     seed: int | None = Field(
         None, ge=0, le=2**64 - 1, description="Seed for sampled proposals, 0 to 2**64-1 (None: nondeterministic)."
@@ -42,6 +45,23 @@ class DeALConfig(BaseModel):
     truncate_prompt: bool = Field(
         False, description="Keep only the last tokens of a prompt too long for the context window (else raise)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sample_means_temperature_one(cls, values: Any) -> Any:
+        """`sample=True` (the older switch) is temperature 1 unless a temperature is given; `sample=False`, 0."""
+        if isinstance(values, dict) and "sample" in values:
+            values = dict(values)
+            sample = values.pop("sample")
+            if not isinstance(sample, bool):
+                raise ValueError(f"sample must be true or false, got {sample!r}")
+            values["temperature"] = (values.get("temperature") or 1.0) if sample else 0.0
+        return values
+
+    @property
+    def sample(self) -> bool:
+        """Whether candidates are sampled (temperature > 0) rather than the top_k most likely tokens."""
+        return self.temperature > 0
 
     @model_validator(mode="after")
     def _check_consistency(self) -> DeALConfig:

@@ -9,13 +9,16 @@ from typing import Any
 from deal_core.aio import iterate_in_thread
 from deal_core.backends.base import Backend
 from deal_core.config import DeALConfig, make_config
-from deal_core.errors import ContextLengthError, PromptError
+from deal_core.errors import ConfigError, ContextLengthError, PromptError
 from deal_core.model import load_model
 from deal_core.prompts import EncodedPrompt, PromptLike, encode_prompt
+from deal_core.request import Request
 from deal_core.result import GenerationResult, SearchStats
 from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
 from deal_core.search import DeALSearch, Finished
 from deal_core.streaming import DeltaTracker, cut_at_stop
+
+Prepared = tuple[DeALConfig, RewardSum, list[EncodedPrompt]]
 
 
 class TextStream:
@@ -87,14 +90,21 @@ class DeAL:
 
     # -- preparing a call ------------------------------------------------------------------------------------
     def _prepare(
-        self, prompts: Sequence[PromptLike], rewards: RewardLike, overrides: dict[str, Any]
-    ) -> tuple[DeALConfig, RewardSum, list[EncodedPrompt]]:
-        config = make_config(self.config, **overrides)
-        reward_sum = self.rewards if rewards is None else as_reward_sum(rewards)
+        self, prompts: Sequence[PromptLike | Request], rewards: RewardLike, overrides: dict[str, Any]
+    ) -> Prepared:
+        """Requests → one validated config, the reward sum and the encoded prompts (each prompt tokenized once)."""
         if not prompts:
             raise PromptError("no prompts given: pass at least one prompt")
+        requests = [Request.of(p, rewards, **overrides) for p in prompts]
+        first = requests[0]
+        if any(r.settings != first.settings or r.rewards != first.rewards for r in requests[1:]):
+            raise ConfigError("the requests of one batch must share their settings and rewards: run them apart")
+        for request in requests:
+            request.check_supported()
+        config = first.config(self.config)
+        reward_sum = self.rewards if first.rewards is None else first.rewards
         with self.lm.lock:  # a fast tokenizer must not be used from two threads at once ("Already borrowed")
-            encoded = [encode_prompt(self.lm, p, config.alignment_prompt, self.use_chat_template) for p in prompts]
+            encoded = [encode_prompt(self.lm, r, config.alignment_prompt, self.use_chat_template) for r in requests]
         window = self.lm.context_window
         for i, enc in enumerate(encoded):
             if len(enc.ids) + config.max_new_tokens > window:
@@ -129,11 +139,9 @@ class DeAL:
             result.reward_total = scores.total[i]
 
     # -- public API ------------------------------------------------------------------------------------------
-    def _batch_steps(
-        self, prompts: Sequence[PromptLike], rewards: RewardLike, overrides: dict[str, Any]
-    ) -> Iterator[list[GenerationResult] | None]:
+    def _batch_steps(self, prepared: Prepared) -> Iterator[list[GenerationResult] | None]:
         """Yields None after every search step, then the results: lets callers stop or time-slice a search."""
-        config, reward_sum, encoded = self._prepare(_prompt_list(prompts), rewards, overrides)
+        config, reward_sum, encoded = prepared
         search = DeALSearch(self.lm, config, reward_sum, encoded)
         done: dict[int, Finished] = {}
         for update in search.run():
@@ -144,19 +152,19 @@ class DeAL:
         yield results
 
     def generate_batch(
-        self, prompts: Sequence[PromptLike], rewards: RewardLike = None, **overrides: Any
+        self, prompts: Sequence[PromptLike | Request], rewards: RewardLike = None, **overrides: Any
     ) -> list[GenerationResult]:
         """Align a batch of prompts in one search (left-padded, one shared forward per step)."""
-        *_, results = self._batch_steps(prompts, rewards, overrides)
+        *_, results = self._batch_steps(self._prepare(_prompt_list(prompts), rewards, overrides))
         return results
 
     async def agenerate_batch(
-        self, prompts: Sequence[PromptLike], rewards: RewardLike = None, **overrides: Any
+        self, prompts: Sequence[PromptLike | Request], rewards: RewardLike = None, **overrides: Any
     ) -> list[GenerationResult]:
         """`generate_batch` in a worker thread; cancelling the awaiting task stops the search at its next step."""
-        self._prepare(_prompt_list(prompts), rewards, overrides)  # bad input raises here, before a thread is involved
+        prepared = self._prepare(_prompt_list(prompts), rewards, overrides)  # bad input raises here, in the caller
         results: list[GenerationResult] = []
-        async for item in iterate_in_thread(lambda: self._batch_steps(prompts, rewards, overrides)):
+        async for item in iterate_in_thread(lambda: self._batch_steps(prepared)):
             if item is not None:
                 results = item
         return results

@@ -104,10 +104,6 @@ class DeALParams(BaseModel):
             values[key] = value
         if stop is not None:
             values["stop"] = stop
-        temperature = values.pop("temperature", None)
-        if temperature:
-            values.setdefault("sample", True)
-            values["temperature"] = temperature
         overrides = {_ALIASES.get(k, k): v for k, v in values.items() if v is not None}
         chosen = self.rewards if rewards is None else rewards
         return as_reward_sum(chosen), overrides

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from deal_core.backends.base import Backend
 from deal_core.errors import PromptError, check_text, short_repr
+
+if TYPE_CHECKING:
+    from deal_core.request import Request
 
 Message = Mapping[str, Any]
 PromptLike = Union[str, Sequence[Message]]
@@ -60,25 +63,28 @@ def normalize_messages(prompt: PromptLike) -> list[dict[str, str]]:
 
 def encode_prompt(
     lm: Backend,
-    prompt: PromptLike,
+    prompt: PromptLike | Request,
     alignment_prompt: str | None = None,
     use_chat_template: bool | None = None,
 ) -> EncodedPrompt:
-    """Token ids for the model to continue. A trailing assistant message is continued, not closed (prefill)."""
-    messages = normalize_messages(prompt)
+    """Token ids for the model to continue. A trailing assistant message is continued, not closed (prefill).
+    The request's tools are rendered by the model's chat template."""
+    from deal_core.request import Message, Request
+
+    request = Request.of(prompt)
+    messages = list(request.messages)
     if alignment_prompt:
-        if messages[0]["role"] == "system":
-            messages[0] = {"role": "system", "content": f"{alignment_prompt}\n\n{messages[0]['content']}"}
+        if messages[0].role == "system":
+            messages[0] = messages[0].model_copy(update={"content": f"{alignment_prompt}\n\n{messages[0].content}"})
         else:
-            messages.insert(0, {"role": "system", "content": alignment_prompt})
-    users = [m["content"] for m in messages if m["role"] == "user"]
-    request = users[-1] if users else messages[-1]["content"]
-    prefill = messages[-1]["role"] == "assistant"
+            messages.insert(0, Message(role="system", content=alignment_prompt))
+    prefill = messages[-1].role == "assistant" and not messages[-1].tool_calls
     chat = lm.has_chat_template if use_chat_template is None else use_chat_template
     if chat:
         if not lm.has_chat_template:
             raise PromptError(f"model {lm.name!r} has no chat template; pass use_chat_template=False")
-        ids = lm.encode_chat(messages, continue_final=prefill)
+        ids = lm.encode_chat([m.to_template() for m in messages], continue_final=prefill,
+                             tools=[t.to_template() for t in request.tools] or None)
     else:
-        ids = lm.encode_text("\n\n".join(m["content"] for m in messages))
-    return EncodedPrompt(ids=list(ids), request=request)
+        ids = lm.encode_text("\n\n".join(m.content for m in messages))
+    return EncodedPrompt(ids=list(ids), request=request.text)

@@ -135,7 +135,7 @@ class DeALSearch:
     def __init__(self, lm: Backend, config: DeALConfig, rewards: RewardSum, prompts: list[EncodedPrompt]):
         self.lm, self.config, self.rewards, self.prompts = lm, config, rewards, prompts
         self.stats = SearchStats()
-        self.proposer = lm.proposer(config.top_k, config.sample, config.temperature, config.top_p, config.seed)
+        self.proposer = lm.proposer(config.top_k, config.sample, config.temperature or 1.0, config.top_p, config.seed)
         # Stop strings are looked for in the text of the newest tokens only: a stop string of L characters (at most
         # 4L bytes) spans at most 4L + 1 tokens, plus one so that the window's first token lies before it.
         self.stop_span = 4 * max(map(len, config.stop)) + 2 if config.stop else 0
