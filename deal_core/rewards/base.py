@@ -30,6 +30,8 @@ class Reward(BaseModel):
     kind: ClassVar[str] = ""
     positional: ClassVar[str | None] = None  # the field a single positional argument fills: Keywords(["a", "b"])
     cost: ClassVar[str] = "cheap"  # "expensive": the search scores it only on candidates the cheap ones keep
+    # Fields only Python code may set: a JSON or CLI spec naming one is refused, and `spec()` leaves them out.
+    code_only: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *args: Any, **data: Any) -> None:
         if args:
@@ -124,7 +126,7 @@ class Reward(BaseModel):
 
     def spec(self) -> dict[str, Any]:
         """A JSON-serialisable description: `{"name": kind, **fields}`; `reward_from_spec` reads it back."""
-        return {"name": self.kind, **self.model_dump(mode="json")}
+        return {"name": self.kind, **self.model_dump(mode="json", exclude=set(self.code_only))}
 
 
 def _check_weight(weight: Any) -> float:

@@ -61,7 +61,7 @@ def _vader() -> Any:
     return SentimentIntensityAnalyzer()
 
 
-_MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
+_MODELS: dict[tuple[str, str, bool], tuple[Any, Any]] = {}
 _MODELS_LOCK = threading.Lock()
 
 
@@ -71,12 +71,14 @@ class RewardModel(Reward):
     `label`: which output to reward (index or label name; default: the single logit, or the last label).
     `normalize`: "sigmoid" (single logit → [0, 1]), "softmax" (probability of `label`, [0, 1]) or "none" (raw logit,
     unbounded, so the search cannot prune on it). The model is loaded once per (path, device) and shared; it uses
-    its own tokenizer, so it may differ from the LM's. Remote code never runs unless `trust_remote_code=True`.
+    its own tokenizer, so it may differ from the LM's. Remote code never runs unless `trust_remote_code=True` is
+    passed in Python code: JSON and CLI specs cannot set it (`code_only`), and `spec()` leaves it out.
     """
 
     kind: ClassVar[str] = "reward_model"
     cost: ClassVar[str] = "expensive"
     positional: ClassVar[str | None] = "model"
+    code_only: ClassVar[frozenset[str]] = frozenset({"trust_remote_code"})
     model: str
     label: int | str | None = None
     normalize: Literal["sigmoid", "softmax", "none"] = "sigmoid"
@@ -102,7 +104,7 @@ class RewardModel(Reward):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        key = (self.model, device)
+        key = (self.model, device, self.trust_remote_code)
         with _MODELS_LOCK:
             if key not in _MODELS:
                 try:

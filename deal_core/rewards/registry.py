@@ -1,6 +1,7 @@
 """Building rewards from names: CLI specs (`keywords=a,b,c:0.3`) and JSON specs (`{"name": ..., "weight": ...}`).
 
-Only classes registered through `Reward.kind` can be named, so a spec can never point at arbitrary Python code.
+Only classes registered through `Reward.kind` can be named, so a spec can never point at arbitrary Python code,
+and a spec cannot set a reward's `code_only` fields (e.g. `RewardModel.trust_remote_code`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def reward_from_spec(spec: Mapping[str, Any]) -> WeightedReward:
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
         raise RewardSpecError(f"reward {spec['name']!r}: weight must be a finite number, got {weight!r}")
     cls = _reward_class(str(spec["name"]))
+    refused = sorted(set(fields) & cls.code_only)
+    if refused:
+        raise RewardSpecError(
+            f"reward {spec['name']!r}: {', '.join(refused)} can only be set in Python code "
+            f"(e.g. {cls.__name__}(..., {refused[0]}=True)), never from a spec"
+        )
     try:
         return WeightedReward(weight=float(weight), reward=cls(**fields))
     except ValidationError as exc:
