@@ -72,13 +72,15 @@ class RewardModel(Reward):
     `normalize`: "sigmoid" (single logit → [0, 1]), "softmax" (probability of `label`, [0, 1]) or "none" (raw logit,
     unbounded, so the search cannot prune on it). The model is loaded once per (path, device) and shared; it uses
     its own tokenizer, so it may differ from the LM's. Remote code never runs unless `trust_remote_code=True` is
-    passed in Python code: JSON and CLI specs cannot set it (`code_only`), and `spec()` leaves it out.
+    passed in Python code: JSON and CLI specs cannot set it (`code_only`), and `spec()` leaves it out. Likewise a
+    Hugging Face id loads from the local cache only, unless code passes `allow_download=True` (or the environment
+    sets `DEAL_ALLOW_DOWNLOAD=1`).
     """
 
     kind: ClassVar[str] = "reward_model"
     cost: ClassVar[str] = "expensive"
     positional: ClassVar[str | None] = "model"
-    code_only: ClassVar[frozenset[str]] = frozenset({"trust_remote_code"})
+    code_only: ClassVar[frozenset[str]] = frozenset({"trust_remote_code", "allow_download"})
     model: str
     label: int | str | None = None
     normalize: Literal["sigmoid", "softmax", "none"] = "sigmoid"
@@ -87,6 +89,7 @@ class RewardModel(Reward):
     batch_size: int = Field(16, ge=1)
     max_length: int = Field(512, ge=8)
     trust_remote_code: bool = False
+    allow_download: bool | None = None
     _label_index: int | None = PrivateAttr(None)
 
     @field_validator("model")
@@ -103,18 +106,22 @@ class RewardModel(Reward):
     def load(self) -> tuple[Any, Any]:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from deal_core.model import DOWNLOAD_HINT, downloads_allowed
+
+        options = dict(trust_remote_code=self.trust_remote_code,
+                       local_files_only=not downloads_allowed(self.allow_download))
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         key = (self.model, device, self.trust_remote_code)
         with _MODELS_LOCK:
             if key not in _MODELS:
                 try:
-                    tok = AutoTokenizer.from_pretrained(self.model, trust_remote_code=self.trust_remote_code)
-                    clf = AutoModelForSequenceClassification.from_pretrained(
-                        self.model, trust_remote_code=self.trust_remote_code
-                    ).to(device).eval()
+                    tok = AutoTokenizer.from_pretrained(self.model, **options)
+                    clf = AutoModelForSequenceClassification.from_pretrained(self.model, **options).to(device).eval()
                 except (OSError, ValueError, KeyError) as exc:
+                    local = Path(self.model).expanduser().exists()
+                    offline = f" (downloads are off: {DOWNLOAD_HINT})" if options["local_files_only"] and not local else ""
                     raise RewardSpecError(
-                        f"reward_model {self.model!r} could not be loaded as a sequence classifier: {exc}"
+                        f"reward_model {self.model!r} could not be loaded as a sequence classifier: {exc}{offline}"
                     ) from exc
                 _MODELS[key] = (tok, clf)
             return _MODELS[key]

@@ -68,3 +68,26 @@ def test_the_hostile_directory_is_real_python_code_may_still_opt_in(hostile_mode
     with pytest.raises(RewardError):
         RewardModel(str(model_dir), trust_remote_code=True).score("p", ["x"])
     assert marker.read_text() == "remote code ran"
+
+
+# -- 4. nothing is downloaded unless the user opts in ---------------------------------------------------------------
+
+def test_an_uncached_model_id_fails_fast_and_says_how_to_opt_in(monkeypatch):
+    import time
+
+    from deal_core.errors import ModelLoadError
+    from deal_core.model import downloads_allowed, load_model
+
+    monkeypatch.delenv("DEAL_ALLOW_DOWNLOAD", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError, match=r"allow_download=True \(or set DEAL_ALLOW_DOWNLOAD=1\)"):
+        load_model("deal-tests/no-such-model")
+    with pytest.raises(RewardError, match="downloads are off"):
+        reward_from_spec({"name": "reward_model", "model": "deal-tests/no-such-classifier"}).reward.score("p", ["x"])
+    elapsed = time.perf_counter() - start
+    assert elapsed < 5, f"took {elapsed:.1f}s: something retried the Hub"
+    with pytest.raises(RewardSpecError, match="allow_download can only be set in Python code"):
+        reward_from_spec({"name": "reward_model", "model": "x/y", "allow_download": True})
+    assert not downloads_allowed() and downloads_allowed(True)
+    monkeypatch.setenv("DEAL_ALLOW_DOWNLOAD", "1")
+    assert downloads_allowed() and not downloads_allowed(False)
