@@ -91,3 +91,119 @@ def test_an_uncached_model_id_fails_fast_and_says_how_to_opt_in(monkeypatch):
     assert not downloads_allowed() and downloads_allowed(True)
     monkeypatch.setenv("DEAL_ALLOW_DOWNLOAD", "1")
     assert downloads_allowed() and not downloads_allowed(False)
+
+
+# -- 2. JSON Schema: nothing is ever fetched ---------------------------------------------------------------------
+
+@pytest.fixture
+def counting_server():
+    """A real HTTP server on 127.0.0.1 that serves a schema for any path and records every request."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            body = b'{"type": "string"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/schema+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_json_schema_never_fetches_references(counting_server, tmp_path):
+    import urllib.request
+
+    from deal_core.rewards import JsonSchema
+    from deal_core.rewards import schema_guard
+
+    url, hits = counting_server
+    with urllib.request.urlopen(f"{url}/control") as response:  # the server answers and counts
+        assert response.status == 200 and hits == ["/control"]
+    hits.clear()
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"type": "string"}')
+    remote = [
+        {"$ref": f"{url}/schema.json"},
+        {"properties": {"a": {"$ref": f"{url}/a.json"}}},
+        {"$id": f"{url}/root.json", "properties": {"a": {"$ref": "other.json"}}},  # relative to a remote $id
+        {"$dynamicRef": f"{url}/dyn.json"},
+        {"$ref": secret.as_uri()},
+    ]
+    for schema in remote:
+        with pytest.raises(RewardSpecError, match="points outside the schema"):
+            reward_from_spec({"name": "json_schema", "json_schema": schema})
+    with pytest.raises(RewardSpecError, match="points outside the schema"):
+        parse_reward_spec(f'json_schema={{"$ref": "{secret.as_uri()}"}}')
+    # references inside the schema work; a remote-looking $id is only a name; "$ref" inside data is data
+    local = JsonSchema({"$id": f"{url}/root.json", "$defs": {"s": {"type": "string"}},
+                        "properties": {"a": {"$ref": "#/$defs/s"}, "b": {"enum": [{"$ref": f"{url}/x"}]}}})
+    assert local.score("p", ['{"a": "x"}', '{"a": 1}']) == [1.0, 0.5]
+    # belt and braces: past the check, the registry itself refuses to retrieve
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(schema_guard, "_check_literal", lambda schema: None)
+        with pytest.raises(ValueError, match="does not resolve"):
+            schema_guard.safe_validators({"$ref": f"{url}/schema.json"}, lambda s: s)
+    assert hits == []
+
+
+# -- 3. costly schemas and patterns: limits when built, a time budget when scored -----------------------------------
+
+def _ref_bomb(depth: int, fan: int) -> dict:
+    defs = {"l0": {"type": "string"}}
+    for i in range(1, depth + 1):
+        defs[f"l{i}"] = {"allOf": [{"$ref": f"#/$defs/l{i - 1}"}] * fan}
+    return {"$defs": defs, "$ref": f"#/$defs/l{depth}"}
+
+
+def test_json_schema_size_depth_and_fan_out_limits():
+    import time
+
+    deep: dict = {"type": "string"}
+    for _ in range(5_000):
+        deep = {"not": deep}
+    inline: dict = {"type": "string"}
+    for _ in range(6):
+        inline = {"allOf": [inline] * 6}  # 6**6 subschemas written out
+    start = time.perf_counter()
+    with pytest.raises(RewardSpecError, match="nested more than 32 levels deep"):
+        reward_from_spec({"name": "json_schema", "json_schema": deep})
+    with pytest.raises(RewardSpecError, match="nested too deeply"):
+        parse_reward_spec("json_schema=" + '{"not": ' * 5_000 + "{}" + "}" * 5_000)
+    with pytest.raises(RewardSpecError, match="more than 2000 objects and arrays"):
+        reward_from_spec({"name": "json_schema", "json_schema": inline})
+    with pytest.raises(RewardSpecError, match="expands .*more than 2000 objects"):
+        reward_from_spec({"name": "json_schema", "json_schema": _ref_bomb(6, 6)})
+    assert time.perf_counter() - start < 2
+    reward_from_spec({"name": "json_schema", "json_schema": _ref_bomb(3, 6)})  # 6**3 expanded: fine
+
+
+def test_json_schema_that_grows_with_the_data_runs_out_of_time():
+    import time
+
+    from deal_core.rewards import JsonSchema
+
+    tree = JsonSchema({"$defs": {"t": {"type": ["array", "string"], "items": {"$ref": "#/$defs/t"}}},
+                       "$ref": "#/$defs/t"})
+    assert tree.score("p", ['[["a", ["b"]], "c"]', "[1]"]) == [1.0, 0.5]  # recursion itself is fine
+    double = JsonSchema({"$defs": {"t": {"allOf": [{"items": {"$ref": "#/$defs/t"}}] * 2}}, "$ref": "#/$defs/t"})
+    start = time.perf_counter()
+    with pytest.raises(RewardError, match=r"'json_schema'.*took over 0.5s"):
+        double.score("p", ["[" * 30 + "]" * 30])  # 2**30 checks unbounded
+    assert time.perf_counter() - start < 2
+    assert double.score("p", ["[" * 3 + "]" * 3]) == [1.0]  # the reward stays usable
+    assert JsonSchema({"type": "array"}).score("p", ["[" * 5_000 + "]" * 5_000]) == [0.0]  # too deep to parse
