@@ -7,16 +7,16 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import regex
-from pydantic import PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import from_json
 
 from deal_core.errors import RewardError
 from deal_core.rewards.base import Reward
-from deal_core.rewards.budget import BudgetExceeded, deadline
+from deal_core.rewards.budget import BudgetExceeded, deadline, time_left
 from deal_core.rewards.schema_guard import safe_validators
 
-# Schemas come from callers and are scored while the model lock is held: one scoring call of a JsonSchema
-# gets this many seconds, then fails with RewardError (never stalling the other callers for longer).
+# Patterns and schemas come from callers and are scored while the model lock is held: one scoring call of a Regex
+# or JsonSchema gets this many seconds, then fails with RewardError (never stalling the other callers for longer).
 TIME_BUDGET_S = 0.5
 
 
@@ -24,12 +24,13 @@ class Regex(Reward):
     """`mode="full"`: the whole response must match `pattern`; a partial response scores 1 while it can still be
     completed into a match (partial matching from the `regex` package), 0 once it cannot.
     `mode="search"`: the pattern must occur somewhere; partial text without it scores 0.5 (it may still come).
-    Range [0, 1].
+    Range [0, 1]. A scoring call gets `TIME_BUDGET_S` seconds of matching (the `regex` module's `timeout`): a
+    pattern that backtracks catastrophically fails the call with `RewardError` instead of hanging it.
     """
 
     kind: ClassVar[str] = "regex"
     positional: ClassVar[str | None] = "pattern"
-    pattern: str
+    pattern: str = Field(max_length=2_000)
     mode: Literal["full", "search"] = "full"
     strip: bool = True
     _compiled: Any = PrivateAttr(None)
@@ -49,14 +50,18 @@ class Regex(Reward):
     def _one(self, text: str, final: bool) -> float:
         if self.strip:
             text = text.strip() if final else text.lstrip()
+        timeout = time_left()
         if self.mode == "search":
-            return 1.0 if self._compiled.search(text) else (0.0 if final else 0.5)
-        if final:
-            return 1.0 if self._compiled.fullmatch(text) else 0.0
-        return 1.0 if self._compiled.fullmatch(text, partial=True) else 0.0
+            return 1.0 if self._compiled.search(text, timeout=timeout) else (0.0 if final else 0.5)
+        return 1.0 if self._compiled.fullmatch(text, partial=not final, timeout=timeout) else 0.0
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
-        return [self._one(t, f) for t, f in zip(texts, is_final)]
+        try:
+            with deadline(TIME_BUDGET_S):
+                return [self._one(t, f) for t, f in zip(texts, is_final)]
+        except (TimeoutError, BudgetExceeded):
+            raise RewardError(self.name, f"pattern {self.pattern[:60]!r} took over {TIME_BUDGET_S}s on "
+                                         f"{len(texts)} texts (catastrophic backtracking); simplify it") from None
 
     @classmethod
     def from_cli(cls, arg: str | None) -> Regex:

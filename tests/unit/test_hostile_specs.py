@@ -207,3 +207,67 @@ def test_json_schema_that_grows_with_the_data_runs_out_of_time():
     assert time.perf_counter() - start < 2
     assert double.score("p", ["[" * 3 + "]" * 3]) == [1.0]  # the reward stays usable
     assert JsonSchema({"type": "array"}).score("p", ["[" * 5_000 + "]" * 5_000]) == [0.0]  # too deep to parse
+
+
+def test_catastrophic_regex_fails_its_call_fast():
+    import time
+
+    from deal_core.rewards import Regex
+
+    start = time.perf_counter()
+    with pytest.raises(RewardError, match=r"'regex'.*took over 0.5s"):
+        Regex("(a|aa)+!", mode="search").score("p", ["a" * 40])  # unbounded: minutes
+    assert time.perf_counter() - start < 2
+    assert Regex("(a|aa)+!", mode="search").score("p", ["aaa!"]) == [1.0]
+    with pytest.raises(RewardSpecError, match="at most 2000 characters"):
+        parse_reward_spec("regex=" + "a" * 2_001)
+
+
+HOSTILE_PATTERN = r"(?s)(.|.|.)+(?=\x00)"  # 3**n backtracking: seconds on any text of 16 characters
+
+
+def hostile_and_bystander(lm, prompt: str, rewards, **settings) -> dict:
+    """A catastrophic Regex call and an ordinary call on the same model at once: how each ended and how long."""
+    import threading
+    import time
+
+    from deal_core import DeAL
+    from deal_core.rewards import Regex
+
+    deal = DeAL(lm, **settings)
+    start = time.perf_counter()
+    solo = deal.generate(prompt, rewards=rewards).text
+    out: dict = {"solo": solo, "solo_s": time.perf_counter() - start}
+    barrier = threading.Barrier(2)
+
+    def attack():
+        barrier.wait()
+        start = time.perf_counter()
+        try:
+            deal.generate(prompt, rewards=Regex(HOSTILE_PATTERN, mode="search"))
+        except RewardError as exc:
+            out["error"] = exc
+        out["attack_s"] = time.perf_counter() - start
+
+    def bystander():
+        barrier.wait()
+        start = time.perf_counter()
+        out["text"] = deal.generate(prompt, rewards=rewards).text
+        out["bystander_s"] = time.perf_counter() - start
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (attack, bystander)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), f"a call is still running after 30 s: {out}"
+    print(f"hostile call failed after {out['attack_s']:.2f}s; other caller {out['bystander_s']:.2f}s "
+          f"(alone {out['solo_s']:.2f}s)")
+    return out
+
+
+def test_a_hostile_pattern_costs_its_own_caller_an_error_not_the_other_callers(tiny_lm, vowels):
+    out = hostile_and_bystander(tiny_lm, "Say something.", vowels, max_new_tokens=16)
+    assert "took over 0.5s" in str(out["error"]) and out["attack_s"] < 2
+    assert out["text"] == out["solo"]
+    assert out["bystander_s"] < out["solo_s"] + 2, out
