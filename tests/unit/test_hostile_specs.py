@@ -271,3 +271,30 @@ def test_a_hostile_pattern_costs_its_own_caller_an_error_not_the_other_callers(t
     assert "took over 0.5s" in str(out["error"]) and out["attack_s"] < 2
     assert out["text"] == out["solo"]
     assert out["bystander_s"] < out["solo_s"] + 2, out
+
+
+# -- 6. FunctionReward passes is_final only to a parameter named is_final -----------------------------------------
+
+def test_function_reward_passes_is_final_only_by_name():
+    from deal_core.rewards import FunctionReward
+
+    word = "dog"
+    mentions = FunctionReward(lambda p, t, w=word: [float(w in x) for x in t], bounds=(0, 1))  # broke: w=is_final
+
+    def lenient(prompts, texts, strict=False):  # scored 0 for everything: strict received the (truthy) flags
+        return [0.0 if strict else 1.0 for _ in texts]
+
+    def flags(prompts, texts, is_final):
+        return [float(f) for f in is_final]
+
+    def keyword_flags(prompts, texts, *, is_final, scale=1.0):
+        return [scale * f for f in is_final]
+
+    assert mentions.score("p", ["a dog", "a cat"], [True, False]) == [1.0, 0.0]
+    assert FunctionReward(lenient, bounds=(0, 1)).score("p", ["a", "b"], [True, True]) == [1.0, 1.0]
+    assert FunctionReward(flags, bounds=(0, 1)).score("p", ["a", "b"], [True, False]) == [1.0, 0.0]
+    assert FunctionReward(keyword_flags, bounds=(0, 1)).score("p", ["a", "b"], [False, True]) == [0.0, 1.0]
+    with pytest.raises(ValueError, match="name the flags parameter is_final"):
+        FunctionReward(lambda p, t, final: [0.0] * len(t))  # a required third parameter with another name
+    with pytest.raises(ValueError, match="cannot be called that way"):
+        FunctionReward(lambda texts: [0.0] * len(texts))
