@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from deal_core.rewards.base import Reward, RewardSum, as_reward_sum
 
@@ -38,6 +38,12 @@ class FunctionReward(Reward):
         if bounds is not None:
             data["low"], data["high"] = bounds
         super().__init__(**data)
+
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> FunctionReward:
+        if not self.low <= self.high:
+            raise ValueError(f"bounds must be (low, high) with low <= high, got ({self.low}, {self.high})")
+        return self
 
     @field_validator("fn")
     @classmethod

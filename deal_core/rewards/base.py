@@ -91,10 +91,16 @@ class Reward(BaseModel):
             raise RewardError(self.name, f"raised {type(exc).__name__}: {exc}") from exc
         if len(values) != len(texts):
             raise RewardError(self.name, f"returned {len(values)} scores for {len(texts)} texts")
+        low, high = self.bounds()
         for value, text in zip(values, texts):
             if math.isnan(value) or value == math.inf or (value == -math.inf and not self.can_veto):
                 raise RewardError(
                     self.name, f"returned {value} for text {text[:60]!r}; rewards must return finite floats"
+                )
+            if value != -math.inf and not low - _slack(low) <= value <= high + _slack(high):
+                raise RewardError(
+                    self.name, f"returned {value:g} for text {text[:60]!r}, outside its declared bounds "
+                    f"[{low:g}, {high:g}]; the search prunes by these bounds, so fix the reward or widen them"
                 )
         return values
 
@@ -127,6 +133,11 @@ class Reward(BaseModel):
     def spec(self) -> dict[str, Any]:
         """A JSON-serialisable description: `{"name": kind, **fields}`; `reward_from_spec` reads it back."""
         return {"name": self.kind, **self.model_dump(mode="json", exclude=set(self.code_only))}
+
+
+def _slack(bound: float) -> float:
+    """Rounding allowed past a declared bound."""
+    return 1e-6 * max(1.0, abs(bound))
 
 
 def _check_weight(weight: Any) -> float:

@@ -298,3 +298,20 @@ def test_function_reward_passes_is_final_only_by_name():
         FunctionReward(lambda p, t, final: [0.0] * len(t))  # a required third parameter with another name
     with pytest.raises(ValueError, match="cannot be called that way"):
         FunctionReward(lambda texts: [0.0] * len(texts))
+
+
+# -- 7. declared bounds are checked ----------------------------------------------------------------------------
+
+def test_a_value_outside_the_declared_bounds_is_an_error_with_or_without_pruning(tiny):
+    from deal_core.rewards import FunctionReward
+
+    liar = FunctionReward(lambda p, t: [10.0] * len(t), label="liar", bounds=(0, 0.01))
+    with pytest.raises(RewardError, match=r"'liar'.*returned 10 .*outside its declared bounds \[0, 0.01\]"):
+        liar.score("p", ["x"])
+    for prune in (True, False):  # these used to return different texts
+        with pytest.raises(RewardError, match="outside its declared bounds"):
+            tiny.generate("Say something.", rewards=liar, prune=prune, max_new_tokens=4)
+    rounding = FunctionReward(lambda p, t: [1 + 1e-9] * len(t), bounds=(0, 1))
+    assert rounding.score("p", ["x"]) == [1 + 1e-9]  # float rounding past a bound is tolerated
+    with pytest.raises(ValueError, match="low <= high"):
+        FunctionReward(lambda p, t: [0.0] * len(t), bounds=(1, 0))
