@@ -186,7 +186,7 @@ def load_model(
         source, is_hub_id = embedded_model_dir() if model is None else str(model), model is not None
         if model is not None and Path(str(model)).expanduser().exists():
             source, is_hub_id = str(Path(str(model)).expanduser()), False
-        options = dict(trust_remote_code=trust_remote_code, local_files_only=not downloads_allowed(allow_download))
+        options = {"trust_remote_code": trust_remote_code, "local_files_only": not downloads_allowed(allow_download)}
         try:
             tok = tokenizer or AutoTokenizer.from_pretrained(source, **options)
             lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **options).to(dev)

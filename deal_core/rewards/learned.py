@@ -108,8 +108,8 @@ class RewardModel(Reward):
 
         from deal_core.model import DOWNLOAD_HINT, downloads_allowed
 
-        options = dict(trust_remote_code=self.trust_remote_code,
-                       local_files_only=not downloads_allowed(self.allow_download))
+        options = {"trust_remote_code": self.trust_remote_code,
+                   "local_files_only": not downloads_allowed(self.allow_download)}
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         key = (self.model, device, self.trust_remote_code)
         with _MODELS_LOCK:
@@ -118,8 +118,8 @@ class RewardModel(Reward):
                     tok = AutoTokenizer.from_pretrained(self.model, **options)
                     clf = AutoModelForSequenceClassification.from_pretrained(self.model, **options).to(device).eval()
                 except (OSError, ValueError, KeyError) as exc:
-                    local = Path(self.model).expanduser().exists()
-                    offline = f" (downloads are off: {DOWNLOAD_HINT})" if options["local_files_only"] and not local else ""
+                    hub_only = options["local_files_only"] and not Path(self.model).expanduser().exists()
+                    offline = f" (downloads are off: {DOWNLOAD_HINT})" if hub_only else ""
                     raise RewardSpecError(
                         f"reward_model {self.model!r} could not be loaded as a sequence classifier: {exc}{offline}"
                     ) from exc
