@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 from pydantic import ValidationError
 
 
@@ -56,11 +59,24 @@ class GenerationTimeout(DeALError, TimeoutError):
     """The search ran past the per-call timeout."""
 
 
+def short_repr(value: Any, limit: int = 80) -> str:
+    """`repr` for error messages, bounded in length and depth: hostile input may be huge or nested 5,000 deep."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<an integer of {value.bit_length()} bits>"
+    shorten = reprlib.Repr()
+    shorten.maxlevel, shorten.maxstring, shorten.maxother = 3, limit, limit
+    try:
+        text = shorten.repr(value)
+    except (RecursionError, ValueError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """pydantic's errors as one line per field: `top_k (got 0): Input should be greater than or equal to 1`."""
     problems = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or exc.title
-        given = f" (got {err['input']!r})" if err["loc"] and "input" in err else ""
+        given = f" (got {short_repr(err['input'])})" if err["loc"] and "input" in err else ""
         problems.append(f"{where}{given}: {err['msg']}")
     return "; ".join(problems)

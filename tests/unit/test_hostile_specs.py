@@ -104,7 +104,7 @@ def counting_server():
     hits: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             hits.append(self.path)
             body = b'{"type": "string"}'
             self.send_response(200)
@@ -128,8 +128,7 @@ def counting_server():
 def test_json_schema_never_fetches_references(counting_server, tmp_path):
     import urllib.request
 
-    from deal_core.rewards import JsonSchema
-    from deal_core.rewards import schema_guard
+    from deal_core.rewards import JsonSchema, schema_guard
 
     url, hits = counting_server
     with urllib.request.urlopen(f"{url}/control") as response:  # the server answers and counts
@@ -315,3 +314,61 @@ def test_a_value_outside_the_declared_bounds_is_an_error_with_or_without_pruning
     assert rounding.score("p", ["x"]) == [1 + 1e-9]  # float rounding past a bound is tolerated
     with pytest.raises(ValueError, match="low <= high"):
         FunctionReward(lambda p, t: [0.0] * len(t), bounds=(1, 0))
+
+
+# -- typed errors for malformed rewards and specs ------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["keywords=apple:nan", "keywords=apple:inf", "keywords=apple:-Infinity",
+                                  "keywords=apple:1e400", "harmless:nan"])
+def test_a_trailing_non_finite_number_is_a_bad_weight_not_a_keyword(spec):
+    with pytest.raises(RewardSpecError, match="not a finite number"):
+        parse_reward_spec(spec)
+
+
+def test_a_trailing_non_number_still_belongs_to_the_argument():
+    assert parse_reward_spec("keywords=apple:pie").reward.keywords == ["apple:pie"]
+    assert parse_reward_spec("blocklist=hard:x,y").reward.hard
+    assert parse_reward_spec("keywords=apple:0.5").weight == 0.5
+
+
+def lenient(prompts, texts):
+    return [1.0] * len(texts)
+
+
+@pytest.mark.parametrize(("rewards", "needle"), [
+    (lenient, r"the function lenient: wrap it, e.g. FunctionReward\(lenient"),
+    (3, "got int 3"),
+    (__import__("deal_core.rewards", fromlist=["Keywords"]).Keywords, r"the class Keywords: instantiate it"),
+    ("harmless", r"rewards_from_cli\(\[...\]\)"),
+    ({"name": "harmless"}, r"rewards_from_json\(\[...\]\)"),
+    ([lenient], "the function lenient"),
+])
+def test_rewards_that_are_not_rewards_are_typed_errors(tiny, rewards, needle):
+    from deal_core import DeAL
+
+    with pytest.raises(RewardSpecError, match=needle):
+        tiny.generate("Hi", rewards=rewards)
+    with pytest.raises(RewardSpecError, match=needle):
+        DeAL(tiny.lm, rewards=rewards)
+
+
+def test_malformed_spec_lists_and_weights_are_typed_errors():
+    from deal_core.rewards import Keywords, rewards_from_cli
+
+    for bad in (None, {"name": "harmless"}, "harmless", 3):
+        with pytest.raises(RewardSpecError, match="needs a list of reward specs"):
+            rewards_from_json(bad)
+    with pytest.raises(RewardSpecError, match="needs a list of reward specs"):
+        rewards_from_cli("harmless")
+    for huge in (10**400, 10**5000, float("inf")):
+        with pytest.raises(RewardSpecError, match="weight must be a finite number"):
+            reward_from_spec({"name": "keywords", "keywords": ["a"], "weight": huge})
+        with pytest.raises(RewardSpecError, match="weight must be a finite number"):
+            Keywords(["a"]) * huge
+    deep: list = []
+    for _ in range(5_000):
+        deep = [deep]
+    with pytest.raises(RewardSpecError, match="'name' string"):
+        reward_from_spec({"json_schema": deep})
+    with pytest.raises(RewardSpecError, match="valid dictionary"):
+        reward_from_spec({"name": "json_schema", "json_schema": deep})
