@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field, PrivateAttr, field_validator
 
-from deal_core.errors import RewardSpecError
+from deal_core.errors import RewardError, RewardSpecError
 from deal_core.rewards.base import Reward
 
 
@@ -188,15 +188,18 @@ class Judge(Reward):
         return ids(["yes", "Yes", " yes", " Yes"]), ids(["no", "No", " no", " No"])
 
     def _split_prompt(self, lm: Any, request: str) -> tuple[list[int], str]:
-        """The judge prompt's token ids before the response, and the text that follows the response."""
+        """The judge prompt's token ids before the response, and the text that follows the response.
+
+        The response goes where `_MARK` is. Only template text follows it, so the last occurrence is ours even when
+        the request or question contains the marker itself."""
         content = f"{self.question}\n\nRequest: {request}\n\nResponse:{self._MARK}\n\nAnswer with yes or no."
         if lm.has_chat_template:
-            rendered = lm.tokenizer.apply_chat_template([{"role": "user", "content": content}],
-                                                        add_generation_prompt=True, tokenize=False)
-            head, tail = rendered.split(self._MARK)
-            return lm.tokenizer(head, add_special_tokens=False)["input_ids"], tail
-        head, tail = content.split(self._MARK)
-        return lm.tokenizer(head)["input_ids"], tail
+            content = lm.tokenizer.apply_chat_template([{"role": "user", "content": content}],
+                                                       add_generation_prompt=True, tokenize=False)
+        head, found, tail = content.rpartition(self._MARK)
+        if not found:
+            raise RewardError(self.name, "the model's chat template dropped the response marker; use another model")
+        return lm.tokenizer(head, add_special_tokens=not lm.has_chat_template)["input_ids"], tail
 
     def _prefix(self, lm: Any, request: str) -> tuple[Any, str]:
         """The encoded judge prompt up to the response (one KV row) and the text after it; cached per request."""
