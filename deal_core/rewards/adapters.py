@@ -7,14 +7,17 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from deal_core.rewards.base import Reward, RewardSum, as_reward_sum
 
 
 class FunctionReward(Reward):
-    """Wraps `fn(prompts, texts) -> floats` (or `fn(prompts, texts, is_final)`) as a named reward.
+    """Wraps `fn(prompts, texts) -> floats` as a named reward.
 
+    The final-text flags are passed only to a parameter named `is_final` (`fn(prompts, texts, is_final)` or
+    `fn(prompts, texts, *, is_final)`), by keyword; any other extra parameter keeps its default. A function that
+    cannot be called as `fn(prompts, texts)` (plus `is_final=`) is refused when the reward is built.
     Give `bounds=(low, high)` when known so the search can prune; the default `(-inf, inf)` disables pruning.
     Not nameable from CLI or JSON specs (it is code, not configuration).
     """
@@ -26,6 +29,7 @@ class FunctionReward(Reward):
     low: float = -math.inf
     high: float = math.inf
     expensive: bool = Field(False, description="Score it only on candidates that cheaper rewards cannot rule out.")
+    _final: str | None = PrivateAttr(None)  # how fn takes is_final: "keyword", "positional" (positional-only), None
 
     def __init__(self, fn: Callable[..., Sequence[float]] | None = None, /, *, bounds: tuple[float, float] | None = None,
                  **data: Any):
@@ -34,6 +38,21 @@ class FunctionReward(Reward):
         if bounds is not None:
             data["low"], data["high"] = bounds
         super().__init__(**data)
+
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> FunctionReward:
+        if not self.low <= self.high:
+            raise ValueError(f"bounds must be (low, high) with low <= high, got ({self.low}, {self.high})")
+        return self
+
+    @field_validator("fn")
+    @classmethod
+    def _callable_as_documented(cls, fn: Callable[..., Sequence[float]]) -> Callable[..., Sequence[float]]:
+        _final_kind(fn)
+        return fn
+
+    def model_post_init(self, context: Any) -> None:
+        self._final = _final_kind(self.fn)
 
     @property
     def name(self) -> str:
@@ -47,11 +66,35 @@ class FunctionReward(Reward):
         return self.expensive
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> Sequence[float]:
-        try:
-            takes_final = len(inspect.signature(self.fn).parameters) >= 3
-        except (TypeError, ValueError):
-            takes_final = False
-        return self.fn(prompts, texts, is_final) if takes_final else self.fn(prompts, texts)
+        if self._final == "keyword":
+            return self.fn(prompts, texts, is_final=is_final)
+        if self._final == "positional":
+            return self.fn(prompts, texts, is_final)
+        return self.fn(prompts, texts)
+
+
+def _final_kind(fn: Callable[..., Any]) -> str | None:
+    """How `fn` takes the final-text flags; raises ValueError if it cannot be called as FunctionReward calls it."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have no signature: call them with (prompts, texts)
+        return None
+    param = signature.parameters.get("is_final")
+    if param is None or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+        kind, extra = None, {}
+    elif param.kind == param.POSITIONAL_ONLY:
+        kind, extra = "positional", {}
+    else:
+        kind, extra = "keyword", {"is_final": []}
+    try:
+        signature.bind([], [], *([[]] if kind == "positional" else []), **extra)
+    except TypeError as exc:
+        raise ValueError(
+            f"FunctionReward calls fn(prompts, texts), adding is_final=... only for a parameter named is_final, "
+            f"but {getattr(fn, '__name__', 'fn')}{signature} cannot be called that way ({exc}): give other "
+            "parameters defaults, or name the flags parameter is_final"
+        ) from None
+    return kind
 
 
 def reward_from_function(fn: Callable[..., Sequence[float]], name: str | None = None,

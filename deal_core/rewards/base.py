@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deal_core.errors import RewardError, RewardSpecError
+from deal_core.errors import RewardError, RewardSpecError, short_repr
 
 REGISTRY: dict[str, type[Reward]] = {}
 
@@ -30,6 +30,8 @@ class Reward(BaseModel):
     kind: ClassVar[str] = ""
     positional: ClassVar[str | None] = None  # the field a single positional argument fills: Keywords(["a", "b"])
     cost: ClassVar[str] = "cheap"  # "expensive": the search scores it only on candidates the cheap ones keep
+    # Fields only Python code may set: a JSON or CLI spec naming one is refused, and `spec()` leaves them out.
+    code_only: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *args: Any, **data: Any) -> None:
         if args:
@@ -89,10 +91,16 @@ class Reward(BaseModel):
             raise RewardError(self.name, f"raised {type(exc).__name__}: {exc}") from exc
         if len(values) != len(texts):
             raise RewardError(self.name, f"returned {len(values)} scores for {len(texts)} texts")
+        low, high = self.bounds()
         for value, text in zip(values, texts):
             if math.isnan(value) or value == math.inf or (value == -math.inf and not self.can_veto):
                 raise RewardError(
                     self.name, f"returned {value} for text {text[:60]!r}; rewards must return finite floats"
+                )
+            if value != -math.inf and not low - _slack(low) <= value <= high + _slack(high):
+                raise RewardError(
+                    self.name, f"returned {value:g} for text {text[:60]!r}, outside its declared bounds "
+                    f"[{low:g}, {high:g}]; the search prunes by these bounds, so fix the reward or widen them"
                 )
         return values
 
@@ -103,7 +111,7 @@ class Reward(BaseModel):
 
     # -- composition ------------------------------------------------------------------------------------------
     def __mul__(self, weight: float) -> RewardSum:
-        return RewardSum(terms=[WeightedReward(weight=_check_weight(weight), reward=self)])
+        return RewardSum(terms=[WeightedReward(weight=finite_weight(weight), reward=self)])
 
     __rmul__ = __mul__
 
@@ -124,13 +132,25 @@ class Reward(BaseModel):
 
     def spec(self) -> dict[str, Any]:
         """A JSON-serialisable description: `{"name": kind, **fields}`; `reward_from_spec` reads it back."""
-        return {"name": self.kind, **self.model_dump(mode="json")}
+        return {"name": self.kind, **self.model_dump(mode="json", exclude=set(self.code_only))}
 
 
-def _check_weight(weight: Any) -> float:
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-        raise RewardSpecError(f"reward weight must be a finite number, got {weight!r}")
-    return float(weight)
+def _slack(bound: float) -> float:
+    """Rounding allowed past a declared bound."""
+    return 1e-6 * max(1.0, abs(bound))
+
+
+def finite_weight(weight: Any, what: str = "reward weight") -> float:
+    """`weight` as a float, or RewardSpecError if it is not a finite number (ints too big for a float included)."""
+    if not isinstance(weight, bool) and isinstance(weight, (int, float)):
+        try:
+            value = float(weight)
+        except OverflowError:
+            value = math.inf
+        if math.isfinite(value):
+            return value
+    raise RewardSpecError(f"{what} must be a finite number, got {short_repr(weight)}")
+
 
 
 class WeightedReward(BaseModel):
@@ -191,7 +211,7 @@ class RewardSum(BaseModel):
     __radd__ = __add__
 
     def __mul__(self, weight: float) -> RewardSum:
-        w = _check_weight(weight)
+        w = finite_weight(weight)
         return RewardSum(terms=[WeightedReward(weight=t.weight * w, reward=t.reward) for t in self.terms])
 
     __rmul__ = __mul__
@@ -250,10 +270,28 @@ def as_reward_sum(rewards: RewardLike) -> RewardSum:
         return rewards
     if isinstance(rewards, Reward):
         return RewardSum(terms=[WeightedReward(weight=1.0, reward=rewards)])
+    if isinstance(rewards, (str, bytes, Mapping, type)) or not isinstance(rewards, Iterable):
+        raise RewardSpecError(_not_a_reward(rewards))
     terms: list[WeightedReward] = []
     for item in rewards:
         if isinstance(item, (Reward, RewardSum)):
             terms.extend(as_reward_sum(item).terms)
         else:
-            raise RewardSpecError(f"expected Reward objects, got {type(item).__name__}: {item!r}")
+            raise RewardSpecError(_not_a_reward(item))
     return RewardSum(terms=terms)
+
+
+def _not_a_reward(value: Any) -> str:
+    """What to pass instead of `value` as `rewards=`."""
+    if isinstance(value, type) and issubclass(value, Reward):
+        hint = f"the class {value.__name__}: instantiate it, e.g. {value.__name__}(...)"
+    elif isinstance(value, Mapping):
+        hint = "a dict: build rewards from JSON specs with rewards_from_json([...])"
+    elif isinstance(value, str):
+        hint = f"the string {short_repr(value)}: build rewards from CLI specs with rewards_from_cli([...])"
+    elif callable(value):
+        name = getattr(value, "__name__", "fn")
+        hint = f"the function {name}: wrap it, e.g. FunctionReward({name}, bounds=(low, high))"
+    else:
+        hint = f"{type(value).__name__} {short_repr(value)}"
+    return f"rewards must be a Reward, a sum of rewards, a list of them or None; got {hint}"

@@ -7,22 +7,30 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import regex
-from pydantic import PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import from_json
 
+from deal_core.errors import RewardError
 from deal_core.rewards.base import Reward
+from deal_core.rewards.budget import BudgetExceeded, deadline, time_left
+from deal_core.rewards.schema_guard import safe_validators
+
+# Patterns and schemas come from callers and are scored while the model lock is held: one scoring call of a Regex
+# or JsonSchema gets this many seconds, then fails with RewardError (never stalling the other callers for longer).
+TIME_BUDGET_S = 0.5
 
 
 class Regex(Reward):
     """`mode="full"`: the whole response must match `pattern`; a partial response scores 1 while it can still be
     completed into a match (partial matching from the `regex` package), 0 once it cannot.
     `mode="search"`: the pattern must occur somewhere; partial text without it scores 0.5 (it may still come).
-    Range [0, 1].
+    Range [0, 1]. A scoring call gets `TIME_BUDGET_S` seconds of matching (the `regex` module's `timeout`): a
+    pattern that backtracks catastrophically fails the call with `RewardError` instead of hanging it.
     """
 
     kind: ClassVar[str] = "regex"
     positional: ClassVar[str | None] = "pattern"
-    pattern: str
+    pattern: str = Field(max_length=2_000)
     mode: Literal["full", "search"] = "full"
     strip: bool = True
     _compiled: Any = PrivateAttr(None)
@@ -42,14 +50,18 @@ class Regex(Reward):
     def _one(self, text: str, final: bool) -> float:
         if self.strip:
             text = text.strip() if final else text.lstrip()
+        timeout = time_left()
         if self.mode == "search":
-            return 1.0 if self._compiled.search(text) else (0.0 if final else 0.5)
-        if final:
-            return 1.0 if self._compiled.fullmatch(text) else 0.0
-        return 1.0 if self._compiled.fullmatch(text, partial=True) else 0.0
+            return 1.0 if self._compiled.search(text, timeout=timeout) else (0.0 if final else 0.5)
+        return 1.0 if self._compiled.fullmatch(text, partial=not final, timeout=timeout) else 0.0
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
-        return [self._one(t, f) for t, f in zip(texts, is_final)]
+        try:
+            with deadline(TIME_BUDGET_S):
+                return [self._one(t, f) for t, f in zip(texts, is_final)]
+        except (TimeoutError, BudgetExceeded):
+            raise RewardError(self.name, f"pattern {self.pattern[:60]!r} took over {TIME_BUDGET_S}s on "
+                                         f"{len(texts)} texts (catastrophic backtracking); simplify it") from None
 
     @classmethod
     def from_cli(cls, arg: str | None) -> Regex:
@@ -71,6 +83,8 @@ class JsonSchema(Reward):
     Partial text is parsed incrementally (pydantic-core's partial JSON parser): 1.0 while it is a viable prefix
     whose partial value breaks no schema rule except missing required fields, 0.5 viable but already off-schema,
     0.0 when no continuation can make it JSON (e.g. `{"a": }`). A code fence around the JSON is allowed.
+    Schemas are untrusted input (see `schema_guard`): no `$ref` outside the schema, bounded size and depth, and a
+    scoring call gets `TIME_BUDGET_S` seconds, then fails with `RewardError`. JSON nested too deep to parse is 0.0.
     """
 
     kind: ClassVar[str] = "json_schema"
@@ -81,21 +95,15 @@ class JsonSchema(Reward):
 
     @model_validator(mode="after")
     def _valid_schema(self) -> JsonSchema:
-        import jsonschema
-
-        try:
-            cls = jsonschema.validators.validator_for(self.json_schema)
-            cls.check_schema(self.json_schema)
-        except jsonschema.SchemaError as exc:
-            raise ValueError(f"json_schema is not a valid JSON Schema: {exc.message}") from None
-        self._validator = cls(self.json_schema)
-        self._partial_validator = cls(_without_required(self.json_schema))
+        self._validator, self._partial_validator = safe_validators(self.json_schema, _without_required)
         return self
 
     def _one(self, text: str, final: bool) -> float:
         body = _strip_fence(text)
         try:
             value = json.loads(body)
+        except RecursionError:
+            return 0.0
         except json.JSONDecodeError as exc:
             if final or "Extra data" in exc.msg:
                 return 0.0
@@ -106,10 +114,18 @@ class JsonSchema(Reward):
             except ValueError:
                 return 0.0
             return 1.0 if self._partial_validator.is_valid(value) else 0.5
-        return 1.0 if self._validator.is_valid(value) else 0.5
+        try:
+            return 1.0 if self._validator.is_valid(value) else 0.5
+        except RecursionError:
+            return 0.0
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
-        return [self._one(t, f) for t, f in zip(texts, is_final)]
+        try:
+            with deadline(TIME_BUDGET_S):
+                return [self._one(t, f) for t, f in zip(texts, is_final)]
+        except BudgetExceeded:
+            raise RewardError(self.name, f"checking {len(texts)} texts against the schema took over "
+                                         f"{TIME_BUDGET_S}s (recursive allOf/anyOf/oneOf?); simplify it") from None
 
     @classmethod
     def from_cli(cls, arg: str | None) -> JsonSchema:
@@ -123,6 +139,8 @@ class JsonSchema(Reward):
             return cls(json_schema=json.loads(text))
         except json.JSONDecodeError as exc:
             raise ValueError(f"json_schema needs a JSON object or a file holding one: {exc}") from None
+        except RecursionError:
+            raise ValueError("json_schema is nested too deeply to read; flatten it") from None
 
 
 def _without_required(schema: Any) -> Any:

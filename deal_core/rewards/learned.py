@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field, PrivateAttr, field_validator
 
-from deal_core.errors import RewardSpecError
+from deal_core.errors import RewardError, RewardSpecError
 from deal_core.rewards.base import Reward
 
 
@@ -61,7 +61,7 @@ def _vader() -> Any:
     return SentimentIntensityAnalyzer()
 
 
-_MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
+_MODELS: dict[tuple[str, str, bool], tuple[Any, Any]] = {}
 _MODELS_LOCK = threading.Lock()
 
 
@@ -71,12 +71,16 @@ class RewardModel(Reward):
     `label`: which output to reward (index or label name; default: the single logit, or the last label).
     `normalize`: "sigmoid" (single logit → [0, 1]), "softmax" (probability of `label`, [0, 1]) or "none" (raw logit,
     unbounded, so the search cannot prune on it). The model is loaded once per (path, device) and shared; it uses
-    its own tokenizer, so it may differ from the LM's. Remote code never runs unless `trust_remote_code=True`.
+    its own tokenizer, so it may differ from the LM's. Remote code never runs unless `trust_remote_code=True` is
+    passed in Python code: JSON and CLI specs cannot set it (`code_only`), and `spec()` leaves it out. Likewise a
+    Hugging Face id loads from the local cache only, unless code passes `allow_download=True` (or the environment
+    sets `DEAL_ALLOW_DOWNLOAD=1`).
     """
 
     kind: ClassVar[str] = "reward_model"
     cost: ClassVar[str] = "expensive"
     positional: ClassVar[str | None] = "model"
+    code_only: ClassVar[frozenset[str]] = frozenset({"trust_remote_code", "allow_download"})
     model: str
     label: int | str | None = None
     normalize: Literal["sigmoid", "softmax", "none"] = "sigmoid"
@@ -85,6 +89,7 @@ class RewardModel(Reward):
     batch_size: int = Field(16, ge=1)
     max_length: int = Field(512, ge=8)
     trust_remote_code: bool = False
+    allow_download: bool | None = None
     _label_index: int | None = PrivateAttr(None)
 
     @field_validator("model")
@@ -101,18 +106,22 @@ class RewardModel(Reward):
     def load(self) -> tuple[Any, Any]:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from deal_core.model import DOWNLOAD_HINT, downloads_allowed
+
+        options = {"trust_remote_code": self.trust_remote_code,
+                   "local_files_only": not downloads_allowed(self.allow_download)}
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        key = (self.model, device)
+        key = (self.model, device, self.trust_remote_code)
         with _MODELS_LOCK:
             if key not in _MODELS:
                 try:
-                    tok = AutoTokenizer.from_pretrained(self.model, trust_remote_code=self.trust_remote_code)
-                    clf = AutoModelForSequenceClassification.from_pretrained(
-                        self.model, trust_remote_code=self.trust_remote_code
-                    ).to(device).eval()
+                    tok = AutoTokenizer.from_pretrained(self.model, **options)
+                    clf = AutoModelForSequenceClassification.from_pretrained(self.model, **options).to(device).eval()
                 except (OSError, ValueError, KeyError) as exc:
+                    hub_only = options["local_files_only"] and not Path(self.model).expanduser().exists()
+                    offline = f" (downloads are off: {DOWNLOAD_HINT})" if hub_only else ""
                     raise RewardSpecError(
-                        f"reward_model {self.model!r} could not be loaded as a sequence classifier: {exc}"
+                        f"reward_model {self.model!r} could not be loaded as a sequence classifier: {exc}{offline}"
                     ) from exc
                 _MODELS[key] = (tok, clf)
             return _MODELS[key]
@@ -179,13 +188,17 @@ class Judge(Reward):
         return ids(["yes", "Yes", " yes", " Yes"]), ids(["no", "No", " no", " No"])
 
     def _split_prompt(self, lm: Any, request: str) -> tuple[list[int], str]:
-        """The judge prompt's token ids before the response, and the text that follows the response."""
+        """The judge prompt's token ids before the response, and the text that follows the response.
+
+        The response goes where `_MARK` is. Only template text follows it, so the last occurrence is ours even when
+        the request or question contains the marker itself."""
         content = f"{self.question}\n\nRequest: {request}\n\nResponse:{self._MARK}\n\nAnswer with yes or no."
         if lm.has_chat_template:
-            head, tail = lm.render_chat([{"role": "user", "content": content}]).split(self._MARK)
-            return lm.encode_text(head, special_tokens=False), tail
-        head, tail = content.split(self._MARK)
-        return lm.encode_text(head), tail
+            content = lm.render_chat([{"role": "user", "content": content}])
+        head, found, tail = content.rpartition(self._MARK)
+        if not found:
+            raise RewardError(self.name, "the model's chat template dropped the response marker; use another model")
+        return lm.encode_text(head, special_tokens=not lm.has_chat_template), tail
 
     def _prefix(self, lm: Any, request: str) -> tuple[Any, str]:
         """The encoded judge prompt up to the response (one KV row) and the text after it; cached per request."""

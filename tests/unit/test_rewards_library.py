@@ -84,7 +84,7 @@ def test_function_reward_and_bounds():
     r = FunctionReward(shortness, bounds=(0, 1))
     assert r.name == "shortness" and r.bounds() == (0, 1)
     assert r.score("p", ["", "abc"]) == [1.0, 0.25]
-    three = FunctionReward(lambda p, t, f: [float(x) for x in f], label="final")
+    three = FunctionReward(lambda p, t, is_final: [float(x) for x in is_final], label="final")
     assert three.score("p", ["a", "b"], [True, False]) == [1.0, 0.0]
     with pytest.raises(RewardError, match="returned 1 scores for 2"):
         FunctionReward(lambda p, t: [0.0]).score("p", ["a", "b"])
