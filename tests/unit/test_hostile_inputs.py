@@ -47,7 +47,7 @@ def test_none_content_is_empty_like_an_openai_tool_call_message(tiny):
         ({"seed": -1}, "seed"),
         ({"stop": ["ok", "\ud800"]}, "a stop string contains a lone surrogate"),
         ({"alignment_prompt": "Be kind \udc00"}, "alignment_prompt contains a lone surrogate"),
-        ({"top_k": 10**5000}, "top_k .got <int too large to print>."),
+        ({"top_k": 10**5000}, "top_k .got <an integer of 16610 bits>."),
     ],
 )
 def test_bad_settings_are_config_errors(tiny, settings, needle):
