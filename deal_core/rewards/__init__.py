@@ -2,7 +2,6 @@
 
 from deal_core.rewards.adapters import Constraint, FunctionReward, reward_from_function
 from deal_core.rewards.base import (
-    REGISTRY,
     Reward,
     RewardScores,
     RewardSum,
@@ -17,7 +16,14 @@ from deal_core.rewards.grounding import Grounding
 from deal_core.rewards.keywords import Keywords
 from deal_core.rewards.learned import Harmlessness, Judge, RewardModel, Sentiment
 from deal_core.rewards.length import Length
-from deal_core.rewards.registry import parse_reward_spec, reward_from_spec, rewards_from_cli, rewards_from_json
+from deal_core.rewards.registry import (
+    REGISTRY,
+    parse_reward_spec,
+    register_reward,
+    reward_from_spec,
+    rewards_from_cli,
+    rewards_from_json,
+)
 
 Callable = FunctionReward  # the issue-facing name: any fn(prompts, texts) -> floats
 
@@ -43,6 +49,7 @@ __all__ = [
     "WeightedReward",
     "as_reward_sum",
     "parse_reward_spec",
+    "register_reward",
     "reward_from_function",
     "reward_from_spec",
     "rewards_from_cli",

@@ -11,8 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from deal_core.errors import RewardError, RewardSpecError, short_repr
 
-REGISTRY: dict[str, type[Reward]] = {}
-
 
 class Reward(BaseModel):
     """A batched alignment objective.
@@ -40,11 +38,6 @@ class Reward(BaseModel):
                                 + (f" (one positional: {self.positional})" if self.positional else ""))
             data[self.positional] = args[0]
         super().__init__(**data)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.kind:
-            REGISTRY[cls.kind] = cls
 
     @property
     def name(self) -> str:
@@ -123,13 +116,6 @@ class Reward(BaseModel):
             return as_reward_sum(self)
         return NotImplemented
 
-    @classmethod
-    def from_cli(cls, arg: str | None) -> Reward:
-        """Build from the text after `name=` in a CLI spec. Rewards with required settings override this."""
-        if arg:
-            raise ValueError(f"{cls.kind} takes no argument, got {arg!r}")
-        return cls()
-
     def spec(self) -> dict[str, Any]:
         """A JSON-serialisable description: `{"name": kind, **fields}`; `reward_from_spec` reads it back."""
         return {"name": self.kind, **self.model_dump(mode="json", exclude=set(self.code_only))}
@@ -150,7 +136,6 @@ def finite_weight(weight: Any, what: str = "reward weight") -> float:
         if math.isfinite(value):
             return value
     raise RewardSpecError(f"{what} must be a finite number, got {short_repr(weight)}")
-
 
 
 class WeightedReward(BaseModel):

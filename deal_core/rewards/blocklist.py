@@ -58,10 +58,3 @@ class Blocklist(Reward):
             n = len(self.hits(text))
             out.append(-math.inf if self.hard and n else 1.0 / (1 + n))
         return out
-
-    @classmethod
-    def from_cli(cls, arg: str | None) -> Blocklist:
-        """`blocklist=word1,word2` or `blocklist=hard:word1,word2` for a hard constraint."""
-        text = arg or ""
-        hard = text.startswith("hard:")
-        return cls(terms=text.removeprefix("hard:").split(","), hard=hard)

@@ -63,10 +63,6 @@ class Regex(Reward):
             raise RewardError(self.name, f"pattern {self.pattern[:60]!r} took over {TIME_BUDGET_S}s on "
                                          f"{len(texts)} texts (catastrophic backtracking); simplify it") from None
 
-    @classmethod
-    def from_cli(cls, arg: str | None) -> Regex:
-        return cls(pattern=arg or "")
-
 
 def _strip_fence(text: str) -> str:
     text = text.strip()
@@ -126,21 +122,6 @@ class JsonSchema(Reward):
         except BudgetExceeded:
             raise RewardError(self.name, f"checking {len(texts)} texts against the schema took over "
                                          f"{TIME_BUDGET_S}s (recursive allOf/anyOf/oneOf?); simplify it") from None
-
-    @classmethod
-    def from_cli(cls, arg: str | None) -> JsonSchema:
-        """`json_schema=FILE.json` or an inline schema."""
-        from pathlib import Path
-
-        text = arg or ""
-        if text and not text.lstrip().startswith("{") and Path(text).is_file():
-            text = Path(text).read_text()
-        try:
-            return cls(json_schema=json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"json_schema needs a JSON object or a file holding one: {exc}") from None
-        except RecursionError:
-            raise ValueError("json_schema is nested too deeply to read; flatten it") from None
 
 
 def _without_required(schema: Any) -> Any:

@@ -74,14 +74,3 @@ class Grounding(Reward):
             out.append(float(best[i: i + len(group)].mean()) if group else 0.0)
             i += len(group)
         return out
-
-    @classmethod
-    def from_cli(cls, arg: str | None) -> Grounding:
-        """`grounding=FILE`: one passage per paragraph (blank-line separated)."""
-        from pathlib import Path
-
-        if not arg or not Path(arg).is_file():
-            raise ValueError("grounding needs a file of context passages: grounding=PATH")
-        return cls(context=[p for p in Path(arg).read_text().split("\n\n") if p.strip()])
-
-

@@ -37,7 +37,3 @@ class Keywords(Reward):
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
         return [sum(self.present(t)) / len(self.keywords) for t in texts]
-
-    @classmethod
-    def from_cli(cls, arg: str | None) -> Keywords:
-        return cls(keywords=(arg or "").split(","))

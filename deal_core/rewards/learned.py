@@ -47,10 +47,6 @@ class Sentiment(Reward):
             out.append((compound + 1) / 2 if self.target == "positive" else (1 - compound) / 2)
         return out
 
-    @classmethod
-    def from_cli(cls, arg: str | None) -> Sentiment:
-        return cls(target=arg or "positive")
-
 
 @functools.cache
 def _vader() -> Any:
@@ -157,10 +153,6 @@ class RewardModel(Reward):
             out.extend(values.tolist())
         return out
 
-    @classmethod
-    def from_cli(cls, arg: str | None) -> RewardModel:
-        return cls(model=arg or "")
-
 
 class Judge(Reward):
     """LLM-as-judge: asks a causal LM a yes/no `question` about the response and rewards P(`reward_answer`)
@@ -226,7 +218,3 @@ class Judge(Reward):
                 for i, odds in zip(members, lm.answer_logodds(lm.extend(rows, bodies), yes, no)):
                     share_yes[i] = 1.0 / (1.0 + math.exp(-odds))
         return share_yes if self.reward_answer == "yes" else [1.0 - v for v in share_yes]
-
-    @classmethod
-    def from_cli(cls, arg: str | None) -> Judge:
-        return cls(question=arg) if arg else cls()

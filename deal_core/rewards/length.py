@@ -43,15 +43,3 @@ class Length(Reward):
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
         return [self._one(len(words(t)), f) for t, f in zip(texts, is_final)]
-
-    @classmethod
-    def from_cli(cls, arg: str | None) -> Length:
-        """`min=5,max=20` or `target=12`."""
-        names = {"min": "min_words", "max": "max_words", "target": "target_words"}
-        settings = {}
-        for part in (arg or "").split(","):
-            key, _, value = part.partition("=")
-            if key.strip() not in names or not value.strip().isdigit():
-                raise ValueError(f"length takes min=N,max=N,target=N; got {part!r}")
-            settings[names[key.strip()]] = int(value)
-        return cls(**settings)

@@ -1,27 +1,139 @@
-"""Building rewards from names: CLI specs (`keywords=a,b,c:0.3`) and JSON specs (`{"name": ..., "weight": ...}`).
+"""The reward registry: which names a spec may use, and how CLI text and JSON specs become rewards.
 
-Only classes registered through `Reward.kind` can be named, so a spec can never point at arbitrary Python code,
-and a spec cannot set a reward's `code_only` fields (e.g. `RewardModel.trust_remote_code`).
+    keywords=dog,park:0.3              (CLI: NAME[=ARG][:WEIGHT])
+    {"name": "keywords", "keywords": ["dog", "park"], "weight": 0.3}     (JSON, what `Reward.spec()` writes)
+
+The registry is explicit: every built-in reward is listed here with its CLI parser and imported on first use, so a
+name works whatever was imported before. Only registered classes can be named — a spec never points at arbitrary
+Python — and a spec cannot set a reward's `code_only` fields (e.g. `RewardModel.trust_remote_code`).
+Register your own with `register_reward(MyReward, cli=...)`.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from deal_core.errors import RewardSpecError, describe_validation_error, short_repr
-from deal_core.rewards.base import REGISTRY, Reward, RewardSum, WeightedReward, finite_weight
+from deal_core.rewards.base import Reward, RewardSum, WeightedReward, finite_weight
+
+CliParser = Callable[[str | None], dict[str, Any]]  # the text after `name=` -> constructor fields
 
 
-def _reward_class(name: str) -> type[Reward]:
-    key = name.strip().lower()
-    if key not in REGISTRY:
-        known = ", ".join(sorted(REGISTRY))
-        raise RewardSpecError(f"unknown reward {name!r}; known rewards: {known}")
-    return REGISTRY[key]
+def no_argument(name: str) -> CliParser:
+    def parse(arg: str | None) -> dict[str, Any]:
+        if arg:
+            raise ValueError(f"{name} takes no argument, got {arg!r}")
+        return {}
+
+    return parse
+
+
+def _length(arg: str | None) -> dict[str, Any]:
+    """`min=5,max=20` or `target=12`."""
+    names = {"min": "min_words", "max": "max_words", "target": "target_words"}
+    settings = {}
+    for part in (arg or "").split(","):
+        key, _, value = part.partition("=")
+        if key.strip() not in names or not value.strip().isdigit():
+            raise ValueError(f"length takes min=N,max=N,target=N; got {part!r}")
+        settings[names[key.strip()]] = int(value)
+    return settings
+
+
+def _blocklist(arg: str | None) -> dict[str, Any]:
+    """`blocklist=word1,word2`, or `blocklist=hard:word1,word2` for a hard constraint."""
+    text = arg or ""
+    return {"terms": text.removeprefix("hard:").split(","), "hard": text.startswith("hard:")}
+
+
+def _json_schema(arg: str | None) -> dict[str, Any]:
+    """`json_schema=FILE.json` or an inline schema."""
+    text = arg or ""
+    if text and not text.lstrip().startswith("{") and Path(text).is_file():
+        text = Path(text).read_text()
+    try:
+        return {"json_schema": json.loads(text)}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"json_schema needs a JSON object or a file holding one: {exc}") from None
+    except RecursionError:
+        raise ValueError("json_schema is nested too deeply to read; flatten it") from None
+
+
+def _grounding(arg: str | None) -> dict[str, Any]:
+    """`grounding=FILE`: one passage per paragraph (blank-line separated)."""
+    if not arg or not Path(arg).is_file():
+        raise ValueError("grounding needs a file of context passages: grounding=PATH")
+    return {"context": [p for p in Path(arg).read_text().split("\n\n") if p.strip()]}
+
+
+class RewardRegistry(Mapping[str, type[Reward]]):
+    """name -> reward class (imported on first use), with each name's CLI parser."""
+
+    def __init__(self) -> None:
+        self._targets: dict[str, str | type[Reward]] = {}
+        self._cli: dict[str, CliParser] = {}
+
+    def register(self, name: str, target: str | type[Reward], cli: CliParser | None = None) -> None:
+        """`target` is a class or `"module:Class"`; `cli` turns the text after `name=` into fields."""
+        key = name.strip().lower()
+        if not key:
+            raise ValueError("a registered reward needs a non-empty name")
+        self._targets[key] = target
+        self._cli[key] = cli or no_argument(key)
+
+    def __getitem__(self, name: str) -> type[Reward]:
+        key = name.strip().lower() if isinstance(name, str) else name
+        if key not in self._targets:
+            raise RewardSpecError(f"unknown reward {short_repr(name)}; known rewards: {', '.join(self)}")
+        target = self._targets[key]
+        if isinstance(target, str):
+            module, _, attr = target.partition(":")
+            target = self._targets[key] = getattr(importlib.import_module(module), attr)
+        return target
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.strip().lower() in self._targets
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._targets))
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    def from_cli(self, name: str, arg: str | None) -> Reward:
+        cls = self[name]
+        return cls(**self._cli[name.strip().lower()](arg))
+
+
+REGISTRY = RewardRegistry()
+for _name, _target, _cli in [
+    ("keywords", "deal_core.rewards.keywords:Keywords", lambda arg: {"keywords": (arg or "").split(",")}),
+    ("length", "deal_core.rewards.length:Length", _length),
+    ("blocklist", "deal_core.rewards.blocklist:Blocklist", _blocklist),
+    ("regex", "deal_core.rewards.formats:Regex", lambda arg: {"pattern": arg or ""}),
+    ("json_schema", "deal_core.rewards.formats:JsonSchema", _json_schema),
+    ("grounding", "deal_core.rewards.grounding:Grounding", _grounding),
+    ("harmless", "deal_core.rewards.learned:Harmlessness", None),
+    ("sentiment", "deal_core.rewards.learned:Sentiment", lambda arg: {"target": arg or "positive"}),
+    ("reward_model", "deal_core.rewards.learned:RewardModel", lambda arg: {"model": arg or ""}),
+    ("judge", "deal_core.rewards.learned:Judge", lambda arg: {"question": arg} if arg else {}),
+]:
+    REGISTRY.register(_name, _target, _cli)
+
+
+def register_reward(cls: type[Reward], cli: CliParser | None = None) -> type[Reward]:
+    """Make `cls` nameable in specs as `cls.kind` (a class decorator too). Without `cli` it takes no CLI argument."""
+    if not (isinstance(cls, type) and issubclass(cls, Reward)) or not cls.kind:
+        raise RewardSpecError(f"register_reward needs a Reward subclass with a `kind`, got {short_repr(cls)}")
+    REGISTRY.register(cls.kind, cls, cli)
+    return cls
 
 
 def parse_reward_spec(spec: str) -> WeightedReward:
@@ -45,9 +157,9 @@ def parse_reward_spec(spec: str) -> WeightedReward:
                                       "a trailing :<number> is the weight, e.g. :0.5")
             weight, body = number, head
     name, _, arg = body.partition("=")
-    cls = _reward_class(name)
+    REGISTRY[name]  # an unknown name fails here, with the list of known ones
     try:
-        reward = cls.from_cli(arg.strip() or None)
+        reward = REGISTRY.from_cli(name, arg.strip() or None)
     except ValidationError as exc:
         raise RewardSpecError(f"reward spec {spec!r}: {describe_validation_error(exc)}") from None
     except (ValueError, TypeError) as exc:
@@ -65,7 +177,7 @@ def reward_from_spec(spec: Mapping[str, Any]) -> WeightedReward:
         raise RewardSpecError(f"a reward spec is a dict with a 'name' string, got {short_repr(spec)}")
     fields = {k: v for k, v in spec.items() if k not in ("name", "weight")}
     weight = finite_weight(spec.get("weight", 1.0), f"reward {short_repr(spec['name'])}: weight")
-    cls = _reward_class(spec["name"])
+    cls = REGISTRY[spec["name"]]
     refused = sorted(set(fields) & cls.code_only)
     if refused:
         raise RewardSpecError(

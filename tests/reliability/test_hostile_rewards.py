@@ -10,9 +10,9 @@ from tests.unit.test_hostile_specs import hostile_and_bystander
 def test_a_catastrophic_pattern_does_not_stall_other_callers_of_the_real_model(embedded_lm):
     out = hostile_and_bystander(embedded_lm, "Write a sentence about a dog in a park.", Keywords(["dog", "park"]),
                                 max_new_tokens=16, top_k=5, lookahead=5)
-    assert "took over 0.5s" in str(out["error"]) and out["attack_s"] < 2
+    assert "took over 0.5s" in str(out["error"]) and out["attack_s"] < 10  # the unbounded pattern ran for minutes
     assert out["text"] == out["solo"]
-    assert out["bystander_s"] < out["solo_s"] + 2, out
+    assert out["bystander_s"] < out["solo_s"] + 10, out  # it used to wait for minutes
 
 
 @pytest.mark.slow
