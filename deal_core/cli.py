@@ -30,6 +30,15 @@ def _options(
     _DEBUG["on"] = _DEBUG["on"] or debug
 
 
+def _help(field: str) -> str:
+    """An option's help, from `DeALConfig` (one place for every setting's meaning and default)."""
+    from deal_core.config import DeALConfig
+
+    info = DeALConfig.model_fields[field]
+    default = "" if info.default in (None, ()) else f" (default {info.default})"
+    return f"{info.description}{default}"
+
+
 def _fail(message: str) -> None:
     """Stop with one line on stderr and exit status 2."""
     line = " ".join(str(message).split())  # one line, whatever the message held
@@ -46,14 +55,17 @@ def generate(
     reward: Annotated[
         Optional[list[str]], typer.Option("--reward", help="Reward spec NAME[=ARG][:WEIGHT], repeatable.")
     ] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="Candidates per step (default 10).")] = None,
-    lookahead: Annotated[Optional[int], typer.Option(help="Lookahead tokens per candidate (default 10).")] = None,
-    beam_width: Annotated[Optional[int], typer.Option(help="States kept per step (default 1).")] = None,
-    commit: Annotated[Optional[int], typer.Option(help="Tokens committed per step (default 1).")] = None,
-    weight: Annotated[Optional[float], typer.Option("--weight", help="λ, the reward weight (default 5.0).")] = None,
-    alignment_prompt: Annotated[Optional[str], typer.Option(help="System instruction prepended to the prompt.")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Token budget (default 128).")] = None,
-    stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop string, repeatable.")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help=_help("top_k"))] = None,
+    lookahead: Annotated[Optional[int], typer.Option(help=_help("lookahead"))] = None,
+    beam_width: Annotated[Optional[int], typer.Option(help=_help("beam_width"))] = None,
+    commit: Annotated[Optional[int], typer.Option(help=_help("commit"))] = None,
+    weight: Annotated[Optional[float], typer.Option("--weight", help=_help("reward_weight"))] = None,
+    alignment_prompt: Annotated[Optional[str], typer.Option(help=_help("alignment_prompt"))] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help=_help("max_new_tokens"))] = None,
+    stop: Annotated[Optional[list[str]], typer.Option("--stop", help=_help("stop") + " Repeatable.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help=_help("temperature"))] = None,
+    top_p: Annotated[Optional[float], typer.Option(help=_help("top_p"))] = None,
+    seed: Annotated[Optional[int], typer.Option(help=_help("seed"))] = None,
     model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Plain greedy decoding for comparison.")] = False,
     trace: Annotated[bool, typer.Option("--trace", help="Show each step's candidates and rewards.")] = False,
@@ -62,12 +74,13 @@ def generate(
     """Generate an aligned response to PROMPT."""
     from deal_core.config import make_config
     from deal_core.decoder import DeAL
+    from deal_core.request import Request
     from deal_core.rewards import Keywords, Length, RewardSum, rewards_from_cli
 
     settings = {
         "top_k": top_k, "lookahead": lookahead, "beam_width": beam_width, "commit": commit, "reward_weight": weight,
         "alignment_prompt": alignment_prompt, "max_new_tokens": max_new_tokens, "stop": tuple(stop) if stop else None,
-        "trace": trace or None,
+        "trace": trace or None, "temperature": temperature, "top_p": top_p, "seed": seed,
     }
     config = make_config(**settings)  # bad settings fail here (greedy too), before the model loads
     try:
@@ -80,18 +93,16 @@ def generate(
         if isinstance(exc, DeALError) or _DEBUG["on"]:
             raise
         _fail(f"{type(exc).__name__}: {exc}")
-    deal = DeAL(model, rewards=rewards if rewards.terms else RewardSum(), config=config)
-    if greedy:
-        result = deal.greedy(prompt)
-    else:
-        result = deal.generate(prompt)
+    request = Request.of(prompt, rewards if rewards.terms else RewardSum(), **settings)
+    deal = DeAL(model)
+    result = deal.greedy(request) if greedy else deal.generate(request)
 
     if as_json:
         payload = result.model_dump(mode="json", exclude_none=True)
         payload["mode"] = "greedy" if greedy else "deal"
         payload["model"] = deal.lm.name
         payload["settings"] = config.model_dump(mode="json")
-        payload["reward_specs"] = deal.rewards.spec()
+        payload["reward_specs"] = request.rewards.spec()
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
         return
     out = Console()

@@ -208,9 +208,10 @@ class DeAL:
         stream._deltas = deltas()
         return stream
 
-    def greedy(self, prompt: PromptLike, **overrides: Any) -> GenerationResult:
-        """Plain greedy decoding of the same model with transformers' `generate` (the reference DeAL is compared to)."""
-        config, _, encoded = self._prepare([prompt], None, overrides)
+    def greedy(self, prompt: PromptLike | Request, **overrides: Any) -> GenerationResult:
+        """Plain greedy decoding with the engine's own loop (transformers' `generate`): what DeAL is compared to.
+        The result carries the request's rewards (or the decoder's) as scores; they do not steer it."""
+        config, reward_sum, encoded = self._prepare([prompt], None, overrides)
         lm, ids = self.lm, encoded[0].ids
         start = time.perf_counter()
         out = lm.generate(ids, max_new_tokens=config.max_new_tokens, stop=config.stop)[0]
@@ -222,5 +223,5 @@ class DeAL:
                             wall_time_s=time.perf_counter() - start)
         result = GenerationResult(text=text, token_ids=tokens, logprob=logp, rewards={}, reward_total=0.0,
                                   finish_reason=reason, prompt_tokens=len(ids), stats=stats)
-        self._final_rewards([result], [encoded[0].request], self.rewards)
+        self._final_rewards([result], [encoded[0].request], reward_sum)
         return result
