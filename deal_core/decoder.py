@@ -16,7 +16,7 @@ from deal_core.request import Request
 from deal_core.result import GenerationResult, SearchStats
 from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
 from deal_core.search import DeALSearch, Finished
-from deal_core.streaming import DeltaTracker, cut_at_stop
+from deal_core.streaming import DeltaTracker, IncrementalDecoder, cut_at_stop
 
 Prepared = tuple[DeALConfig, RewardSum, list[EncodedPrompt]]
 
@@ -189,13 +189,13 @@ class DeAL:
         def deltas() -> Iterator[str]:
             search = DeALSearch(self.lm, config, reward_sum, encoded)
             tracker = DeltaTracker(config.stop)
-            decode = self.lm.decode
+            text = IncrementalDecoder(self.lm.decode)
             finished = None
             for update in search.run():
                 if 0 in update.finished:
                     finished = update.finished[0]
                 elif config.beam_width == 1 and 0 in update.tokens:
-                    delta = tracker.update(decode(update.tokens[0]))
+                    delta = tracker.update(text.update(update.tokens[0]))
                     if delta:
                         yield delta
             result = self._result(search, 0, finished, config)

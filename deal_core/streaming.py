@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -45,3 +45,24 @@ class DeltaTracker:
         delta = text[len(self.emitted):]
         self.emitted = text
         return delta
+
+
+class IncrementalDecoder:
+    """Text of a growing token list without decoding it whole at every step: each update decodes only the tokens
+    since the last stable point, as the difference of two decodes that start at the same token (so a tokenizer's
+    treatment of a sequence's first token, e.g. a dropped leading space, cancels out). Text is extended only when it
+    does not end in a split UTF-8 character."""
+
+    def __init__(self, decode: Callable[[Sequence[int]], str]):
+        self.decode = decode
+        self.text = ""
+        self.prefix = self.read = 0  # tokens before `prefix` are settled; `prefix:read` is the overlap window
+
+    def update(self, tokens: Sequence[int]) -> str:
+        if len(tokens) > self.read:
+            before = self.decode(tokens[self.prefix:self.read])
+            after = self.decode(tokens[self.prefix:])
+            if len(after) > len(before) and not after.endswith("\ufffd"):
+                self.text += after[len(before):]
+                self.prefix, self.read = self.read, len(tokens)
+        return self.text

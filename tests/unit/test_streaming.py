@@ -32,3 +32,18 @@ def test_respacing_never_retracts_shown_text():
 def test_cut_at_stop_takes_the_earliest_stop():
     assert cut_at_stop("one two three", ["three", "two"]) == ("one ", True)
     assert cut_at_stop("one", ["x"]) == ("one", False)
+
+
+def test_incremental_decoder_equals_decoding_whole(tiny_lm):
+    """Token by token, the incremental text is always a prefix of the whole decode, and equal at the end —
+    multi-byte characters split across tokens included."""
+    from deal_core.streaming import IncrementalDecoder
+
+    for text in ["Hello there, general Kenobi!", "Grüße 🙂 aus Köln — naïve café ✓", "  two  spaces\nand a newline"]:
+        ids = tiny_lm.encode_text(text, special_tokens=False)
+        inc, calls = IncrementalDecoder(tiny_lm.decode), []
+        for n in range(1, len(ids) + 1):
+            partial = inc.update(ids[:n])
+            calls.append(partial)
+            assert tiny_lm.decode(ids[:n]).startswith(partial)
+        assert calls[-1] == tiny_lm.decode(ids) == text
