@@ -76,6 +76,16 @@ class Finished:
 
 
 @dataclass
+class State:
+    """The search between steps: live rows, the engine's rows holding their caches, and how many cache columns hold
+    prompt + committed tokens (the same for every row)."""
+
+    rows: list[Row]
+    cache: Rows
+    committed: int
+
+
+@dataclass
 class StepUpdate:
     """What a step committed: the best response so far per prompt (None where nothing changed)."""
 
@@ -155,21 +165,21 @@ class DeALSearch:
                 Row(i, [], 0.0, prop, Branch([prop.greedy], [prop.greedy_logp]))
                 for i, prop in enumerate(self.proposer.propose(logits))
             ]
-        committed = batch.length  # cache columns holding prompt + committed tokens, the same for every row
-        while rows:
+        state = State(rows, batch, batch.length)
+        while state.rows:
             if self.config.timeout_s is not None and time.perf_counter() - start > self.config.timeout_s:
                 raise GenerationTimeout(
                     f"search exceeded timeout_s={self.config.timeout_s} after {self.stats.steps} steps; "
                     "raise timeout_s or lower max_new_tokens/top_k/lookahead"
                 )
             with self.lm.session():
-                rows, batch, committed, update = self._step(rows, batch, committed)
+                update = self._step(state)
             self.stats.steps += 1
             self.stats.wall_time_s = time.perf_counter() - start
             yield update
 
-    def _step(self, rows: list[Row], batch: Rows, committed: int) -> tuple[list[Row], Rows, int, StepUpdate]:
-        cfg = self.config
+    def _step(self, state: State) -> StepUpdate:
+        cfg, rows, batch, committed = self.config, state.rows, state.cache, state.committed
         remaining = cfg.max_new_tokens - len(rows[0].tokens)
         scored_len = min(cfg.lookahead + 1, remaining)
         commit = min(cfg.commit, remaining)
@@ -214,7 +224,7 @@ class DeALSearch:
         winners = self._select(rows, candidates)
         if cfg.trace:
             self._record(rows, candidates, winners)
-        return self._commit(rows, winners, committed, commit)
+        return self._commit(state, winners, commit)
 
     # -- pieces of a step ------------------------------------------------------------------------------------
     def _rollout(self, batch: Rows, branches: list[Branch], length: int, active: set[int]) -> None:
@@ -292,10 +302,9 @@ class DeALSearch:
             winners[prompt] = ranked[: self.config.beam_width]
         return winners
 
-    def _commit(
-        self, rows: list[Row], winners: dict[int, list[Candidate]], committed: int, commit: int
-    ) -> tuple[list[Row], Rows | None, int, StepUpdate]:
-        eos, cfg = self.lm.eos_token_ids, self.config
+    def _commit(self, state: State, winners: dict[int, list[Candidate]], commit: int) -> StepUpdate:
+        """Append each winner's first `commit` tokens; finished rows leave, the rest move to a new cache."""
+        eos, cfg, rows = self.lm.eos_token_ids, self.config, state.rows
         new_rows, picks, update = [], [], StepUpdate({}, {})
         for prompt, chosen in winners.items():
             for c in chosen:
@@ -320,16 +329,17 @@ class DeALSearch:
         for prompt in winners:
             if prompt not in live:
                 update.finished[prompt] = max(self.finished[prompt], key=lambda f: f.score)
+        state.rows = new_rows
         if not new_rows:
-            return [], None, committed, update
+            return update
         # Rows may come from the shared cache and from fresh rollouts of different lengths: cut to the shortest
         # and shorten the tails to match (they are simply topped up next step).
         length = min(batch.length for batch, _ in picks)
-        new_batch = self.lm.gather(picks, length)
-        committed += commit
+        state.cache = self.lm.gather(picks, length)
+        state.committed += commit
         for row in new_rows:
-            self._truncate(row.tail, length - committed)
-        return new_rows, new_batch, committed, update
+            self._truncate(row.tail, length - state.committed)
+        return update
 
     def _stopped(self, tokens: list[int], new: int) -> bool:
         """Whether the newest `new` tokens completed a stop string (only a window of the text is decoded)."""
