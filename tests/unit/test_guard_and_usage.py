@@ -1,0 +1,27 @@
+"""The framework-neutral pieces the wrappers share: `Guard`/`RewardGuardError` and `GenerationResult.usage`."""
+
+
+from deal_core.errors import DeALError
+from deal_core.guard import Guard, RewardGuardError
+from deal_core.result import GenerationResult, SearchStats, Usage
+from deal_core.rewards import Keywords
+
+
+def test_guard_checks_a_text_against_its_threshold():
+    guard = Guard(Keywords(["dog", "park"]), threshold=0.75)
+    good, half = guard.check("prompt", "a dog in a park"), guard.check("prompt", "a dog")
+    assert guard.passes(good) and not guard.passes(half)
+    assert half.total == 0.5 and half.components == {"keywords": 0.5}
+    error = guard.error(half, attempts=2)
+    assert isinstance(error, RewardGuardError) and isinstance(error, DeALError) and isinstance(error, ValueError)
+    assert (error.score, error.threshold, error.attempts) == (half, 0.75, 2)
+    assert "threshold 0.75 after 2 attempt(s)" in str(error) and "keywords=0.500" in str(error)
+
+
+def test_usage_is_built_once_and_sums():
+    result = GenerationResult(text="hi", token_ids=[1, 2, 3], logprob=-1.0, rewards={}, reward_total=0.0,
+                              finish_reason="eos", prompt_tokens=7, stats=SearchStats())
+    assert result.usage == Usage(prompt_tokens=7, completion_tokens=3)
+    assert result.usage.model_dump() == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    assert sum([result.usage, result.usage], Usage()).total_tokens == 20
+    assert "usage" not in result.model_dump()  # the result's own JSON (CLI --json) is unchanged
