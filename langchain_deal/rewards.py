@@ -9,13 +9,15 @@ from langchain_core.runnables.utils import Input, Output
 
 from deal_core.guard import Guard, RewardGuardError
 from deal_core.rewards import Reward, RewardSum, Score, as_reward_sum, text_of
+from langchain_deal import convert  # noqa: F401  (registers LangChain messages with text_of)
 
 __all__ = ["RewardGuard", "RewardGuardError", "as_runnable"]
 
 
 def as_runnable(reward: Reward | RewardSum, name: str | None = None) -> Runnable[Any, Score]:
     """A Runnable that scores its input (str, message or completion) and returns a `Score`.
-    Plain `chain | reward` works too: LangChain wraps callables, and rewards are callable."""
+    Plain `chain | reward` works too: LangChain wraps callables, rewards are callable, and `langchain_deal`
+    registers LangChain's messages with `text_of`."""
     total = as_reward_sum(reward)
     return RunnableLambda(lambda output: total(output), name=name or "+".join(total.labels) or "reward")
 

@@ -1,10 +1,26 @@
-"""The framework-neutral pieces the wrappers share: `Guard`/`RewardGuardError` and `GenerationResult.usage`."""
+"""The framework-neutral pieces the wrappers share: `text_of` (strings and dicts only), `Guard`/`RewardGuardError`
+and `GenerationResult.usage`."""
 
+import pytest
 
 from deal_core.errors import DeALError
 from deal_core.guard import Guard, RewardGuardError
 from deal_core.result import GenerationResult, SearchStats, Usage
-from deal_core.rewards import Keywords
+from deal_core.rewards import Keywords, text_of
+
+
+class Message:
+    content = "dog"
+
+
+def test_text_of_takes_strings_and_dicts_only():
+    assert text_of("a dog") == "a dog"
+    assert text_of({"output": "a dog", "other": 1}) == "a dog"
+    with pytest.raises(TypeError, match="pass a string"):
+        text_of(Message())  # no duck typing of framework objects in core
+    with pytest.raises(TypeError, match="dict"):
+        text_of({"n": 1})
+    assert Keywords(["dog"])("a dog").total == 1.0  # a reward still scores a string directly
 
 
 def test_guard_checks_a_text_against_its_threshold():
