@@ -1,4 +1,4 @@
-"""LlamaIndex → deal_core: the text of LlamaIndex's outputs.
+"""LlamaIndex → `deal_core.request`: chat messages (with tool calls and tool results) and output text.
 
 Importing this module registers LlamaIndex's chat messages, chat/completion responses and query responses with
 `deal_core.rewards.text_of`, so a reward scores them directly.
@@ -6,10 +6,39 @@ Importing this module registers LlamaIndex's chat messages, chat/completion resp
 
 from __future__ import annotations
 
-from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse
+from collections.abc import Sequence
+from typing import Any
+
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse, MessageRole
 from llama_index.core.base.response.schema import Response
 
+from deal_core.request import Message, Request
 from deal_core.rewards import text_of
+
+_ROLES = {"chatbot": "assistant", "model": "assistant", "function": "tool"}  # LlamaIndex's other names
+
+
+def _as_dict(message: ChatMessage) -> dict[str, Any]:
+    """One message in the OpenAI shape `Request.of` reads: LlamaIndex keeps tool calls (`tool_calls`) and a tool
+    result's `tool_call_id` and name in `additional_kwargs`."""
+    role = message.role.value if isinstance(message.role, MessageRole) else str(message.role)
+    role = _ROLES.get(role, role)
+    extra = message.additional_kwargs
+    out: dict[str, Any] = {"role": role, "content": message.content or ""}
+    if extra.get("tool_calls"):
+        out["tool_calls"] = [c.model_dump() if hasattr(c, "model_dump") else c for c in extra["tool_calls"]]
+    if role == "tool":
+        out["tool_call_id"] = extra.get("tool_call_id")
+        out["name"] = extra.get("name")
+    return out
+
+
+def to_messages(messages: Sequence[ChatMessage], system_prompt: str | None = None) -> list[Message]:
+    """LlamaIndex chat messages as request messages; `system_prompt` goes first unless a system message is there."""
+    chat = [_as_dict(m) for m in messages]
+    if system_prompt and not any(m["role"] == "system" for m in chat):
+        chat.insert(0, {"role": "system", "content": system_prompt})
+    return list(Request.of(chat).messages)
 
 
 @text_of.register(ChatMessage)

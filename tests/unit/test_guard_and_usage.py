@@ -1,10 +1,11 @@
-"""The framework-neutral pieces the wrappers share: `text_of` (strings and dicts only), `Guard`/`RewardGuardError`
-and `GenerationResult.usage`."""
+"""The framework-neutral pieces the wrappers share: `text_of` (strings and dicts only), `Guard`/`RewardGuardError`,
+`GenerationResult.usage`, and `call_settings` (which knows no framework's arguments)."""
 
 import pytest
 
-from deal_core.errors import DeALError
+from deal_core.errors import ConfigError, DeALError
 from deal_core.guard import Guard, RewardGuardError
+from deal_core.params import DeALParams, call_settings
 from deal_core.result import GenerationResult, SearchStats, Usage
 from deal_core.rewards import Keywords, text_of
 
@@ -41,3 +42,16 @@ def test_usage_is_built_once_and_sums():
     assert result.usage.model_dump() == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
     assert sum([result.usage, result.usage], Usage()).total_tokens == 20
     assert "usage" not in result.model_dump()  # the result's own JSON (CLI --json) is unchanged
+
+
+def test_call_settings_knows_no_framework_arguments():
+    params = DeALParams(max_tokens=5, rewards=[Keywords(["dog"])])
+    rewards, settings = call_settings(params, {"top_k": 3, "stop": "."})
+    assert settings == {"max_new_tokens": 5, "top_k": 3, "stop": ".", "trace": False}
+    assert rewards.labels == ["keywords"]
+    assert call_settings(params, {"rewards": []})[0].terms == []  # an empty per-call list means no rewards
+    for framework_arg in ("callbacks", "ls_provider", "max_retries", "api_key"):
+        with pytest.raises(ConfigError, match="unknown argument"):
+            call_settings(params, {framework_arg: None})
+    with pytest.raises(ConfigError, match="unknown argument 'max_retries'"):
+        DeALParams(max_retries=2)
