@@ -1,29 +1,41 @@
-"""Search settings as pydantic fields, for framework wrappers (LangChain, LlamaIndex): fields and per-call
-keyword arguments in, one `deal_core` call out. No framework imports here."""
+"""The search settings the framework wrappers (LangChain, LlamaIndex) expose as model fields. No framework imports.
+
+`DeALParams` only declares the fields and checks them at construction. A wrapper call builds its `Request`
+itself, explicitly:
+
+    rewards, settings = call_settings(self, overrides)     # fields, then bound/per-call values
+    request = Request.of(converted_messages, rewards, **settings)
+    result = self._decoder().generate(request)
+
+Framework-specific arguments (LangChain's `callbacks`, `ls_*`, `max_retries`, ...) are the wrappers' business: they
+drop them before calling `call_settings`, which rejects any argument it does not know.
+"""
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from deal_core import DeAL, load_model
 from deal_core.config import DeALConfig, make_config
+from deal_core.decoder import DeAL
 from deal_core.errors import ConfigError, describe_validation_error
+from deal_core.model import EMBEDDED_MODEL, load_model
 from deal_core.result import GenerationResult
 from deal_core.rewards import Reward, RewardSum, as_reward_sum
 
-# LangChain-standard names that map onto DeALConfig fields.
+# The fields' names follow hosted-model APIs (OpenAI, LangChain, LlamaIndex); these map onto DeALConfig fields.
 _ALIASES = {"max_tokens": "max_new_tokens", "timeout": "timeout_s"}
-_SEARCH_FIELDS = set(DeALConfig.model_fields) | set(_ALIASES) | {"temperature"}
+SEARCH_FIELDS = frozenset(set(DeALConfig.model_fields) | set(_ALIASES))
 # ...and DeALConfig's names accepted for those fields at construction: `max_new_tokens=` sets `max_tokens`.
 _FIELD_ALIASES = {config_name: field for field, config_name in _ALIASES.items()}
 
 
 class DeALParams(BaseModel):
-    """Search settings as model fields (defaults: `DeALConfig`'s). Any of them, and `rewards`, can be bound or
-    passed per call; per-call values win."""
+    """Search settings as model fields (None: `DeALConfig`'s default). Any of them, and `rewards`, can be bound or
+    passed per call; per-call values win. The model loads on first use (`_decoder()`)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
@@ -37,13 +49,12 @@ class DeALParams(BaseModel):
     commit: int | None = None
     reward_weight: float | None = None
     max_tokens: int | None = Field(None, description="max_new_tokens of the search.")
-    temperature: float | None = Field(None, description="None/0: greedy top-k proposals; > 0: sampled proposals.")
+    temperature: float | None = Field(None, description="None/0: the top-k candidates; > 0: sampled candidates.")
     top_p: float | None = None
     seed: int | None = None
     alignment_prompt: str | None = None
     stop: list[str] | None = Field(None, description="Stop strings; a single string is one stop string.")
     timeout: float | None = None
-    max_retries: int = Field(0, description="Accepted for API compatibility; a local model does not retry.")
     trace: bool = False
     use_chat_template: bool | None = None
 
@@ -67,7 +78,7 @@ class DeALParams(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise ConfigError(f"invalid {cls.__name__} settings: {describe_validation_error(exc)}") from None
-        make_config(**self._call_args(None, {})[1])
+        make_config(**call_settings(self, {})[1])
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -76,8 +87,6 @@ class DeALParams(BaseModel):
 
     @property
     def model_name(self) -> str:
-        from deal_core.model import EMBEDDED_MODEL
-
         return self.model or EMBEDDED_MODEL
 
     def _decoder(self) -> DeAL:
@@ -87,32 +96,34 @@ class DeALParams(BaseModel):
                               use_chat_template=self.use_chat_template)
         return self._deal
 
-    def _field_settings(self) -> dict[str, Any]:
-        """The search settings this wrapper holds as fields (None = DeALConfig's default)."""
-        return {name: getattr(self, name) for name in _SEARCH_FIELDS if name in type(self).model_fields}
 
-    def _call_args(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[RewardSum, dict[str, Any]]:
-        """Rewards and DeALConfig overrides for one call: fields, then bound/per-call kwargs, then `stop`."""
-        values = self._field_settings()
-        values["trace"] = self.trace
-        rewards = kwargs.pop("rewards", None)
-        for key, value in kwargs.items():
-            if key.startswith("ls_") or key in ("run_name", "callbacks", "tags", "metadata"):
-                continue
-            if key not in _SEARCH_FIELDS:
-                raise ConfigError(f"unknown argument {key!r}; DeAL accepts rewards and {sorted(_SEARCH_FIELDS)}")
+def _field_settings(params: DeALParams) -> dict[str, Any]:
+    """The search settings `params` holds as fields (None = DeALConfig's default)."""
+    return {name: getattr(params, name) for name in type(params).model_fields if name in SEARCH_FIELDS}
+
+
+def call_settings(params: DeALParams, overrides: Mapping[str, Any]) -> tuple[RewardSum, dict[str, Any]]:
+    """The rewards and DeALConfig overrides of one call: `params`' fields, then `overrides` (bound or per-call
+    values, `rewards` and `stop` included). An argument that is no search setting is a `ConfigError`."""
+    values = _field_settings(params)
+    rewards = None
+    for key, value in overrides.items():
+        if key == "rewards":
+            rewards = value
+        elif key in SEARCH_FIELDS:
             values[key] = value
-        if stop is not None:
-            values["stop"] = stop
-        overrides = {_ALIASES.get(k, k): v for k, v in values.items() if v is not None}
-        chosen = self.rewards if rewards is None else rewards
-        return as_reward_sum(chosen), overrides
+        else:
+            raise ConfigError(f"unknown argument {key!r}; DeAL accepts rewards and {sorted(SEARCH_FIELDS)}")
+    settings = {_ALIASES.get(k, k): v for k, v in values.items() if v is not None}
+    return as_reward_sum(params.rewards if rewards is None else rewards), settings
 
-    def _search_params(self) -> dict[str, Any]:
-        params = {k: v for k, v in self._field_settings().items() if v is not None}
-        params["model"] = self.model_name
-        params["rewards"] = reward_specs(as_reward_sum(self.rewards))
-        return params
+
+def search_params(params: DeALParams) -> dict[str, Any]:
+    """The model, its field settings and reward specs: what identifies a wrapper for tracing and caching."""
+    out = {k: v for k, v in _field_settings(params).items() if v is not None}
+    out["model"] = params.model_name
+    out["rewards"] = reward_specs(as_reward_sum(params.rewards))
+    return out
 
 
 def reward_specs(rewards: RewardSum) -> list[Any]:
@@ -121,7 +132,7 @@ def reward_specs(rewards: RewardSum) -> list[Any]:
 
 
 def result_metadata(result: GenerationResult, model_name: str) -> dict[str, Any]:
-    """What LangSmith-style tracing shows: why the output looks as it does."""
+    """What tracing (LangSmith, LlamaIndex instrumentation) shows: why the output looks as it does."""
     meta = {
         "model_name": model_name,
         "finish_reason": result.finish_reason,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 
 class SearchStats(BaseModel):
@@ -35,6 +35,23 @@ class StepTrace(BaseModel):
     candidates: list[CandidateTrace]
 
 
+class Usage(BaseModel):
+    """Token counts of one call (or, summed with `+`, of several): what the wrappers report as usage."""
+
+    model_config = ConfigDict(frozen=True)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @computed_field
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+                     completion_tokens=self.completion_tokens + other.completion_tokens)
+
+
 class GenerationResult(BaseModel):
     text: str
     token_ids: list[int]
@@ -48,3 +65,8 @@ class GenerationResult(BaseModel):
     )
     stats: SearchStats
     trace: list[StepTrace] | None = None
+
+    @property
+    def usage(self) -> Usage:
+        """Prompt tokens (after the chat template) and generated tokens."""
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=len(self.token_ids))

@@ -13,27 +13,17 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field, SecretStr
 
-from deal_core.aio import iterate_in_thread
-from deal_core.params import DeALParams, result_metadata
+from deal_core.params import DeALParams, call_settings, result_metadata, search_params
+from deal_core.request import Request
 from deal_core.result import GenerationResult
-
-_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "tool"}
-
-
-def to_chat_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
-    out = []
-    for m in messages:
-        role = _ROLES.get(m.type, m.type if m.type in ("user", "assistant", "system") else "user")
-        if m.type == "chat":
-            role = getattr(m, "role", "user")
-        out.append({"role": role, "content": m.text})
-    return out
+from langchain_deal.convert import search_overrides, to_messages
+from langchain_deal.streaming import astream_chunks, stream_chunks
 
 
 def _usage(result: GenerationResult) -> UsageMetadata:
-    output = len(result.token_ids)
-    return UsageMetadata(input_tokens=result.prompt_tokens, output_tokens=output,
-                         total_tokens=result.prompt_tokens + output)
+    usage = result.usage
+    return UsageMetadata(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens,
+                         total_tokens=usage.total_tokens)
 
 
 class ChatDeAL(DeALParams, BaseChatModel):
@@ -47,10 +37,12 @@ class ChatDeAL(DeALParams, BaseChatModel):
     chat.bind(rewards=[Keywords(["dog", "park"])], reward_weight=3).invoke("Write about a dog.")
     ```
     Constructing it loads nothing; the weights load on first use and are shared between instances.
+    Every call converts its messages and arguments into one `deal_core.request.Request` (`_request`).
     """
 
-    # LangChain chat-model conventions (the standard test suite constructs every chat model with both)
+    # LangChain chat-model conventions (the standard test suite constructs every chat model with these)
     streaming: bool = Field(False, description="invoke() runs through stream(): callbacks get each committed token.")
+    max_retries: int = Field(0, description="Accepted for API compatibility; a local model does not retry.")
     api_key: SecretStr | None = Field(None, exclude=True, description="Accepted for drop-in compatibility with "
                                       "hosted chat models; a local model needs no key and never sends it anywhere.")
 
@@ -60,7 +52,7 @@ class ChatDeAL(DeALParams, BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return self._search_params()
+        return search_params(self)
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(ls_provider="deal", ls_model_name=kwargs.get("model") or self.model_name,
@@ -73,53 +65,41 @@ class ChatDeAL(DeALParams, BaseChatModel):
             params["ls_stop"] = [stops] if isinstance(stops, str) else list(stops)
         return params
 
-    def _message(self, result: GenerationResult) -> AIMessage:
-        return AIMessage(content=result.text, usage_metadata=_usage(result),
-                         response_metadata=result_metadata(result, self.model_name))
+    # -- LangChain → Request, GenerationResult → LangChain ----------------------------------------------------
+    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Request:
+        rewards, settings = call_settings(self, search_overrides(stop, kwargs))
+        return Request.of(to_messages(messages), rewards, **settings)
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        rewards, overrides = self._call_args(stop, kwargs)
-        result = self._decoder().generate(to_chat_messages(messages), rewards, **overrides)
-        return ChatResult(generations=[ChatGeneration(message=self._message(result))])
+    def _result(self, result: GenerationResult) -> ChatResult:
+        message = AIMessage(content=result.text, usage_metadata=_usage(result),
+                            response_metadata=result_metadata(result, self.model_name))
+        return ChatResult(generations=[ChatGeneration(message=message)])
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        rewards, overrides = self._call_args(stop, kwargs)
-        result = await self._decoder().agenerate(to_chat_messages(messages), rewards, **overrides)
-        return ChatResult(generations=[ChatGeneration(message=self._message(result))])
+    @staticmethod
+    def _chunk(delta: str) -> ChatGenerationChunk:
+        return ChatGenerationChunk(message=AIMessageChunk(content=delta))
 
-    def _final_chunk(self, result: GenerationResult) -> ChatGenerationChunk:
+    def _last_chunk(self, result: GenerationResult) -> ChatGenerationChunk:
         return ChatGenerationChunk(message=AIMessageChunk(
             content="", usage_metadata=_usage(result), chunk_position="last",
             response_metadata=result_metadata(result, self.model_name)))
 
+    # -- the calls -------------------------------------------------------------------------------------------
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        return self._result(self._decoder().generate(self._request(messages, stop, kwargs)))
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        return self._result(await self._decoder().agenerate(self._request(messages, stop, kwargs)))
+
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        rewards, overrides = self._call_args(stop, kwargs)
-        stream = self._decoder().stream(to_chat_messages(messages), rewards, **overrides)
-        try:
-            for delta in stream:
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
-                if run_manager:
-                    run_manager.on_llm_new_token(delta, chunk=chunk)
-                yield chunk
-        finally:
-            stream.close()
-        yield self._final_chunk(stream.result)
+        return stream_chunks(lambda: self._decoder().stream(self._request(messages, stop, kwargs)),
+                             self._chunk, self._last_chunk, run_manager)
 
-    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
-                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
-        rewards, overrides = self._call_args(stop, kwargs)
-        stream = self._decoder().stream(to_chat_messages(messages), rewards, **overrides)
-        deltas = iterate_in_thread(lambda: stream)
-        try:
-            async for delta in deltas:
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
-                if run_manager:
-                    await run_manager.on_llm_new_token(delta, chunk=chunk)
-                yield chunk
-        finally:
-            await deltas.aclose()
-        yield self._final_chunk(stream.result)
+    def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                 run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                 **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        return astream_chunks(lambda: self._decoder().astream(self._request(messages, stop, kwargs)),
+                              self._chunk, self._last_chunk, run_manager)

@@ -8,15 +8,21 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
+from pydantic import Field
 
-from deal_core.aio import iterate_in_thread
-from deal_core.params import DeALParams, result_metadata
-from deal_core.result import GenerationResult
+from deal_core.params import DeALParams, call_settings, result_metadata, search_params
+from deal_core.request import Request
+from deal_core.result import GenerationResult, Usage
+from langchain_deal.convert import search_overrides
+from langchain_deal.streaming import astream_chunks, stream_chunks
 
 
 class DeALLLM(DeALParams, BaseLLM):
     """Text-in, text-out LLM aligned by rewards. Instruct models get their chat template (override with
-    `use_chat_template=False` for raw completion). Loads lazily; instances share weights."""
+    `use_chat_template=False` for raw completion). Loads lazily; instances share weights.
+    Every prompt of a call becomes one `deal_core.request.Request` (`_requests`)."""
+
+    max_retries: int = Field(0, description="Accepted for API compatibility; a local model does not retry.")
 
     @property
     def _llm_type(self) -> str:
@@ -24,51 +30,39 @@ class DeALLLM(DeALParams, BaseLLM):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return self._search_params()
+        return search_params(self)
+
+    # -- LangChain → Request, GenerationResult → LangChain ----------------------------------------------------
+    def _requests(self, prompts: list[str], stop: list[str] | None, kwargs: dict[str, Any]) -> list[Request]:
+        rewards, settings = call_settings(self, search_overrides(stop, kwargs))
+        return [Request.of(prompt, rewards, **settings) for prompt in prompts]
 
     def _result(self, results: list[GenerationResult]) -> LLMResult:
         generations = [[Generation(text=r.text, generation_info=result_metadata(r, self.model_name))]
                        for r in results]
-        usage = {"prompt_tokens": sum(r.prompt_tokens for r in results),
-                 "completion_tokens": sum(len(r.token_ids) for r in results)}
-        return LLMResult(generations=generations, llm_output={"token_usage": usage, "model_name": self.model_name})
+        usage = sum((r.usage for r in results), Usage())
+        return LLMResult(generations=generations,
+                         llm_output={"token_usage": usage.model_dump(), "model_name": self.model_name})
 
+    def _last_chunk(self, result: GenerationResult) -> GenerationChunk:
+        return GenerationChunk(text="", generation_info=result_metadata(result, self.model_name))
+
+    # -- the calls -------------------------------------------------------------------------------------------
     def _generate(self, prompts: list[str], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> LLMResult:
-        rewards, overrides = self._call_args(stop, kwargs)
-        return self._result(self._decoder().generate_batch(prompts, rewards, **overrides))
+        return self._result(self._decoder().generate_batch(self._requests(prompts, stop, kwargs)))
 
     async def _agenerate(self, prompts: list[str], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> LLMResult:
-        rewards, overrides = self._call_args(stop, kwargs)
-        return self._result(await self._decoder().agenerate_batch(prompts, rewards, **overrides))
+        return self._result(await self._decoder().agenerate_batch(self._requests(prompts, stop, kwargs)))
 
     def _stream(self, prompt: str, stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[GenerationChunk]:
-        rewards, overrides = self._call_args(stop, kwargs)
-        stream = self._decoder().stream(prompt, rewards, **overrides)
-        try:
-            for delta in stream:
-                chunk = GenerationChunk(text=delta)
-                if run_manager:
-                    run_manager.on_llm_new_token(delta, chunk=chunk)
-                yield chunk
-        finally:
-            stream.close()
-        yield GenerationChunk(text="", generation_info=result_metadata(stream.result, self.model_name))
+        return stream_chunks(lambda: self._decoder().stream(*self._requests([prompt], stop, kwargs)),
+                             lambda delta: GenerationChunk(text=delta), self._last_chunk, run_manager)
 
-    async def _astream(self, prompt: str, stop: list[str] | None = None,
-                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
-                       **kwargs: Any) -> AsyncIterator[GenerationChunk]:
-        rewards, overrides = self._call_args(stop, kwargs)
-        stream = self._decoder().stream(prompt, rewards, **overrides)
-        deltas = iterate_in_thread(lambda: stream)
-        try:
-            async for delta in deltas:
-                chunk = GenerationChunk(text=delta)
-                if run_manager:
-                    await run_manager.on_llm_new_token(delta, chunk=chunk)
-                yield chunk
-        finally:
-            await deltas.aclose()
-        yield GenerationChunk(text="", generation_info=result_metadata(stream.result, self.model_name))
+    def _astream(self, prompt: str, stop: list[str] | None = None,
+                 run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                 **kwargs: Any) -> AsyncIterator[GenerationChunk]:
+        return astream_chunks(lambda: self._decoder().astream(*self._requests([prompt], stop, kwargs)),
+                              lambda delta: GenerationChunk(text=delta), self._last_chunk, run_manager)

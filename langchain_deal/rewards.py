@@ -7,32 +7,26 @@ from typing import Any, Literal
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.runnables.utils import Input, Output
 
-from deal_core.errors import DeALError
+from deal_core.guard import Guard, RewardGuardError
 from deal_core.rewards import Reward, RewardSum, Score, as_reward_sum, text_of
+from langchain_deal import convert  # noqa: F401  (registers LangChain messages with text_of)
+
+__all__ = ["RewardGuard", "RewardGuardError", "as_runnable"]
 
 
 def as_runnable(reward: Reward | RewardSum, name: str | None = None) -> Runnable[Any, Score]:
     """A Runnable that scores its input (str, message or completion) and returns a `Score`.
-    Plain `chain | reward` works too: LangChain wraps callables, and rewards are callable."""
+    Plain `chain | reward` works too: LangChain wraps callables, rewards are callable, and `langchain_deal`
+    registers LangChain's messages with `text_of`."""
     total = as_reward_sum(reward)
     return RunnableLambda(lambda output: total(output), name=name or "+".join(total.labels) or "reward")
 
 
-class RewardGuardError(DeALError, ValueError):
-    """A guarded output scored below the threshold."""
-
-    def __init__(self, score: Score, threshold: float, attempts: int):
-        self.score, self.threshold, self.attempts = score, threshold, attempts
-        parts = ", ".join(f"{k}={v:.3f}" for k, v in score.components.items())
-        super().__init__(f"output scored {score.total:.3f} < threshold {threshold} after {attempts} attempt(s) "
-                         f"({parts}): {score.text[:80]!r}")
-
-
 class RewardGuard(Runnable[Input, Output]):
-    """Runs `runnable`, scores its output with `reward`, and acts when the score is below `threshold`:
-    `on_fail="raise"` raises `RewardGuardError`; `"fallback"` returns `fallback`; `"retry"` re-asks up to
-    `max_retries` times (with `retry_kwargs` bound, e.g. `{"reward_weight": 5}` for a DeAL model) and then raises.
-    The score is attached to chat messages' `response_metadata["reward_guard"]`.
+    """Runs `runnable`, scores its output with a `deal_core.guard.Guard(reward, threshold)`, and acts when the score
+    is below `threshold`: `on_fail="raise"` raises `RewardGuardError`; `"fallback"` returns `fallback`; `"retry"`
+    re-asks up to `max_retries` times (with `retry_kwargs` bound, e.g. `{"reward_weight": 5}` for a DeAL model)
+    and then raises. The score is attached to chat messages' `response_metadata["reward_guard"]`.
     Works with any Runnable: a remote chat model, a chain, a `RunnableLambda`.
     """
 
@@ -45,7 +39,8 @@ class RewardGuard(Runnable[Input, Output]):
             raise ValueError("on_fail='fallback' needs fallback=<value to return>")
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
-        self.runnable, self.reward, self.threshold = runnable, as_reward_sum(reward), threshold
+        self.guard = Guard(reward, threshold)
+        self.runnable, self.reward, self.threshold = runnable, self.guard.reward, threshold
         self.on_fail, self.fallback, self.max_retries = on_fail, fallback, max_retries
         self.retry_kwargs, self.prompt_key = retry_kwargs or {}, prompt_key
 
@@ -62,11 +57,11 @@ class RewardGuard(Runnable[Input, Output]):
             return ""
 
     def _check(self, output: Any, value: Any) -> tuple[bool, Score]:
-        score = self.reward(output, self._prompt(value))
+        score = self.guard.check(self._prompt(value), text_of(output))
         metadata = getattr(output, "response_metadata", None)
         if isinstance(metadata, dict):
             metadata["reward_guard"] = score.model_dump()
-        return score.total >= self.threshold, score
+        return self.guard.passes(score), score
 
     def _attempts(self) -> int:
         return 1 + (self.max_retries if self.on_fail == "retry" else 0)
@@ -74,7 +69,7 @@ class RewardGuard(Runnable[Input, Output]):
     def _failed(self, score: Score, attempts: int) -> Any:
         if self.on_fail == "fallback":
             return self.fallback
-        raise RewardGuardError(score, self.threshold, attempts)
+        raise self.guard.error(score, attempts)
 
     def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
         runnable = self.runnable

@@ -1,5 +1,7 @@
 """LlamaIndex integration for DeAL decoding-time alignment."""
 
+from deal_core.guard import RewardGuardError
+from llamaindex_deal import convert  # noqa: F401  (registers LlamaIndex's outputs with deal_core's text_of)
 from llamaindex_deal.llms import DeALLLM
 from llamaindex_deal.rag import (
     GroundedQueryEngine,
@@ -9,5 +11,5 @@ from llamaindex_deal.rag import (
     local_embedding,
 )
 
-__all__ = ["DeALLLM", "GroundedQueryEngine", "GuardedQueryEngine", "ResponseGuardError", "RewardNodeFilter",
-           "local_embedding"]
+__all__ = ["DeALLLM", "GroundedQueryEngine", "GuardedQueryEngine", "ResponseGuardError", "RewardGuardError",
+           "RewardNodeFilter", "local_embedding"]

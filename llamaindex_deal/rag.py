@@ -13,8 +13,8 @@ from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import NodeWithScore, QueryBundle
 from pydantic import ConfigDict, Field
 
-from deal_core.errors import DeALError
-from deal_core.rewards import Grounding, Reward, RewardSum, Score, as_reward_sum
+from deal_core.guard import Guard, RewardGuardError
+from deal_core.rewards import Grounding, Reward, RewardSum, as_reward_sum
 from llamaindex_deal.llms import DeALLLM
 
 QA_TEMPLATE = PromptTemplate(
@@ -113,16 +113,13 @@ class GroundedQueryEngine(CustomQueryEngine):
         return self._response(await self.llm.acomplete(prompt, **kwargs), nodes, kwargs)
 
 
-class ResponseGuardError(DeALError, ValueError):
-    def __init__(self, score: Score, threshold: float):
-        self.score, self.threshold = score, threshold
-        super().__init__(f"response scored {score.total:.3f} < threshold {threshold} "
-                         f"({', '.join(f'{k}={v:.3f}' for k, v in score.components.items())}): {score.text[:80]!r}")
+ResponseGuardError = RewardGuardError  # the name this module used before the guards shared one error type
 
 
 class GuardedQueryEngine(CustomQueryEngine):
-    """Guards any query engine's response with a reward: the score lands in `response.metadata["reward_guard"]`;
-    below `threshold`, `on_fail="raise"` raises `ResponseGuardError` and `"fallback"` answers `fallback`."""
+    """Guards any query engine's response with a `deal_core.guard.Guard(reward, threshold)`: the score lands in
+    `response.metadata["reward_guard"]`; below `threshold`, `on_fail="raise"` raises `RewardGuardError` (alias
+    `ResponseGuardError`) and `"fallback"` answers `fallback`."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     query_engine: Any
@@ -132,15 +129,16 @@ class GuardedQueryEngine(CustomQueryEngine):
     fallback: str = "I can't answer that."
 
     def _guard(self, query_str: str, response: RESPONSE_TYPE) -> Response:
+        guard = Guard(self.reward, self.threshold)
         text = str(getattr(response, "response", response) or "")
-        score = as_reward_sum(self.reward)(text, query_str)
+        score = guard.check(query_str, text)
         metadata = dict(getattr(response, "metadata", None) or {})
         metadata["reward_guard"] = score.model_dump()
         nodes = list(getattr(response, "source_nodes", []) or [])
-        if score.total >= self.threshold:
+        if guard.passes(score):
             return Response(response=text, source_nodes=nodes, metadata=metadata)
         if self.on_fail == "raise":
-            raise ResponseGuardError(score, self.threshold)
+            raise guard.error(score)
         metadata["reward_guard_fallback"] = True
         return Response(response=self.fallback, source_nodes=nodes, metadata=metadata)
 

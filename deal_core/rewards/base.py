@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from functools import singledispatch
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -98,8 +99,8 @@ class Reward(BaseModel):
         return values
 
     def __call__(self, output: Any, prompt: str = "") -> Score:
-        """Score one finished output (a string, a chat message, a completion object): lets a reward be a pipeline
-        step, e.g. `prompt | llm | Harmlessness()` in LangChain."""
+        """Score one finished output: a string, or any output type registered with `text_of` (the wrapper
+        packages register their frameworks' messages: `prompt | llm | Harmlessness()` works in LangChain)."""
         return as_reward_sum(self)(output, prompt)
 
     # -- composition ------------------------------------------------------------------------------------------
@@ -165,23 +166,26 @@ class Score(BaseModel):
         return self.total
 
 
+@singledispatch
 def text_of(output: Any) -> str:
-    """The text inside common output types: str, chat messages (`.content`), completions (`.text`),
-    LlamaIndex chat responses (`.message.content`), query responses (`.response`), or dicts with such keys."""
-    if isinstance(output, str):
-        return output
-    if isinstance(output, dict):
-        for key in ("text", "output", "response", "content", "answer"):
-            if isinstance(output.get(key), str):
-                return output[key]
-    for attr in ("content", "text", "response"):
-        value = getattr(output, attr, None)
-        if isinstance(value, str):
-            return value
-    message = getattr(output, "message", None)
-    if message is not None and message is not output:
-        return text_of(message)
-    raise TypeError(f"cannot find text in a {type(output).__name__}; pass a string or a message")
+    """The text of a finished output: a string, or a dict holding it under "text", "output", "response", "content"
+    or "answer". Framework packages register their own output types with `text_of.register(type, func)`:
+    `langchain_deal` (messages, generations) and `llamaindex_deal` (chat messages, completions, query responses)
+    do so when imported."""
+    raise TypeError(f"cannot find text in a {type(output).__name__}; pass a string")
+
+
+@text_of.register(str)
+def _text_of_str(output: str) -> str:
+    return output
+
+
+@text_of.register(dict)
+def _text_of_dict(output: dict) -> str:
+    for key in ("text", "output", "response", "content", "answer"):
+        if isinstance(output.get(key), str):
+            return output[key]
+    raise TypeError("cannot find text in a dict without a string 'text' key; pass a string")
 
 
 class RewardSum(BaseModel):
