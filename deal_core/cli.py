@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        _fail("interrupted")
+        sys.stderr.write("error: interrupted\n")
+        raise SystemExit(130) from None
     except typer.TyperException as exc:  # click's usage errors: unknown option, bad value, missing argument
         if not exc.format_message():  # `deal` alone: the help was printed
             raise SystemExit(2) from None

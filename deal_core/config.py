@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from deal_core.errors import ConfigError, check_text, describe_validation_error
 
+MAX_STOPS, MAX_STOP_CHARS = 16, 256  # stop strings are looked for in a window of the newest tokens at every step
+MIN_TEMPERATURE = 0.01
+
 
 class DeALConfig(BaseModel):
     """Settings of one DeAL search. The defaults (top_k=10, lookahead=10, λ=5) were chosen from the measured
@@ -27,8 +30,8 @@ class DeALConfig(BaseModel):
     max_new_tokens: int = Field(128, ge=1, le=32768, description="Upper bound on generated tokens.")
     temperature: float = Field(
         0.0, ge=0.0, le=100.0, allow_inf_nan=False,
-        description="0: the candidates are the top_k most likely tokens (deterministic); > 0: they are drawn "
-                    "from the distribution at this temperature (within top_p). `sample=True` alone means 1.0.",
+        description="0: the candidates are the top_k most likely tokens (deterministic); 0.01-100: they are drawn "
+                    "from the distribution at this temperature (within top_p).",
     )
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus mass the sampled proposals are drawn from.")
     seed: int | None = Field(
@@ -52,10 +55,14 @@ class DeALConfig(BaseModel):
         """`sample=True` (the older switch) is temperature 1 unless a temperature is given; `sample=False`, 0."""
         if isinstance(values, dict) and "sample" in values:
             values = dict(values)
-            sample = values.pop("sample")
+            sample, temperature = values.pop("sample"), values.get("temperature")
             if not isinstance(sample, bool):
                 raise ValueError(f"sample must be true or false, got {sample!r}")
-            values["temperature"] = (values.get("temperature") or 1.0) if sample else 0.0
+            if temperature is not None and isinstance(temperature, (int, float)) and (temperature > 0) != sample:
+                raise ValueError(f"sample={sample} contradicts temperature={temperature}: pass only temperature "
+                                 "(0 = top-k candidates, > 0 = sampled)")
+            if temperature is None:
+                values["temperature"] = 1.0 if sample else 0.0
         return values
 
     @property
@@ -72,6 +79,11 @@ class DeALConfig(BaseModel):
             )
         if any(not s for s in self.stop):
             raise ValueError("stop strings must be non-empty; remove the empty string from stop")
+        if len(self.stop) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in self.stop):
+            raise ValueError(f"stop takes at most {MAX_STOPS} strings of at most {MAX_STOP_CHARS} characters each")
+        if 0 < self.temperature < MIN_TEMPERATURE:
+            raise ValueError(f"temperature {self.temperature} is too small to sample stably: use 0 (top-k "
+                             f"candidates) or at least {MIN_TEMPERATURE}")
         for s in self.stop:
             check_text(s, "a stop string")
         if self.alignment_prompt is not None:
@@ -83,9 +95,11 @@ class DeALConfig(BaseModel):
         return make_config(self, **overrides)
 
 
-def make_config(base: DeALConfig | None = None, **overrides: Any) -> DeALConfig:
+def make_config(base: DeALConfig | None = None, /, **overrides: Any) -> DeALConfig:
     """Build a validated config, turning pydantic's errors into a `ConfigError` that names each parameter."""
     values = base.model_dump() if base is not None else {}
+    if overrides.get("sample") is not None and overrides.get("temperature") is None:
+        values.pop("temperature", None)  # `sample` alone decides; the base's temperature does not contradict it
     values.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(values.get("stop"), str):
         values["stop"] = (values["stop"],)

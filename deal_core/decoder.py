@@ -96,12 +96,11 @@ class DeAL:
         if not prompts:
             raise PromptError("no prompts given: pass at least one prompt")
         requests = [Request.of(p, rewards, **overrides) for p in prompts]
-        first = requests[0]
-        if any(r.settings != first.settings or r.rewards != first.rewards for r in requests[1:]):
-            raise ConfigError("the requests of one batch must share their settings and rewards: run them apart")
         for request in requests:
             request.check_supported()
-        config = first.config(self.config)
+        first, config = requests[0], requests[0].config(self.config)
+        if any(r.rewards != first.rewards or r.config(self.config) != config for r in requests[1:]):
+            raise ConfigError("the requests of one batch must share their settings and rewards: run them apart")
         reward_sum = self.rewards if first.rewards is None else first.rewards
         with self.lm.lock:  # a fast tokenizer must not be used from two threads at once ("Already borrowed")
             encoded = [encode_prompt(self.lm, r, config.alignment_prompt, self.use_chat_template) for r in requests]

@@ -28,7 +28,7 @@ from deal_core.rewards import Reward, RewardSum, as_reward_sum
 
 # The fields' names follow hosted-model APIs (OpenAI, LangChain, LlamaIndex); these map onto DeALConfig fields.
 _ALIASES = {"max_tokens": "max_new_tokens", "timeout": "timeout_s"}
-SEARCH_FIELDS = frozenset(set(DeALConfig.model_fields) | set(_ALIASES))
+SEARCH_FIELDS = frozenset(set(DeALConfig.model_fields) | set(_ALIASES) | {"sample"})  # sample: the older switch
 # ...and DeALConfig's names accepted for those fields at construction: `max_new_tokens=` sets `max_tokens`.
 _FIELD_ALIASES = {config_name: field for field, config_name in _ALIASES.items()}
 

@@ -29,7 +29,11 @@ def _message_text(i: int, message: Message) -> str:
     if isinstance(content, str):
         return check_text(content, f"message {i} content")
     if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
-        # OpenAI-style content blocks: keep the text parts
+        # OpenAI-style content blocks: text only (an image or audio part is an error, never silently dropped)
+        kinds = {part.get("type", "text") for part in content if isinstance(part, Mapping)}
+        if kinds - {"text"}:
+            raise PromptError(f"message {i} has {', '.join(sorted(kinds - {'text'}))} content: this model reads "
+                              "text only; send the text parts")
         parts = [part.get("text", "") if isinstance(part, Mapping) else part for part in content]
         if all(isinstance(part, str) for part in parts):
             return check_text("".join(parts), f"message {i} content")
@@ -86,5 +90,8 @@ def encode_prompt(
         ids = lm.encode_chat([m.to_template() for m in messages], continue_final=prefill,
                              tools=[t.to_template() for t in request.tools] or None)
     else:
+        if request.tools or any(m.tool_calls for m in messages):
+            raise PromptError("tools and tool calls need a chat template; this call has none "
+                              "(use_chat_template=False or a model without one): drop them or use a chat model")
         ids = lm.encode_text("\n\n".join(m.content for m in messages))
     return EncodedPrompt(ids=list(ids), request=request.text)

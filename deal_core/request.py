@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from deal_core.config import DeALConfig, make_config
-from deal_core.errors import ConfigError, PromptError, check_text, describe_validation_error
+from deal_core.errors import ConfigError, PromptError, check_text, describe_validation_error, short_repr
 from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -98,9 +98,13 @@ class Request(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)  # DeALConfig overrides
 
     @classmethod
-    def of(cls, prompt: Any, rewards: RewardLike = None, **settings: Any) -> Request:
+    def of(cls, prompt: Any, /, rewards: RewardLike = None, **settings: Any) -> Request:
         """From a string, a list of `{"role", "content", ...}` messages or `Message`s, or a `Request`."""
         settings = {k: v for k, v in settings.items() if v is not None}
+        unknown = sorted(set(settings) - set(DeALConfig.model_fields) - {"sample"})
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(map(short_repr, unknown))}; "
+                              f"the settings are: {', '.join(DeALConfig.model_fields)}")
         if isinstance(prompt, Request):
             update: dict[str, Any] = {"settings": {**prompt.settings, **settings}}
             if rewards is not None:
@@ -126,9 +130,9 @@ class Request(BaseModel):
         if self.response_format is not None and self.response_format.type != "text":
             raise ConfigError("response_format is not supported by this version of DeAL yet: remove it, or add "
                               "a JsonSchema reward to steer the output towards JSON")
-        if self.tool_choice not in ("auto", "none") and self.tools:
-            raise ConfigError(f"tool_choice={self.tool_choice!r} needs enforced tool calls, which this version of "
-                              "DeAL does not provide yet: use tool_choice='auto'")
+        if self.tool_choice not in ("auto", "none"):
+            raise ConfigError(f"tool_choice={short_repr(self.tool_choice)} needs enforced tool calls, which this "
+                              "version of DeAL does not provide yet: use tool_choice='auto'")
 
 
 def _messages(prompt: Any) -> list[Message]:
@@ -144,11 +148,17 @@ def _messages(prompt: Any) -> list[Message]:
     out = []
     for i, message in enumerate(normalize_messages(prompt)):
         extra = raw[i] if raw is not None and isinstance(raw[i], Mapping) else {}
-        calls = tuple(_tool_call(c) for c in extra.get("tool_calls") or ())
+        calls = extra.get("tool_calls") or ()
+        if not isinstance(calls, Sequence) or isinstance(calls, (str, bytes)):
+            raise PromptError(f"message {i} tool_calls must be a list of calls, got {short_repr(calls)}")
         role = message["role"]
-        if role not in ("system", "developer", "user", "assistant", "tool"):
-            raise PromptError(f"message {i} role {role!r} is not one of system, developer, user, assistant, tool")
-        out.append(Message(role=role, content=message["content"], tool_calls=calls,
+        if role not in get_args(Role):
+            raise PromptError(f"message {i} role {role!r} is not one of {', '.join(get_args(Role))}")
+        for key in ("tool_call_id", "name"):
+            if extra.get(key) is not None and not isinstance(extra[key], str):
+                raise PromptError(f"message {i} {key} must be a string, got {short_repr(extra[key])}")
+            check_text(extra.get(key) or "", f"message {i} {key}")
+        out.append(Message(role=role, content=message["content"], tool_calls=tuple(map(_tool_call, calls)),
                            tool_call_id=extra.get("tool_call_id"), name=extra.get("name")))
     return out
 
@@ -160,12 +170,19 @@ def _tool_call(call: Any) -> ToolCall:
     if not isinstance(call, Mapping):
         raise PromptError(f"a tool call must be a mapping with 'name' and 'arguments', got {type(call).__name__}")
     body = call.get("function", call)
+    if not isinstance(body, Mapping) or not isinstance(body.get("name"), str) or not body["name"]:
+        raise PromptError(f"a tool call needs a function name, got {short_repr(call)}")
+    name = check_text(body["name"], "tool call name")
     arguments = body.get("arguments") or {}
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments)
-        except ValueError as exc:
-            raise PromptError(f"tool call {body.get('name')!r}: arguments are not valid JSON ({exc})") from None
+            arguments = json.loads(check_text(arguments, f"tool call {name!r} arguments"))
+        except (ValueError, RecursionError) as exc:
+            raise PromptError(f"tool call {name!r}: arguments are not a readable JSON object ({exc})") from None
     if not isinstance(arguments, Mapping):
-        raise PromptError(f"tool call {body.get('name')!r}: arguments must be a JSON object")
-    return ToolCall(id=str(call.get("id") or ""), name=str(body.get("name") or ""), arguments=dict(arguments))
+        raise PromptError(f"tool call {name!r}: arguments must be a JSON object")
+    try:
+        check_text(json.dumps(arguments, ensure_ascii=False), f"tool call {name!r} arguments")
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise PromptError(f"tool call {name!r}: arguments must be plain JSON ({exc})") from None
+    return ToolCall(id=str(call.get("id") or ""), name=name, arguments=dict(arguments))

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 
 from deal_core.backends.base import Backend, Proposal, Rows
 from deal_core.config import DeALConfig
-from deal_core.errors import GenerationTimeout
+from deal_core.errors import GenerationTimeout, RewardError
 from deal_core.prompts import EncodedPrompt
 from deal_core.result import CandidateTrace, SearchStats, StepTrace
 from deal_core.rewards.base import RewardSum
+from deal_core.rewards.budget import deadline
 from deal_core.streaming import cut_at_stop
 
 
@@ -166,17 +167,26 @@ class DeALSearch:
                 for i, prop in enumerate(self.proposer.propose(logits))
             ]
         state = State(rows, batch, batch.length)
+        timeout = self.config.timeout_s
         while state.rows:
-            if self.config.timeout_s is not None and time.perf_counter() - start > self.config.timeout_s:
-                raise GenerationTimeout(
-                    f"search exceeded timeout_s={self.config.timeout_s} after {self.stats.steps} steps; "
-                    "raise timeout_s or lower max_new_tokens/top_k/lookahead"
-                )
-            with self.lm.session():
-                update = self._step(state)
+            left = math.inf if timeout is None else timeout - (time.perf_counter() - start)
+            if left <= 0:
+                raise self._timeout()
+            # Rewards whose cost depends on their input (regex, JSON schema) also stop at the call's deadline.
+            with self.lm.session(), deadline(left):
+                try:
+                    update = self._step(state)
+                except RewardError as exc:
+                    if timeout is not None and time.perf_counter() - start > timeout:
+                        raise self._timeout() from exc
+                    raise
             self.stats.steps += 1
             self.stats.wall_time_s = time.perf_counter() - start
             yield update
+
+    def _timeout(self) -> GenerationTimeout:
+        return GenerationTimeout(f"search exceeded timeout_s={self.config.timeout_s} after {self.stats.steps} steps; "
+                                 "raise timeout_s or lower max_new_tokens/top_k/lookahead")
 
     def _step(self, state: State) -> StepUpdate:
         cfg, rows, batch, committed = self.config, state.rows, state.cache, state.committed

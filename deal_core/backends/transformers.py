@@ -84,7 +84,7 @@ class Sampler:
     def candidates(self, proposal: Proposal) -> list[tuple[int, float]]:
         if proposal.dist is None:
             return list(zip(proposal.tokens, proposal.logps))
-        probs = torch.softmax(proposal.dist / self.temperature, dim=-1)
+        probs = torch.softmax(proposal.dist.double() / self.temperature, dim=-1)  # float64: small temperatures
         sorted_probs, order = probs.sort(descending=True)
         keep = int((sorted_probs.cumsum(-1) - sorted_probs < self.top_p).sum().clamp(min=1))
         drawn = torch.multinomial(sorted_probs[:keep], min(self.k, keep), replacement=False,

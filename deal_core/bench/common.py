@@ -19,7 +19,6 @@ from rich.progress import Progress
 from deal_core.decoder import DeAL
 from deal_core.prompts import PromptLike, encode_prompt
 from deal_core.rewards import Reward, RewardSum, as_reward_sum
-from deal_core.streaming import cut_at_stop
 
 SEED = 0
 
@@ -83,7 +82,6 @@ def run_conditions(deal: DeAL, items: Sequence[Any], conditions: Sequence[Condit
             for condition in conditions:
                 start = time.perf_counter()
                 text = answer(deal, condition, prompt_of(item), reward_of(item), max_new_tokens)
-                text, _ = cut_at_stop(text, ())
                 rows[condition.name].append({"text": text, "seconds": time.perf_counter() - start})
                 progress.advance(task)
     return rows

@@ -3,8 +3,8 @@
     keywords=dog,park:0.3              (CLI: NAME[=ARG][:WEIGHT])
     {"name": "keywords", "keywords": ["dog", "park"], "weight": 0.3}     (JSON, what `Reward.spec()` writes)
 
-The registry is explicit: every built-in reward is listed here with its CLI parser and imported on first use, so a
-name works whatever was imported before. Only registered classes can be named — a spec never points at arbitrary
+The registry is explicit: every built-in reward is listed here (by import path) with its CLI parser, so a name
+works whatever was imported before. Only registered classes can be named — a spec never points at arbitrary
 Python — and a spec cannot set a reward's `code_only` fields (e.g. `RewardModel.trust_remote_code`).
 Register your own with `register_reward(MyReward, cli=...)`.
 """
@@ -35,6 +35,13 @@ def no_argument(name: str) -> CliParser:
     return parse
 
 
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long, or with a NUL, is no file
+        return False
+
+
 def _length(arg: str | None) -> dict[str, Any]:
     """`min=5,max=20` or `target=12`."""
     names = {"min": "min_words", "max": "max_words", "target": "target_words"}
@@ -56,7 +63,7 @@ def _blocklist(arg: str | None) -> dict[str, Any]:
 def _json_schema(arg: str | None) -> dict[str, Any]:
     """`json_schema=FILE.json` or an inline schema."""
     text = arg or ""
-    if text and not text.lstrip().startswith("{") and Path(text).is_file():
+    if text and not text.lstrip().startswith("{") and _is_file(text):
         text = Path(text).read_text()
     try:
         return {"json_schema": json.loads(text)}
@@ -68,7 +75,7 @@ def _json_schema(arg: str | None) -> dict[str, Any]:
 
 def _grounding(arg: str | None) -> dict[str, Any]:
     """`grounding=FILE`: one passage per paragraph (blank-line separated)."""
-    if not arg or not Path(arg).is_file():
+    if not arg or not _is_file(arg):
         raise ValueError("grounding needs a file of context passages: grounding=PATH")
     return {"context": [p for p in Path(arg).read_text().split("\n\n") if p.strip()]}
 
@@ -132,6 +139,8 @@ def register_reward(cls: type[Reward], cli: CliParser | None = None) -> type[Rew
     """Make `cls` nameable in specs as `cls.kind` (a class decorator too). Without `cli` it takes no CLI argument."""
     if not (isinstance(cls, type) and issubclass(cls, Reward)) or not cls.kind:
         raise RewardSpecError(f"register_reward needs a Reward subclass with a `kind`, got {short_repr(cls)}")
+    if cls.kind in REGISTRY and REGISTRY[cls.kind] is not cls:
+        raise RewardSpecError(f"reward name {cls.kind!r} is taken by {REGISTRY[cls.kind].__name__}: choose another kind")
     REGISTRY.register(cls.kind, cls, cli)
     return cls
 

@@ -111,3 +111,13 @@ def test_real_model_string_stop_and_null_content_message():
     assert cut.content == full[: full.index(stop)] and cut.response_metadata["finish_reason"] == "stop"
     answer = chat.invoke(OPENAI_TOOL_CALL_HISTORY).content
     assert answer.strip()
+
+
+def test_the_older_sample_switch_still_reaches_the_search(tiny_lm):
+    from langchain_deal import ChatDeAL
+
+    chat = ChatDeAL(max_tokens=5, top_k=3, lookahead=1)
+    chat._deal = DeAL(tiny_lm)
+    sampled = chat.invoke("Hello there", sample=True, seed=2)
+    assert sampled.response_metadata["finish_reason"] in ("length", "eos", "stop")
+    assert sampled.content == chat.invoke("Hello there", temperature=1.0, seed=2).content

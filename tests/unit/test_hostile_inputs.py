@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from transformers import AutoTokenizer
 
-from deal_core import ConfigError, DeAL, PromptError
+from deal_core import ConfigError, DeAL, PromptError, RewardError
 from deal_core.model import LanguageModel, embedded_model_dir
 
 
@@ -76,3 +76,63 @@ def test_a_chat_template_that_rejects_messages_is_a_prompt_error(tiny_lm):
     deal = DeAL(LanguageModel(model=tiny_lm.model, tokenizer=strict, name="strict"), max_new_tokens=2)
     with pytest.raises(PromptError, match="chat template rejected the messages: roles must alternate"):
         deal.generate("Hi")
+
+
+# -- the request model as a hostile caller sees it (review findings) ----------------------------------------------
+def test_hostile_requests_get_typed_errors(tiny):
+    from deal_core.request import Request
+
+    user = {"role": "user", "content": "Hi"}
+    cases = [
+        ([user, {"role": "assistant", "content": None, "tool_calls": 5}], PromptError, "tool_calls must be a list"),
+        ([user, {"role": "assistant", "tool_calls": [{"function": None}]}], PromptError, "needs a function name"),
+        ([user, {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "[" * 100000}}]}],
+         PromptError, "readable JSON"),
+        ([user, {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": '{"a": "\\ud800"}'}}]}],
+         PromptError, "surrogate"),
+        ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}], PromptError, "image_url"),
+        ([{"role": "wizard", "content": "Hi"}], PromptError, "not one of"),
+        ([{"role": "tool", "content": "1", "tool_call_id": 7}, user], PromptError, "tool_call_id must be a string"),
+    ]
+    for prompt, error, message in cases:
+        with pytest.raises(error, match=message):
+            Request.of(prompt)
+    for settings, message in [({"base": 1}, "unknown setting"), ({"prompt": "x"}, "unknown setting"),
+                              ({"temperature": 1e-300}, "too small"), ({"stop": ["x"] * 17}, "at most 16"),
+                              ({"stop": ["x" * 300]}, "256 characters"),
+                              ({"sample": True, "temperature": 0}, "contradicts"),
+                              ({"tool_choice": "required"}, "unknown setting")]:
+        with pytest.raises(ConfigError, match=message):  # as a server would pass them: a dict from JSON
+            tiny.generate(Request.of("Hi", **settings))
+    history = [user, {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f"}}]}, user]
+    with pytest.raises(PromptError, match="need a chat template"):  # never dropped silently
+        DeAL(tiny.lm, use_chat_template=False).generate(history)
+
+
+def test_batches_compare_resolved_settings(tiny):
+    from deal_core.request import Request
+
+    results = tiny.generate_batch([Request.of("Hi", stop=["x"]), Request.of("Yo", stop=("x",))], max_new_tokens=3)
+    assert len(results) == 2
+    with pytest.raises(ConfigError, match="share their settings"):
+        tiny.generate_batch([Request.of("Hi", top_k=2), Request.of("Yo", top_k=3)])
+
+
+def test_sampling_still_works_through_the_old_switch_and_small_temperatures(tiny, vowels):
+    a = tiny.generate("Hi", rewards=vowels, sample=True, seed=1, max_new_tokens=6)
+    b = tiny.generate("Hi", rewards=vowels, temperature=1.0, seed=1, max_new_tokens=6)
+    assert a.token_ids == b.token_ids
+    assert tiny.generate("Hi", rewards=vowels, temperature=0.01, seed=1, max_new_tokens=6).token_ids
+
+
+def test_a_hostile_pattern_under_a_call_timeout_is_a_timeout(tiny):
+    import time
+
+    from deal_core import GenerationTimeout
+    from deal_core.rewards import Regex
+
+    start = time.perf_counter()
+    with pytest.raises((GenerationTimeout, RewardError)):
+        tiny.generate("Say something.", rewards=Regex("(?s)(.|.|.)+(?=\x00)", mode="search"), timeout_s=0.2,
+                      max_new_tokens=16)
+    assert time.perf_counter() - start < 5

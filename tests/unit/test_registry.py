@@ -21,7 +21,6 @@ def test_every_registered_name_is_its_class_kind():
 
 def test_a_name_works_whatever_was_imported_before():
     code = ("from deal_core.rewards.registry import reward_from_spec, parse_reward_spec;"
-            "import sys; assert 'deal_core.rewards.length' not in sys.modules or True;"
             "print(type(parse_reward_spec('length=max=5').reward).__name__,"
             " type(reward_from_spec({'name': 'regex', 'pattern': 'a'}).reward).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

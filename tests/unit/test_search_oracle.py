@@ -11,19 +11,20 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import pytest
 import torch
 
 from deal_core import DeAL
 from deal_core.prompts import encode_prompt
-from deal_core.rewards import Keywords, Reward
+from deal_core.rewards import Keywords, Reward, RewardSum, as_reward_sum
 from deal_core.streaming import cut_at_stop
 from tests.unit.table_backend import WORDS, TableBackend, next_logprobs
 
 
 def reference_deal(next_logp: Callable[[list[int]], Sequence[float]], decode: Callable[[list[int]], str],
-                   eos: set[int], prompt: list[int], request: str, reward: Reward, *, top_k: int, lookahead: int,
+                   eos: set[int], prompt: list[int], request: str, reward: Reward | RewardSum, *, top_k: int, lookahead: int,
                    commit: int, weight: float, max_new_tokens: int, stop: Sequence[str] = ()) -> tuple[list[int], str]:
     """DeAL with obvious loops (beam width 1): returns the committed tokens and the finish reason."""
     tokens: list[int] = []
@@ -44,7 +45,7 @@ def reference_deal(next_logp: Callable[[list[int]], Sequence[float]], decode: Ca
             ended = next((j for j, t in enumerate(ext) if t in eos), None)
             text, hit = cut_at_stop(decode(tokens + ext[:ended]), stop)
             final = ended is not None or len(tokens) + len(ext) >= max_new_tokens or hit
-            score = logp + dist[token] + weight * reward.score([request], [text], [final])[0]
+            score = logp + dist[token] + weight * as_reward_sum(reward).evaluate([request], [text], [final]).total[0]
             if best is None or score > best[0]:
                 best = (score, branch, logps)
         _, branch, logps = best
@@ -60,6 +61,16 @@ def reference_deal(next_logp: Callable[[list[int]], Sequence[float]], decode: Ca
             return tokens, "length"
 
 
+class VowelShareExpensive(Reward):
+    """Share of vowels among letters, declared expensive so the search scores it in its second stage."""
+
+    cost: ClassVar[str] = "expensive"
+
+    def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
+        letters = [[c for c in t.lower() if c.isalpha()] for t in texts]
+        return [sum(c in "aeiou" for c in ls) / len(ls) if ls else 0.0 for ls in letters]
+
+
 def random_case(seed: int) -> dict:
     rng = random.Random(seed)
     lookahead = rng.randint(0, 4)
@@ -70,12 +81,16 @@ def random_case(seed: int) -> dict:
 COMBOS = [dict(reuse=r, prune=p) for r in (True, False) for p in (True, False)]
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_transformers_backend_matches_the_oracle(tiny_lm, seed):
     rng = random.Random(100 + seed)
     prompt = " ".join(rng.choice(["dog", "cat", "park", "sun", "river", "play", "the", "a"]) for _ in range(4))
     reward = Keywords(keywords=rng.sample(["dog", "cat", "park", "sun", "tree", "ball"], 2))
     case = random_case(seed)
+    # none, multi-token, multi-byte and common ones (most cases end on a stop string)
+    stop = [(), (" the",), ("é", "ing"), ("e",), ("a",), ("s", "t"), ("o",), ("er", "ed")][seed]
+    if seed % 2:  # an expensive reward takes the staged path (scored only where the cheap ones leave room)
+        reward = reward + VowelShareExpensive()
     encoded = encode_prompt(tiny_lm, prompt)
 
     def next_logp(ids: list[int]) -> list[float]:
@@ -85,10 +100,10 @@ def test_transformers_backend_matches_the_oracle(tiny_lm, seed):
     expected, reason = reference_deal(next_logp, tiny_lm.decode, set(tiny_lm.eos_token_ids), encoded.ids,
                                       encoded.request, reward, top_k=case["top_k"], lookahead=case["lookahead"],
                                       commit=case["commit"], weight=case["reward_weight"],
-                                      max_new_tokens=case["max_new_tokens"])
+                                      max_new_tokens=case["max_new_tokens"], stop=stop)
     deal = DeAL(tiny_lm, rewards=reward)
     for combo in COMBOS:
-        result = deal.generate(prompt, **case, **combo)
+        result = deal.generate(prompt, stop=stop, **case, **combo)
         assert (result.token_ids, result.finish_reason) == (expected, reason), (case, combo)
 
 
@@ -120,6 +135,6 @@ def test_pure_python_backend_batches_streams_and_decodes_greedy():
     alone = [deal.generate(p).token_ids for p in prompts]
     assert [r.token_ids for r in deal.generate_batch(prompts)] == alone  # left padding is invisible
     stream = deal.stream(prompts[0])
-    assert "".join(stream).strip() == stream.result.text.strip()
+    assert "".join(stream) == stream.result.text
     greedy = deal.greedy("the big dog")
     assert greedy.token_ids == deal.generate("the big dog", top_k=1, reward_weight=0.0).token_ids
