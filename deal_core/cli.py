@@ -166,6 +166,31 @@ def bench(
              **{k: v for k, v in options.items() if v is not None})
 
 
+@app.command()
+def serve(
+    model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    reward: Annotated[
+        Optional[list[str]],
+        typer.Option("--reward", help="Server-wide default reward NAME[=ARG][:WEIGHT], repeatable (a request's own "
+                                      "`deal.rewards` replace them)."),
+    ] = None,
+) -> None:
+    """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health)."""
+    import importlib.util
+
+    from deal_core.rewards import rewards_from_cli
+
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        _fail(f"deal serve needs {' and '.join(missing)}: pip install 'deal-align[server]'")
+    rewards = rewards_from_cli(reward or [])
+    from deal_core.server import serve as run_server
+
+    run_server(model=model, host=host, port=port, rewards=rewards if rewards.terms else None)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: click's usage errors and this library's errors become one line and exit status 2."""
     from transformers.utils import logging as hf_logging
