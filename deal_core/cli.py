@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -137,7 +137,9 @@ def prepare(
 
 @app.command()
 def bench(
-    task: Annotated[str, typer.Argument(help="speed | commongen | length | harmless | jailbreak | tradeoff")],
+    task: Annotated[
+        str, typer.Argument(help="demo | speed | commongen | length | harmless | jailbreak | tradeoff | serve")
+    ],
     model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
     data: Annotated[
         Optional[str], typer.Option(help="Data file (default: the CommonGen/AdvBench files shipped with the package).")
@@ -150,13 +152,23 @@ def bench(
     json_out: Annotated[
         Optional[str], typer.Option("--json", help="Write JSON here (plus .md table and .png plot beside it).")
     ] = None,
+    concurrency: Annotated[
+        Optional[str], typer.Option(help="serve only: comma-separated concurrency levels (default 1,4,16,32).")
+    ] = None,
 ) -> None:
     """Run a benchmark TASK and print a table."""
     from deal_core.bench import run_task
     from deal_core.bench.data import data_file
     from deal_core.config import make_config
 
-    options = {"limit": limit, "max_new_tokens": max_new_tokens}
+    options: dict[str, Any] = {"limit": limit, "max_new_tokens": max_new_tokens}
+    if concurrency is not None:
+        if task != "serve":
+            _fail(f"--concurrency is for `deal bench serve`, not {task}")
+        try:
+            options["concurrency"] = tuple(int(c) for c in concurrency.split(","))
+        except ValueError:
+            _fail(f"--concurrency takes comma-separated integers like 1,4,16, got {concurrency!r}")
     search = {"top_k": top_k, "lookahead": lookahead, "reward_weight": weight}
     settings = {k: v for k, v in search.items() if v is not None}
     make_config(**settings)  # bad settings and a missing data file fail here, before any model is loaded

@@ -14,6 +14,7 @@ TASKS: dict[str, str] = {
     "harmless": "deal_core.bench.safety:run_harmless",
     "jailbreak": "deal_core.bench.safety:run_jailbreak",
     "tradeoff": "deal_core.bench.tradeoff:run",
+    "serve": "deal_core.bench.serve:run",
 }
 
 
@@ -23,6 +24,7 @@ _SEARCH = {"top_k", "lookahead", "reward_weight"}
 TUNABLE: dict[str, set[str]] = {
     "commongen": _SEARCH, "length": _SEARCH, "harmless": _SEARCH, "jailbreak": _SEARCH,
     "tradeoff": _SEARCH - {"reward_weight"},
+    "serve": _SEARCH,
 }
 
 

@@ -15,6 +15,7 @@ TASKS = {
     "jailbreak": ["--limit", "1", "--max-new-tokens", "6"],
     "tradeoff": ["--limit", "1", "--max-new-tokens", "10"],
     "speed": ["--limit", "1", "--max-new-tokens", "12"],
+    "serve": ["--limit", "2", "--max-new-tokens", "6", "--concurrency", "1,2", "--top-k", "3", "--lookahead", "2"],
 }
 
 
@@ -28,6 +29,8 @@ def test_bench_task_smoke(task, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["summary"]
+    if task == "serve":  # every concurrent answer equals the one-at-a-time answer to the same request
+        assert [report["summary"][c]["same_answers"] for c in ("1", "2")] == [2, 2]
     if task != "speed":
         assert report["environment"]["model"] == "SmolLM2-135M-Instruct"
         assert out.with_suffix(".md").read_text().count("|") > 10

@@ -28,6 +28,9 @@ def deal(*args: str, cwd=None) -> subprocess.CompletedProcess:
     (["bench", "nope"], "unknown bench task"),
     (["bench", "commongen", "--data", "/no/such.jsonl"], "does not exist"),
     (["generate", "Hi", "--model", "/no/such/model/dir"], "could not load model"),
+    (["bench", "demo", "--concurrency", "2"], "--concurrency is for"),
+    (["bench", "serve", "--concurrency", "a,b"], "comma-separated integers"),
+    (["generate", "Hi", "--temperature", "0.001"], "too small"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(args, needle, tmp_path):
     proc = deal(*args, cwd=tmp_path)

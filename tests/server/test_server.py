@@ -7,35 +7,16 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from deal_core import DeAL
 from deal_core.rewards import Keywords
-from deal_core.server import ServerLimits, create_app
+from deal_core.server import ServerLimits, create_app, running_server
 
-
-@contextlib.contextmanager
-def running(app) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+running = running_server
 
 
 @pytest.fixture(scope="module")

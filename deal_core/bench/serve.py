@@ -1,0 +1,80 @@
+"""`deal bench serve`: throughput and latency of `deal serve` under concurrent load, against the same requests
+sent one at a time, in one run.
+
+Each request is a CommonGen prompt with its own keyword reward (sent in the `deal` field), so concurrent requests
+differ in their rewards. Every answer is checked against the one-at-a-time answer to the same request.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from deal_core.bench.common import bar_plot, write_report
+from deal_core.bench.data import load_commongen
+from deal_core.decoder import DeAL
+from deal_core.errors import ConfigError
+
+
+def _send(url: str, body: dict[str, Any]) -> tuple[str, int, float]:
+    import httpx
+
+    start = time.perf_counter()
+    response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=3600)
+    response.raise_for_status()
+    reply = response.json()
+    return reply["choices"][0]["message"]["content"], reply["usage"]["completion_tokens"], time.perf_counter() - start
+
+
+def _round(url: str, bodies: list[dict[str, Any]], workers: int) -> dict[str, Any]:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        replies = list(pool.map(lambda body: _send(url, body), bodies))
+    wall = time.perf_counter() - start
+    latencies = sorted(r[2] for r in replies)
+    return {"texts": [r[0] for r in replies], "tokens": sum(r[1] for r in replies), "wall_s": wall,
+            "tokens_per_s": sum(r[1] for r in replies) / wall,
+            "p50_s": statistics.median(latencies), "p95_s": latencies[min(len(latencies) - 1,
+                                                                         round(0.95 * (len(latencies) - 1)))]}
+
+
+def run(model: str | None = None, data: str | None = None, limit: int = 16, max_new_tokens: int = 32,
+        json_out: str | None = None, concurrency: tuple[int, ...] = (1, 4, 16, 32), settings: dict | None = None,
+        **_: Any) -> dict[str, Any]:
+    from deal_core.server import create_app, running_server
+
+    if any(c < 1 for c in concurrency):
+        raise ConfigError(f"concurrency levels must be >= 1, got {list(concurrency)}")
+    deal = DeAL(model)
+    sets = load_commongen(data, limit)
+    bodies = [{"messages": [{"role": "user", "content": s.prompt}], "max_tokens": max_new_tokens,
+               "deal": {"rewards": [{"name": "keywords", "keywords": s.concepts}], **(settings or {})}}
+              for s in sets]
+    with running_server(create_app(deal)) as url:
+        _send(url, bodies[0])  # warm-up
+        alone = _round(url, bodies, 1)  # one at a time: the baseline, and the answers every round must match
+        rounds = {c: _round(url, bodies, c) for c in concurrency}
+    header = "| concurrency | tokens/s | × one at a time | p50 latency (s) | p95 latency (s) | same answers |"
+    lines = [header, "|---|---|---|---|---|---|",
+             f"| one at a time | {alone['tokens_per_s']:.1f} | 1.00 | {alone['p50_s']:.2f} | {alone['p95_s']:.2f} | "
+             "— |"]
+    summary: dict[str, Any] = {"one_at_a_time": {k: v for k, v in alone.items() if k != "texts"}}
+    for c, r in rounds.items():
+        same = sum(a == b for a, b in zip(r["texts"], alone["texts"]))
+        ratio = r["tokens_per_s"] / alone["tokens_per_s"]
+        summary[str(c)] = {**{k: v for k, v in r.items() if k != "texts"}, "ratio": ratio, "same_answers": same}
+        lines.append(f"| {c} | {r['tokens_per_s']:.1f} | {ratio:.2f} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
+                     f"{same}/{len(bodies)} |")
+    table = (f"deal serve under load: {len(bodies)} requests (CommonGen prompts, a keyword reward each), "
+             f"{deal.lm.name}, max_tokens={max_new_tokens}\n\n" + "\n".join(lines))
+
+    def plot(path: Any) -> None:
+        labels = ["1 at a time", *(str(c) for c in rounds)]
+        bar_plot(path, labels, {"tokens/s": [alone["tokens_per_s"], *(r["tokens_per_s"] for r in rounds.values())]},
+                 "deal serve throughput by concurrency")
+
+    rows = {"one_at_a_time": alone["texts"], **{str(c): r["texts"] for c, r in rounds.items()}}
+    return write_report("serve", deal, summary, rows, table, json_out, plot,
+                        {"concurrency": list(concurrency), "max_new_tokens": max_new_tokens, "deal": settings or {}})
