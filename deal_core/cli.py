@@ -105,8 +105,7 @@ def generate(
         payload["reward_specs"] = request.rewards.spec()
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
         return
-    out = Console()
-    out.print(result.text)
+    sys.stdout.write(result.text + "\n")  # the model's text as it is: no markup, emoji codes or re-wrapping
     if result.trace:
         for step in result.trace:
             table = Table(title=f"step {step.step}", show_lines=False)
@@ -126,7 +125,7 @@ def generate(
 def prepare(
     model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
 ) -> None:
-    """Convert and cache the embedded model's weights (done automatically on first use; ~20 s once)."""
+    """Convert and cache the embedded model's weights (done automatically on first use; ~10 s once)."""
     from deal_core.model import embedded_model_dir, load_model
 
     if model is None:

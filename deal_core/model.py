@@ -147,6 +147,9 @@ def load_model(
         source, is_hub_id = embedded_model_dir() if model is None else str(model), model is not None
         if model is not None and Path(str(model)).expanduser().exists():
             source, is_hub_id = str(Path(str(model)).expanduser()), False
+        elif model is not None and (str(model).startswith((".", "~", os.sep)) or str(model).count("/") > 1):
+            raise ModelLoadError(f"model directory {str(model)!r} does not exist: pass an existing directory with "
+                                 "config.json and weights, or leave the model out for the embedded one")
         options = {"trust_remote_code": trust_remote_code, "local_files_only": not downloads_allowed(allow_download)}
         try:
             tok = tokenizer or AutoTokenizer.from_pretrained(source, **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -27,7 +28,7 @@ def deal(*args: str, cwd=None) -> subprocess.CompletedProcess:
     (["generate", "Hi", "--reward", "length=abc"], "length"),
     (["bench", "nope"], "unknown bench task"),
     (["bench", "commongen", "--data", "/no/such.jsonl"], "does not exist"),
-    (["generate", "Hi", "--model", "/no/such/model/dir"], "could not load model"),
+    (["generate", "Hi", "--model", "/no/such/model/dir"], "model directory '/no/such/model/dir' does not exist"),
     (["bench", "demo", "--concurrency", "2"], "--concurrency is for"),
     (["bench", "serve", "--concurrency", "a,b"], "comma-separated integers"),
     (["generate", "Hi", "--temperature", "0.001"], "too small"),
@@ -71,3 +72,13 @@ def test_shipped_data_is_the_default(monkeypatch, tmp_path):
     monkeypatch.setenv("DEAL_DATA_DIR", str(tmp_path / "missing"))
     with pytest.raises(DataError, match="DEAL_DATA_DIR"):
         load_commongen()
+
+
+@pytest.mark.slow
+def test_generated_text_is_printed_verbatim(tmp_path):
+    """The model's text is not rich markup: brackets, emoji codes and long lines come out as they are."""
+    proc = deal("generate", "Repeat exactly: [/b] hello :smile:", "--greedy", "--max-new-tokens", "12", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    as_json = deal("generate", "Repeat exactly: [/b] hello :smile:", "--greedy", "--max-new-tokens", "12", "--json",
+                   cwd=tmp_path)
+    assert proc.stdout == json.loads(as_json.stdout)["text"] + "\n"
