@@ -58,3 +58,21 @@ class VowelShare(Reward):
 @pytest.fixture
 def vowels() -> VowelShare:
     return VowelShare()
+
+
+class Recorder:
+    """Wraps a `DeAL` and records what each entry point was called with."""
+
+    def __init__(self, deal):
+        self.deal, self.calls = deal, []
+
+    def __getattr__(self, name):
+        method = getattr(self.deal, name)
+        if not callable(method):
+            return method
+
+        def record(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            return method(*args, **kwargs)
+
+        return record

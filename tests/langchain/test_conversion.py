@@ -27,6 +27,7 @@ from deal_core.rewards import FunctionReward, Keywords, text_of
 from langchain_deal import ChatDeAL, DeALLLM, RewardGuard
 from langchain_deal import RewardGuardError as LangChainGuardError
 from langchain_deal.convert import search_overrides, to_messages
+from tests.conftest import Recorder
 
 PROMPT = "Hello there"
 HISTORY = [
@@ -36,24 +37,6 @@ HISTORY = [
     ToolMessage("42", tool_call_id="c1", name="mul"),
     HumanMessage("Well?"),
 ]
-
-
-class Recorder:
-    """Wraps a `DeAL` and records what each entry point was called with."""
-
-    def __init__(self, deal):
-        self.deal, self.calls = deal, []
-
-    def __getattr__(self, name):
-        method = getattr(self.deal, name)
-        if not callable(method):
-            return method
-
-        def record(*args, **kwargs):
-            self.calls.append((name, args, kwargs))
-            return method(*args, **kwargs)
-
-        return record
 
 
 def recorded(wrapper, tiny_lm):

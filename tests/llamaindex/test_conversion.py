@@ -15,6 +15,7 @@ from deal_core.rewards import Keywords, text_of
 from llamaindex_deal import DeALLLM, GuardedQueryEngine, ResponseGuardError
 from llamaindex_deal.convert import to_messages
 from llamaindex_deal.llms import DEFAULT_NUM_OUTPUT
+from tests.conftest import Recorder
 
 PROMPT = "Hello there"
 OPENAI_CALL = {"id": "c1", "type": "function", "function": {"name": "mul", "arguments": '{"a": 6, "b": 7}'}}
@@ -24,22 +25,6 @@ HISTORY = [
     ChatMessage(role="tool", content="42", additional_kwargs={"tool_call_id": "c1", "name": "mul"}),
     ChatMessage(role="user", content="Well?"),
 ]
-
-
-class Recorder:
-    def __init__(self, deal):
-        self.deal, self.calls = deal, []
-
-    def __getattr__(self, name):
-        method = getattr(self.deal, name)
-        if not callable(method):
-            return method
-
-        def record(*args, **kwargs):
-            self.calls.append((name, args))
-            return method(*args, **kwargs)
-
-        return record
 
 
 @pytest.fixture
@@ -64,7 +49,7 @@ def test_chat_messages_are_carried_with_tool_calls_and_results():
 def test_each_call_is_one_request(llm):
     llm.chat(HISTORY, top_k=2, rewards=[Keywords(["dog"])])
     llm.complete(PROMPT, stop=".")
-    (chat_name, (chat_request,)), (complete_name, (complete_request,)) = llm._deal.calls
+    (chat_name, (chat_request,), _), (complete_name, (complete_request,), _) = llm._deal.calls
     assert chat_name == complete_name == "generate"
     assert isinstance(chat_request, Request) and chat_request.messages == tuple(to_messages(HISTORY))
     assert chat_request.settings == {"max_new_tokens": 6, "top_k": 2, "trace": False}
@@ -81,7 +66,7 @@ def test_async_streams_run_through_deal_astream(llm):
         return completion, chat
 
     completion, chat = asyncio.run(run())
-    assert [name for name, _ in llm._deal.calls] == ["generate", "astream", "astream"]
+    assert [name for name, *_ in llm._deal.calls] == ["generate", "astream", "astream"]
     assert completion[-1].text == chat[-1].message.content == expected
     assert completion[-1].delta == chat[-1].delta == ""
     assert completion[-1].additional_kwargs["usage"]["completion_tokens"] >= 1
