@@ -118,12 +118,6 @@ def to_request(body: _Common, messages: Any, limits: ServerLimits, default_rewar
                        param="tools") from None
 
 
-def _usage(result: GenerationResult) -> dict[str, int]:
-    usage = result.usage
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens}
-
-
 def _deal_info(result: GenerationResult) -> dict[str, Any]:
     return {"rewards": result.rewards, "reward_total": result.reward_total, "finish_reason": result.finish_reason,
             "stats": result.stats.model_dump()}
@@ -203,25 +197,30 @@ def create_app(deal: DeAL | None = None, *, model: str | None = None, rewards: R
         last = {"index": 0, "finish_reason": FINISH[result.finish_reason]}
         yield chunk({**last, "delta": {}} if chat else {**last, "text": ""}, deal=_deal_info(result))
         if include_usage:
-            yield chunk(None, usage=_usage(result))
+            yield chunk(None, usage=result.usage.model_dump())
         yield "data: [DONE]\n\n"
+
+    async def _respond(body: _Common, request: Request, decoder: DeAL, chat: bool) -> Any:
+        """One answer: server-sent events when `stream` is set, else one JSON object."""
+        ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+        if body.stream:
+            include = bool((body.stream_options or {}).get("include_usage"))
+            stream = await decoder.astream(request)  # bad input fails here, with a status, before the stream opens
+            kind = "chat.completion.chunk" if chat else "text_completion"
+            return StreamingResponse(_sse(ident, kind, stream, include), media_type="text/event-stream")
+        result = await decoder.agenerate(request)
+        answer = {"message": {"role": "assistant", "content": result.text}} if chat else {"text": result.text}
+        return {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
+                "model": name, "choices": [{"index": 0, **answer, "finish_reason": FINISH[result.finish_reason],
+                                            "logprobs": None}],
+                "usage": result.usage.model_dump(), "deal": _deal_info(result)}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest) -> Any:
         _check_model(body)
         request = to_request(body, body.messages, limits, default_rewards)
         request.check_supported()
-        ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        if body.stream:
-            include = bool((body.stream_options or {}).get("include_usage"))
-            stream = await deal.astream(request)  # bad input fails here, with a status, before the stream opens
-            return StreamingResponse(_sse(ident, "chat.completion.chunk", stream, include),
-                                     media_type="text/event-stream")
-        result = await deal.agenerate(request)
-        return {"id": ident, "object": "chat.completion", "created": int(time.time()), "model": name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                             "finish_reason": FINISH[result.finish_reason], "logprobs": None}],
-                "usage": _usage(result), "deal": _deal_info(result)}
+        return await _respond(body, request, deal, chat=True)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest) -> Any:
@@ -229,17 +228,7 @@ def create_app(deal: DeAL | None = None, *, model: str | None = None, rewards: R
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) != 1:
             raise APIError(400, "prompt must be one string (or a list of one)", param="prompt")
-        request = to_request(body, prompts[0], limits, default_rewards)
-        ident = f"cmpl-{uuid.uuid4().hex[:24]}"
-        if body.stream:
-            include = bool((body.stream_options or {}).get("include_usage"))
-            stream = await raw.astream(request)
-            return StreamingResponse(_sse(ident, "text_completion", stream, include), media_type="text/event-stream")
-        result = await raw.agenerate(request)
-        return {"id": ident, "object": "text_completion", "created": int(time.time()), "model": name,
-                "choices": [{"index": 0, "text": result.text, "finish_reason": FINISH[result.finish_reason],
-                             "logprobs": None}],
-                "usage": _usage(result), "deal": _deal_info(result)}
+        return await _respond(body, to_request(body, prompts[0], limits, default_rewards), raw, chat=False)
 
     return app
 
