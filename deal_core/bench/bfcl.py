@@ -143,8 +143,8 @@ def load_bfcl(split: str, limit: int | None = None, path: str | os.PathLike | No
                 continue
             try:
                 rows.append(_row(json.loads(line), split))
-            except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-                detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+                detail = {KeyError: f"missing field {exc}", RecursionError: "nested too deep"}.get(type(exc), str(exc))
                 raise DataError(f"{file}:{number}: not a BFCL {split} row: {detail}") from None
             if limit and len(rows) >= limit:
                 break
@@ -196,6 +196,9 @@ def _function(spec: Any) -> BfclFunction:
     properties = parameters.get("properties", {})
     if not isinstance(properties, dict):
         raise ValueError(f"function {name!r}: 'properties' must be an object")
+    untyped = [p for p, spec in properties.items() if not isinstance(spec, dict) or "type" not in spec]
+    if untyped:
+        raise ValueError(f"function {name!r}: parameter(s) {untyped} have no 'type'")
     required = parameters.get("required", [])
     if not isinstance(required, list) or not all(isinstance(p, str) for p in required):
         raise ValueError(f"function {name!r}: 'required' must be a list of names")

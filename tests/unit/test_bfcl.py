@@ -382,6 +382,9 @@ def test_written_rows_follow_the_same_rules(tmp_path):
     (json.dumps({k: v for k, v in _row().items() if k != "question"}), "missing field 'question'"),
     (json.dumps(_row(question=[[]])), "each a non-empty list of messages"),
     ("[1, 2]", "a row is a JSON object"),
+    (json.dumps(_row(function=[{"name": "f", "parameters": {"type": "dict", "properties": {"p": {}}}}])),
+     "parameter(s) ['p'] have no 'type'"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deep"),
 ])
 def test_a_malformed_line_is_a_data_error_naming_file_and_line(tmp_path, line, message):
     file = _write(tmp_path / "r.jsonl", _row(), line)
