@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from deal_core.aio import iterate_in_thread
 from deal_core.backends.base import Backend
 from deal_core.config import DeALConfig, make_config
+from deal_core.constraint import CALL_OPEN, ConstraintError, Matcher, check_grammar, grammar_for, split_tool_calls
 from deal_core.errors import ConfigError, ContextLengthError, PromptError
 from deal_core.model import load_model
 from deal_core.prompts import EncodedPrompt, PromptLike, encode_prompt
-from deal_core.request import Request
+from deal_core.request import Request, ToolCall
 from deal_core.result import GenerationResult, SearchStats
 from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
 from deal_core.search import DeALSearch, Finished
 from deal_core.streaming import DeltaTracker, IncrementalDecoder, cut_at_stop
 
-Prepared = tuple[DeALConfig, RewardSum, list[EncodedPrompt]]
+@dataclass
+class Prepared:
+    """A validated call: one config and reward sum, each request with its encoded prompt and output grammar."""
+
+    config: DeALConfig
+    rewards: RewardSum
+    encoded: list[EncodedPrompt]
+    requests: list[Request]
+    grammars: list[str | None]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.config, self.rewards, self.encoded))
 
 
 class TextStream:
@@ -96,8 +111,6 @@ class DeAL:
         if not prompts:
             raise PromptError("no prompts given: pass at least one prompt")
         requests = [Request.of(p, rewards, **overrides) for p in prompts]
-        for request in requests:
-            request.check_supported()
         first, config = requests[0], requests[0].config(self.config)
         if any(r.rewards != first.rewards or r.config(self.config) != config for r in requests[1:]):
             raise ConfigError("the requests of one batch must share their settings and rewards: run them apart")
@@ -110,20 +123,58 @@ class DeAL:
                 if not config.truncate_prompt or config.max_new_tokens >= window:
                     raise ContextLengthError(len(enc.ids), config.max_new_tokens, window)
                 encoded[i] = EncodedPrompt(ids=enc.ids[-(window - config.max_new_tokens):], request=enc.request)
-        return config, reward_sum, encoded
+        grammars = [self._grammar(r, config) for r in requests]
+        return Prepared(config, reward_sum, encoded, requests, grammars)
+
+    def _grammar(self, request: Request, config: DeALConfig) -> str | None:
+        """The request's output grammar, checked: valid, and its forced part fits in max_new_tokens."""
+        grammar = grammar_for(request)
+        if grammar is None:
+            return None
+        mode, name = request.choice
+        what = (f"tool {name!r}" if name else "the tools' schemas") if request.tools and mode != "none" \
+            else "response_format"
+        check_grammar(grammar, what)
+        with self.lm.lock:
+            forced = Matcher.build(self.lm.grammar_tokenizer(), grammar).forced()
+        if len(forced) + 1 >= config.max_new_tokens:
+            raise ConfigError(f"max_new_tokens={config.max_new_tokens} cannot hold the required output format "
+                              f"({len(forced)} tokens are fixed before any argument): raise max_new_tokens")
+        return grammar
+
+    def _constraints(self, prepared: Prepared) -> list[Matcher | None]:
+        with self.lm.lock:
+            return [None if g is None else Matcher.build(self.lm.grammar_tokenizer(), g) for g in prepared.grammars]
 
     def _result(
-        self, search: DeALSearch, index: int, done: Finished, config: DeALConfig
+        self, search: DeALSearch, index: int, done: Finished, config: DeALConfig, prepared: Prepared
     ) -> GenerationResult:
-        text, _ = cut_at_stop(self.lm.decode(done.tokens), config.stop)
+        raw, _ = cut_at_stop(self.lm.decode(done.tokens), config.stop)
+        request, grammar = prepared.requests[index], prepared.grammars[index]
+        text, calls, parsed, reason = raw, [], None, done.reason
+        tools = grammar is not None and bool(request.tools) and request.choice[0] != "none"
+        if tools:
+            text, found = split_tool_calls(raw)
+            calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=n, arguments=a) for n, a in found]
+            # cut off while writing one more call: the complete calls stand, finish_reason says "length"
+            reason = "tool_calls" if calls and done.complete else reason
+        if not done.complete and not calls:
+            kind = "tool call" if tools else "JSON answer"
+            raise ConstraintError(f"the answer reached max_new_tokens={config.max_new_tokens} before its {kind} was "
+                                  f"complete ({raw[-80:]!r}): raise max_new_tokens")
+        if grammar is not None and not tools:
+            parsed = json.loads(raw)
         return GenerationResult(
             text=text,
             token_ids=done.tokens,
             logprob=done.logp,
             rewards={},
             reward_total=0.0,
-            finish_reason=done.reason,
+            finish_reason=reason,
             prompt_tokens=len(search.prompts[index].ids),
+            tool_calls=calls,
+            parsed=parsed,
+            raw_text=raw if raw != text else None,
             constraint_fallback=done.fallback,
             stats=search.stats,
             trace=search.traces[index] if config.trace else None,
@@ -132,7 +183,7 @@ class DeAL:
     def _final_rewards(self, results: list[GenerationResult], requests: list[str], reward_sum: RewardSum) -> None:
         if not reward_sum:
             return
-        scores = reward_sum.evaluate(requests, [r.text for r in results], True)
+        scores = reward_sum.evaluate(requests, [r.raw_text or r.text for r in results], True)
         for i, result in enumerate(results):
             result.rewards = scores.row(i)
             result.reward_total = scores.total[i]
@@ -141,12 +192,12 @@ class DeAL:
     def _batch_steps(self, prepared: Prepared) -> Iterator[list[GenerationResult] | None]:
         """Yields None after every search step, then the results: lets callers stop or time-slice a search."""
         config, reward_sum, encoded = prepared
-        search = DeALSearch(self.lm, config, reward_sum, encoded)
+        search = DeALSearch(self.lm, config, reward_sum, encoded, self._constraints(prepared))
         done: dict[int, Finished] = {}
         for update in search.run():
             done.update(update.finished)
             yield None
-        results = [self._result(search, i, done[i], config) for i in range(len(encoded))]
+        results = [self._result(search, i, done[i], config, prepared) for i in range(len(encoded))]
         self._final_rewards(results, [e.request for e in encoded], reward_sum)
         yield results
 
@@ -182,12 +233,15 @@ class DeAL:
 
     def stream(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> TextStream:
         """Stream committed text as it is decided. With beam_width > 1 the text arrives once, at the end."""
-        config, reward_sum, encoded = self._prepare([prompt], rewards, overrides)
+        prepared = self._prepare([prompt], rewards, overrides)
+        config, reward_sum, encoded = prepared
         stream = TextStream(iter(()))
+        calls = prepared.grammars[0] is not None and prepared.requests[0].tools
 
         def deltas() -> Iterator[str]:
-            search = DeALSearch(self.lm, config, reward_sum, encoded)
-            tracker = DeltaTracker(config.stop)
+            search = DeALSearch(self.lm, config, reward_sum, encoded, self._constraints(prepared))
+            # with tools, text is shown up to the first tool call; the calls arrive with the result
+            tracker = DeltaTracker([*config.stop, CALL_OPEN] if calls else config.stop)
             text = IncrementalDecoder(self.lm.decode)
             finished = None
             for update in search.run():
@@ -197,7 +251,7 @@ class DeAL:
                     delta = tracker.update(text.update(update.tokens[0]))
                     if delta:
                         yield delta
-            result = self._result(search, 0, finished, config)
+            result = self._result(search, 0, finished, config, prepared)
             self._final_rewards([result], [encoded[0].request], reward_sum)
             tail = tracker.update(result.text, final=True)
             stream.result = result
@@ -210,7 +264,11 @@ class DeAL:
     def greedy(self, prompt: PromptLike | Request, **overrides: Any) -> GenerationResult:
         """Plain greedy decoding with the engine's own loop (transformers' `generate`): what DeAL is compared to.
         The result carries the request's rewards (or the decoder's) as scores; they do not steer it."""
-        config, reward_sum, encoded = self._prepare([prompt], None, overrides)
+        prepared = self._prepare([prompt], None, overrides)
+        config, reward_sum, encoded = prepared
+        if prepared.grammars[0] is not None:
+            raise ConfigError("greedy() decodes without output constraints: drop tools/response_format, or call "
+                              "generate() with top_k=1 and reward_weight=0 for constrained greedy decoding")
         lm, ids = self.lm, encoded[0].ids
         start = time.perf_counter()
         out = lm.generate(ids, max_new_tokens=config.max_new_tokens, stop=config.stop)[0]

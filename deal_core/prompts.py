@@ -10,10 +10,9 @@ from deal_core.backends.base import Backend
 from deal_core.errors import PromptError, check_text, short_repr
 
 if TYPE_CHECKING:
-    from deal_core.request import Request
+    from deal_core.request import Message, Request
 
-Message = Mapping[str, Any]
-PromptLike = Union[str, Sequence[Message]]
+PromptLike = Union[str, Sequence[Mapping[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,7 @@ class EncodedPrompt:
     request: str  # the text rewards see as "the prompt": the last user message
 
 
-def _message_text(i: int, message: Message) -> str:
+def _message_text(i: int, message: Mapping[str, Any]) -> str:
     content = message.get("content")
     if content is None:  # OpenAI tool-call assistant messages carry `content: null`
         return ""
@@ -65,33 +64,87 @@ def normalize_messages(prompt: PromptLike) -> list[dict[str, str]]:
     return messages
 
 
+TOOLS_PROMPT = """You can call functions to answer. Here they are, each as a JSON schema:
+<tools>
+{tools}
+</tools>
+To call functions, answer with one JSON object per call, each inside <tool_call></tool_call> tags:
+<tool_call>
+{{"name": <function-name>, "arguments": <arguments-object>}}
+</tool_call>"""
+JSON_PROMPT = "Answer with JSON only: one JSON value that matches this JSON schema:\n{schema}"
+
+
+def _with_system(messages: list[Message], text: str) -> list[Message]:
+    """`text` joined to the system message (one is created when there is none)."""
+    from deal_core.request import Message as RequestMessage
+
+    if messages and messages[0].role in ("system", "developer"):
+        first = messages[0]
+        joined = f"{first.content}\n\n{text}" if first.content else text
+        return [first.model_copy(update={"content": joined}), *messages[1:]]
+    return [RequestMessage(role="system", content=text), *messages]
+
+
+def _plain_tool_turns(messages: list[Message]) -> list[Message]:
+    """Tool calls and results as text, in the documented tool format, for templates that do not render them."""
+    from deal_core.constraint import format_tool_call
+
+    out = []
+    for m in messages:
+        if m.role == "assistant" and m.tool_calls:
+            calls = "\n".join(format_tool_call(c) for c in m.tool_calls)
+            m = m.model_copy(update={"content": f"{m.content}\n{calls}" if m.content else calls, "tool_calls": ()})
+        elif m.role == "tool":
+            m = m.model_copy(update={"role": "user", "content": f"<tool_response>\n{m.content}\n</tool_response>",
+                                     "tool_call_id": None, "name": None})
+        out.append(m)
+    return out
+
+
+def render_messages(lm: Backend, request: Request, alignment_prompt: str | None = None) -> list[Message]:
+    """The request's messages as the model will see them: the alignment prompt and, for templates that do not render
+    tools, the tools, calls and results in the documented tool format; a JSON response format shows its schema."""
+    import json
+
+    messages = list(request.messages)
+    fmt = request.response_format
+    mode, _ = request.choice
+    native_tools = lm.renders_tools
+    if request.tools and mode != "none" and not native_tools:
+        specs = "\n".join(json.dumps(t.to_template(), ensure_ascii=False) for t in request.tools)
+        messages = _with_system(messages, TOOLS_PROMPT.format(tools=specs))
+    if not native_tools:
+        messages = _plain_tool_turns(messages)
+    if fmt is not None and fmt.type != "text":
+        schema = fmt.json_schema if fmt.type == "json_schema" else {"type": "object"}
+        messages = _with_system(messages, JSON_PROMPT.format(schema=json.dumps(schema, ensure_ascii=False)))
+    if alignment_prompt:
+        messages = _with_system(messages, alignment_prompt) if messages[0].role != "system" else [
+            messages[0].model_copy(update={"content": f"{alignment_prompt}\n\n{messages[0].content}"}),
+            *messages[1:]]
+    return messages
+
+
 def encode_prompt(
     lm: Backend,
     prompt: PromptLike | Request,
     alignment_prompt: str | None = None,
     use_chat_template: bool | None = None,
 ) -> EncodedPrompt:
-    """Token ids for the model to continue. A trailing assistant message is continued, not closed (prefill).
-    The request's tools are rendered by the model's chat template."""
-    from deal_core.request import Message, Request
+    """Token ids for the model to continue. A trailing assistant message is continued, not closed (prefill)."""
+    from deal_core.request import Request
 
     request = Request.of(prompt)
-    messages = list(request.messages)
-    if alignment_prompt:
-        if messages[0].role == "system":
-            messages[0] = messages[0].model_copy(update={"content": f"{alignment_prompt}\n\n{messages[0].content}"})
-        else:
-            messages.insert(0, Message(role="system", content=alignment_prompt))
+    messages = render_messages(lm, request, alignment_prompt)
     prefill = messages[-1].role == "assistant" and not messages[-1].tool_calls
     chat = lm.has_chat_template if use_chat_template is None else use_chat_template
     if chat:
         if not lm.has_chat_template:
             raise PromptError(f"model {lm.name!r} has no chat template; pass use_chat_template=False")
+        native = lm.renders_tools and request.tools and request.choice[0] != "none"
         ids = lm.encode_chat([m.to_template() for m in messages], continue_final=prefill,
-                             tools=[t.to_template() for t in request.tools] or None)
+                             tools=[t.to_template() for t in request.tools] if native else None)
     else:
-        if request.tools or any(m.tool_calls for m in messages):
-            raise PromptError("tools and tool calls need a chat template; this call has none "
-                              "(use_chat_template=False or a model without one): drop them or use a chat model")
         ids = lm.encode_text("\n\n".join(m.content for m in messages))
     return EncodedPrompt(ids=list(ids), request=request.text)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deal_core.config import DeALConfig, make_config
 from deal_core.errors import ConfigError, PromptError, check_text, describe_validation_error, short_repr
@@ -73,6 +73,14 @@ class Tool(BaseModel):
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
+    @field_validator("parameters")
+    @classmethod
+    def _schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_schema(value, "parameters")
+        if value.get("type", "object") != "object":
+            raise ValueError(f"parameters must be a JSON schema of type 'object', got type {value.get('type')!r}")
+        return value
+
     def to_template(self) -> dict[str, Any]:
         return {"type": "function", "function": {"name": self.name, "description": self.description,
                                                  "parameters": self.parameters}}
@@ -85,6 +93,47 @@ class ResponseFormat(BaseModel):
     type: Literal["text", "json_object", "json_schema"] = "text"
     json_schema: dict[str, Any] | None = None
 
+    @model_validator(mode="after")
+    def _schema(self) -> ResponseFormat:
+        if self.type == "json_schema":
+            if not self.json_schema:
+                raise ValueError("response_format json_schema needs a schema: pass json_schema={...}")
+            _check_schema(self.json_schema, "json_schema")
+        return self
+
+
+def _check_schema(schema: Any, what: str) -> None:
+    from deal_core.rewards.schema_guard import _check_literal
+
+    try:
+        _check_literal(schema)
+        json.dumps(schema)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{what}: {exc}") from None
+
+
+def tool_choice_of(choice: Any) -> tuple[str, str | None]:
+    """Normalize a tool choice to (mode, tool name): `auto`, `none`, `required` (also `any`, True), a tool's name,
+    or a dict in OpenAI's (`{"type": "function", "function": {"name": ...}}`) or Anthropic's shape."""
+    if choice is None or choice == "auto":
+        return "auto", None
+    if choice is True or choice in ("any", "required"):
+        return "required", None
+    if choice is False or choice == "none":
+        return "none", None
+    if isinstance(choice, str) and choice:
+        return "required", choice
+    if isinstance(choice, Mapping):
+        kind = choice.get("type")
+        if kind in ("auto", "none", "any", "required") and set(choice) <= {"type", "disable_parallel_tool_use"}:
+            return tool_choice_of(kind)
+        body = choice.get("function") if kind == "function" and "function" in choice else choice
+        name = body.get("name") if isinstance(body, Mapping) else None
+        if kind in ("function", "tool") and isinstance(name, str) and name:
+            return "required", name
+    raise ValueError(f"tool_choice {short_repr(choice)} is not one of 'auto', 'none', 'required'/'any', a tool "
+                     "name or {'type': 'function', 'function': {'name': ...}}")
+
 
 class Request(BaseModel):
     """Messages, tools, response format, rewards (None: the decoder's own) and search settings of one call."""
@@ -92,7 +141,8 @@ class Request(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
     messages: tuple[Message, ...] = Field(min_length=1)
     tools: tuple[Tool, ...] = ()
-    tool_choice: str | dict[str, Any] = "auto"
+    tool_choice: Any = "auto"
+    parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
     rewards: RewardSum | None = None
     settings: dict[str, Any] = Field(default_factory=dict)  # DeALConfig overrides
@@ -125,15 +175,40 @@ class Request(BaseModel):
     def config(self, base: DeALConfig) -> DeALConfig:
         return make_config(base, **self.settings)
 
-    def check_supported(self) -> None:
-        """Tool calls and structured output are carried by the request; the decoder enforces neither yet."""
-        if self.response_format is not None and self.response_format.type != "text":
-            raise ConfigError("response_format is not supported by this version of DeAL yet: remove it, or add "
-                              "a JsonSchema reward to steer the output towards JSON")
-        if self.tool_choice not in ("auto", "none"):
-            raise ConfigError(f"tool_choice={short_repr(self.tool_choice)} needs enforced tool calls, which this "
-                              "version of DeAL does not provide yet: use tool_choice='auto'")
+    @property
+    def choice(self) -> tuple[str, str | None]:
+        """The tool choice as (mode, name): mode `auto`, `none` or `required`; a name forces that tool."""
+        return tool_choice_of(self.tool_choice)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Request:
+        mode, name = tool_choice_of(self.tool_choice)  # raises on an unknown choice
+        names = [t.name for t in self.tools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two tools share a name ({', '.join(sorted({n for n in names if names.count(n) > 1}))}):"
+                             " give each tool its own name")
+        if mode == "required" and not self.tools:
+            raise ValueError(f"tool_choice {short_repr(self.tool_choice)} needs tools: pass tools or use 'auto'")
+        if name is not None and name not in names:
+            raise ValueError(f"tool_choice names {name!r}, which is not one of the tools ({', '.join(names)})")
+        if self.tools and mode != "none" and self.response_format is not None and \
+                self.response_format.type != "text":
+            raise ValueError("response_format and tools cannot both constrain one answer: drop one of them "
+                             "(structured output through a tool: tool_choice=<the tool's name>)")
+        calls: set[str] = set()
+        made_call = False
+        for i, m in enumerate(self.messages):
+            if m.role == "assistant" and m.tool_calls:
+                made_call = True
+                calls.update(c.id for c in m.tool_calls if c.id)
+            if m.role == "tool":
+                if not made_call:
+                    raise ValueError(f"message {i} is a tool result, but no assistant message before it made a tool "
+                                     "call: put the assistant message with its tool_calls before the results")
+                if m.tool_call_id and calls and m.tool_call_id not in calls:
+                    raise ValueError(f"message {i} answers tool call {m.tool_call_id!r}, which no earlier assistant "
+                                     f"message made (calls: {', '.join(sorted(calls))}); fix its tool_call_id")
+        return self
 
 def _messages(prompt: Any) -> list[Message]:
     from deal_core.prompts import normalize_messages

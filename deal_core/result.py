@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from deal_core.request import ToolCall
 
 
 class SearchStats(BaseModel):
@@ -53,13 +55,17 @@ class Usage(BaseModel):
 
 
 class GenerationResult(BaseModel):
-    text: str
+    text: str = Field(description="The answer's text; with tools, the text before the tool calls.")
     token_ids: list[int]
     logprob: float = Field(description="Sum of the model's log-probabilities of the generated tokens.")
     rewards: dict[str, float] = Field(description="Each reward's raw value on the final text.")
     reward_total: float = Field(description="Weighted reward sum on the final text (before λ).")
-    finish_reason: Literal["eos", "stop", "length"]
+    finish_reason: Literal["eos", "stop", "length", "tool_calls"]
     prompt_tokens: int
+    tool_calls: list[ToolCall] = Field(default_factory=list, description="Calls the answer makes (with tools).")
+    parsed: Any = Field(None, description="The answer as JSON, with a json_schema or json_object response format.")
+    raw_text: str | None = Field(None, description="The text as generated, where it differs from `text` "
+                                 "(tool-call markup); rewards score this.")
     constraint_fallback: bool = Field(
         False, description="True when every candidate of some step was vetoed by a hard constraint."
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from deal_core.backends.base import Backend, Proposal, Rows
 from deal_core.config import DeALConfig
+from deal_core.constraint import Constraint
 from deal_core.errors import GenerationTimeout, RewardError
 from deal_core.prompts import EncodedPrompt
 from deal_core.result import CandidateTrace, SearchStats, StepTrace
@@ -37,6 +38,7 @@ class Branch:
     tokens: list[int]
     logps: list[float]
     after: list[Proposal] = field(default_factory=list)
+    constraint: Constraint | None = None  # the output format's state after all of `tokens`
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Row:
     logp: float
     proposal: Proposal
     tail: Branch
+    constraint: Constraint | None = None  # the output format's state after `tokens`
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Finished:
     score: float
     reason: str
     fallback: bool
+    complete: bool = True  # the output format (if any) is complete
 
 
 @dataclass
@@ -140,11 +144,29 @@ class Scorer:
         return [(totals[i], components[i]) if i in kept else None for i in range(len(items))]
 
 
+def _advanced(constraint: Constraint | None, token: int, eos: frozenset[int]) -> Constraint | None:
+    """A fork of `constraint` that has consumed `token`. End-of-sequence tokens are never fed to a constraint (the
+    grammar allows them only where the output is complete, and a matcher cannot be rolled back over them)."""
+    if constraint is None:
+        return None
+    out = constraint.fork()
+    if token not in eos:
+        out.consume(token)
+    return out
+
+
+def _fed(tokens: list[int], eos: frozenset[int]) -> int:
+    """How many of `tokens` a constraint has consumed (all but end-of-sequence tokens)."""
+    return sum(t not in eos for t in tokens)
+
+
 class DeALSearch:
     """One call's search over a batch of prompts. Iterate `run()` for per-step updates."""
 
-    def __init__(self, lm: Backend, config: DeALConfig, rewards: RewardSum, prompts: list[EncodedPrompt]):
+    def __init__(self, lm: Backend, config: DeALConfig, rewards: RewardSum, prompts: list[EncodedPrompt],
+                 constraints: list[Constraint | None] | None = None):
         self.lm, self.config, self.rewards, self.prompts = lm, config, rewards, prompts
+        self.constraints = constraints or [None] * len(prompts)  # per prompt: the output format, from its start
         self.stats = SearchStats()
         self.proposer = lm.proposer(config.top_k, config.sample, config.temperature or 1.0, config.top_p, config.seed)
         # Stop strings are looked for in the text of the newest tokens only: a stop string of L characters (at most
@@ -162,9 +184,12 @@ class DeALSearch:
         with self.lm.session():
             batch, logits = self.lm.prefill([p.ids for p in self.prompts])
             self._count(batch.size, sum(len(p.ids) for p in self.prompts))
+            allowed = [c.allowed() if c is not None else None for c in self.constraints]
             rows = [
-                Row(i, [], 0.0, prop, Branch([prop.greedy], [prop.greedy_logp]))
-                for i, prop in enumerate(self.proposer.propose(logits))
+                Row(i, [], 0.0, prop, Branch([prop.greedy], [prop.greedy_logp],
+                                             constraint=_advanced(self.constraints[i], prop.greedy, self.lm.eos_token_ids)),
+                    constraint=self.constraints[i])
+                for i, prop in enumerate(self.proposer.propose(logits, None, allowed))
             ]
         state = State(rows, batch, batch.length)
         timeout = self.config.timeout_s
@@ -225,7 +250,8 @@ class DeALSearch:
         self.stats.candidates_pruned += len(pending) - len(survivors)
         if survivors:
             fresh = self.lm.gather([(batch, c.row) for c in survivors], committed)
-            branches = [Branch([c.token], [c.logp]) for c in survivors]
+            branches = [Branch([c.token], [c.logp], constraint=_advanced(rows[c.row].constraint, c.token, self.lm.eos_token_ids))
+                        for c in survivors]
             for i, (c, branch) in enumerate(zip(survivors, branches)):
                 c.branch, c.batch, c.batch_row = branch, fresh, i
             self._rollout(fresh, branches, rollout_len, active=set(range(len(survivors))))
@@ -249,11 +275,15 @@ class DeALSearch:
             scores = self.lm.step(batch, feed, need)
             self._count(len(feed), sum(need))
             rows_needing = [i for i, n in enumerate(need) if n]
-            for i, proposal in zip(rows_needing, self.proposer.propose(scores, rows_needing)):
+            allowed = [branches[i].constraint.allowed() if branches[i].constraint is not None else None
+                       for i in rows_needing]
+            for i, proposal in zip(rows_needing, self.proposer.propose(scores, rows_needing, allowed)):
                 branch = branches[i]
                 branch.after.append(proposal)
                 branch.tokens.append(proposal.greedy)
                 branch.logps.append(proposal.greedy_logp)
+                if branch.constraint is not None and proposal.greedy not in eos:
+                    branch.constraint.consume(proposal.greedy)
 
     def _score(self, rows: list[Row], cands: list[Candidate], scored_len: int,
                threshold: dict[int, float] | None = None) -> None:
@@ -327,11 +357,18 @@ class DeALSearch:
                 hit = self._stopped(tokens, n)
                 reason = "eos" if ended is not None else "stop" if hit else (
                     "length" if len(tokens) >= cfg.max_new_tokens else None)
+                # the output format's state after the committed tokens (the branch's, rolled back over the tail)
+                after = None
+                if branch.constraint is not None:
+                    after = branch.constraint.fork()
+                    after.rollback(_fed(branch.tokens[n if ended is None else ended:], eos))
                 if reason:
-                    self.finished[prompt].append(Finished(tokens, logp, c.score, reason, prompt in self.fallback))
+                    complete = after is None or after.accepting
+                    self.finished[prompt].append(
+                        Finished(tokens, logp, c.score, reason, prompt in self.fallback, complete))
                     continue
-                tail = Branch(branch.tokens[n:], branch.logps[n:], branch.after[n:])
-                new_rows.append(Row(prompt, tokens, logp, branch.after[n - 1], tail))
+                tail = Branch(branch.tokens[n:], branch.logps[n:], branch.after[n:], branch.constraint)
+                new_rows.append(Row(prompt, tokens, logp, branch.after[n - 1], tail, after))
                 picks.append((c.batch, c.batch_row))
             best = chosen[0]
             update.tokens[prompt] = rows[best.row].tokens + best.branch.tokens[:commit]
@@ -357,10 +394,11 @@ class DeALSearch:
             return False
         return cut_at_stop(self.lm.decode(tokens[-(new + self.stop_span):]), self.config.stop)[1]
 
-    @staticmethod
-    def _truncate(branch: Branch, fed: int) -> None:
+    def _truncate(self, branch: Branch, fed: int) -> None:
         """Keep the first `fed` fed tokens of a branch (plus the unfed one after them)."""
         if len(branch.tokens) > fed + 1:
+            if branch.constraint is not None:
+                branch.constraint.rollback(_fed(branch.tokens[fed + 1:], self.lm.eos_token_ids))
             del branch.tokens[fed + 1:], branch.logps[fed + 1:]
         del branch.after[fed:]
 

@@ -22,19 +22,29 @@ def embedded_lm() -> LanguageModel:
     return load_model()
 
 
-@pytest.fixture(scope="session")
-def tiny_lm() -> LanguageModel:
+def _tiny_llama(positions: int) -> LanguageModel:
     """Two-layer Llama with random weights and the embedded model's tokenizer; peaked logits, so no near-ties."""
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.5,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=positions, initializer_range=0.5,
         tie_word_embeddings=True, bos_token_id=1, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     return load_model(model, tokenizer=tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm() -> LanguageModel:
+    return _tiny_llama(256)
+
+
+@pytest.fixture(scope="session")
+def tiny_long_lm() -> LanguageModel:
+    """The same tiny model with a 1024-token window: room for tool descriptions."""
+    return _tiny_llama(1024)
 
 
 @pytest.fixture

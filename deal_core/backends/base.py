@@ -37,7 +37,9 @@ class Proposal:
 class Proposer(Protocol):
     """Turns an engine's next-token scores into proposals, and a proposal into a step's candidates."""
 
-    def propose(self, scores: Any, rows: Sequence[int] | None = None) -> list[Proposal]: ...  # all or some rows
+    def propose(self, scores: Any, rows: Sequence[int] | None = None,
+                allowed: Sequence[Any] | None = None) -> list[Proposal]: ...
+    # all rows or `rows`; `allowed[i]` (a `Constraint.allowed()` bitmask, or None) masks the i-th proposed row
 
     def candidates(self, proposal: Proposal) -> list[tuple[int, float]]: ...
 
@@ -75,6 +77,11 @@ class Backend(Protocol):
 
     @property
     def has_chat_template(self) -> bool: ...
+
+    @property
+    def renders_tools(self) -> bool: ...  # the chat template lays out tools, tool calls and tool results itself
+
+    def grammar_tokenizer(self) -> Any: ...  # the vocabulary as llguidance sees it, for output constraints
 
     # -- text <-> tokens ---------------------------------------------------------------------------------------
     def encode_chat(self, messages: Sequence[Mapping[str, Any]], *, continue_final: bool = False,

@@ -8,6 +8,8 @@ it would compute alone.
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from jinja2 import TemplateError
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from deal_core.backends.base import Generated, Proposal
+from deal_core.constraint import ConstraintError, allowed_tokens
 from deal_core.errors import PromptError
 
 
@@ -73,11 +76,22 @@ class Sampler:
             else:
                 self.generator.seed()
 
-    def propose(self, logits: torch.Tensor, rows: Sequence[int] | None = None) -> list[Proposal]:
-        logp = torch.log_softmax((logits if rows is None else logits[list(rows)]).float(), dim=-1)
+    def propose(self, logits: torch.Tensor, rows: Sequence[int] | None = None,
+                allowed: Sequence[Any] | None = None) -> list[Proposal]:
+        logits = (logits if rows is None else logits[list(rows)]).float()
+        if allowed is not None and any(a is not None for a in allowed):
+            logits = logits.clone()
+            for i, bits in enumerate(allowed):
+                if bits is not None:
+                    ok = torch.from_numpy(allowed_tokens(bits, logits.shape[-1])).to(logits.device)
+                    if not ok.any():
+                        raise ConstraintError("the output format allows no next token (an unsatisfiable schema?)")
+                    logits[i].masked_fill_(~ok, -torch.inf)
+        logp = torch.log_softmax(logits, dim=-1)
         if not self.sample:
             values, indices = logp.topk(self.k, dim=-1)
-            return [Proposal(t, v) for t, v in zip(indices.tolist(), values.tolist())]
+            return [Proposal([t for t, v in zip(ts, vs) if v > -math.inf], [v for v in vs if v > -math.inf])
+                    for ts, vs in zip(indices.tolist(), values.tolist())]
         values, indices = logp.max(dim=-1)
         return [Proposal([t], [v], dist=row) for t, v, row in zip(indices.tolist(), values.tolist(), logp)]
 
@@ -87,6 +101,7 @@ class Sampler:
         probs = torch.softmax(proposal.dist.double() / self.temperature, dim=-1)  # float64: small temperatures
         sorted_probs, order = probs.sort(descending=True)
         keep = int((sorted_probs.cumsum(-1) - sorted_probs < self.top_p).sum().clamp(min=1))
+        keep = min(keep, int((sorted_probs > 0).sum().clamp(min=1)))  # masked tokens have probability 0
         drawn = torch.multinomial(sorted_probs[:keep], min(self.k, keep), replacement=False,
                                   generator=self.generator)
         return [(t, float(proposal.dist[t])) for t in order[drawn].tolist()]
@@ -135,6 +150,22 @@ class LanguageModel:
     @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
+
+    @property
+    def renders_tools(self) -> bool:
+        template = getattr(self.tokenizer, "chat_template", None)
+        return isinstance(template, str) and "tools" in template
+
+    @functools.cached_property
+    def _grammar_tokenizer(self) -> Any:
+        import llguidance.hf
+
+        vocab = self.model.get_output_embeddings().weight.shape[0]  # the logits' width (may exceed the tokenizer's)
+        return llguidance.hf.from_tokenizer(self.tokenizer, n_vocab=vocab, eos_token=sorted(self.eos_token_ids))
+
+    def grammar_tokenizer(self) -> Any:
+        with self.lock:
+            return self._grammar_tokenizer
 
     # -- text <-> tokens ---------------------------------------------------------------------------------------
     def encode_chat(self, messages: Sequence[Mapping[str, Any]], *, continue_final: bool = False,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deal_core.backends import Generated, Proposal
+from deal_core.constraint import allowed_tokens
 
 WORDS = ["<pad>", "<eos>", "the", "a", "dog", "cat", "park", "runs", "sits", "in", "on", "big", "red", "sun",
          "and", "with", "blue", "sky", "eats", "toy", "kid", "ball", "tree", "."]
@@ -29,6 +30,13 @@ def next_logprobs(context: Sequence[int]) -> list[float]:
     top = max(scores)
     norm = top + math.log(sum(math.exp(s - top) for s in scores))
     return [s - norm for s in scores]
+
+
+def masked(logp: Sequence[float], ok: Sequence[bool]) -> list[float]:
+    """log-probabilities renormalized over the allowed tokens (the others -inf), as the transformers backend does."""
+    top = max(v for v, a in zip(logp, ok) if a)
+    norm = top + math.log(sum(math.exp(v - top) for v, a in zip(logp, ok) if a))
+    return [v - norm if a else -math.inf for v, a in zip(logp, ok)]
 
 
 @dataclass
@@ -52,10 +60,14 @@ class TopK:
     def __init__(self, k: int):
         self.k = k
 
-    def propose(self, scores: list[list[float]], rows: Sequence[int] | None = None) -> list[Proposal]:
+    def propose(self, scores: list[list[float]], rows: Sequence[int] | None = None,
+                allowed: Sequence[Any] | None = None) -> list[Proposal]:
         out = []
-        for logp in (scores if rows is None else [scores[i] for i in rows]):
-            order = sorted(range(len(logp)), key=lambda t: (-logp[t], t))[: self.k]
+        picked = scores if rows is None else [scores[i] for i in rows]
+        for i, logp in enumerate(picked):
+            if allowed is not None and allowed[i] is not None:
+                logp = masked(logp, allowed_tokens(allowed[i], len(logp)))
+            order = [t for t in sorted(range(len(logp)), key=lambda t: (-logp[t], t))[: self.k] if logp[t] > -math.inf]
             out.append(Proposal(order, [logp[t] for t in order]))
         return out
 
@@ -71,11 +83,15 @@ class TableBackend:
     lock: threading.RLock = field(default_factory=threading.RLock)
     context_window: int = 512
     has_chat_template: bool = True
+    renders_tools: bool = False
     forwards: int = 0
 
     def encode_chat(self, messages: Sequence[Mapping[str, Any]], *, continue_final: bool = False,
                     tools: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
         return self.encode_text(" ".join(str(m["content"]) for m in messages))
+
+    def grammar_tokenizer(self) -> Any:
+        raise NotImplementedError("the table backend has no grammar tokenizer: pass constraints to DeALSearch")
 
     def render_chat(self, messages: Sequence[Mapping[str, Any]]) -> str:
         return " ".join(str(m["content"]) for m in messages)

@@ -105,8 +105,10 @@ def test_hostile_requests_get_typed_errors(tiny):
         with pytest.raises(ConfigError, match=message):  # as a server would pass them: a dict from JSON
             tiny.generate(Request.of("Hi", **settings))
     history = [user, {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f"}}]}, user]
-    with pytest.raises(PromptError, match="need a chat template"):  # never dropped silently
-        DeAL(tiny.lm, use_chat_template=False).generate(history)
+    from deal_core.prompts import encode_prompt
+
+    plain = encode_prompt(tiny.lm, history, use_chat_template=False)  # never dropped silently: written out as text
+    assert '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>' in tiny.lm.decode(plain.ids)
 
 
 def test_batches_compare_resolved_settings(tiny):
