@@ -22,6 +22,7 @@ from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
 from deal_core.search import DeALSearch, Finished
 from deal_core.streaming import DeltaTracker, IncrementalDecoder, cut_at_stop
 
+
 @dataclass
 class Prepared:
     """A validated call: one config and reward sum, each request with its encoded prompt and output grammar."""
