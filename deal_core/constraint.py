@@ -49,17 +49,33 @@ class Constraint(Protocol):
 
     def rollback(self, tokens: int) -> None: ...
 
-    def allowed(self) -> np.ndarray: ...  # int32 bitmask over the vocabulary: bit t of word t // 32 = token t
+    def allowed(self, budget: int | None = None) -> np.ndarray: ...
+    # int32 bitmask over the vocabulary (bit t of word t // 32 = token t); `budget`: tokens left for the answer
 
     @property
     def accepting(self) -> bool: ...  # the tokens so far form a complete output
 
+    @property
+    def closed_early(self) -> bool: ...  # the budget forced the output to close
+
+
+# Tokens that end what is open in JSON, most useful first: the closing path prefers them (see Matcher.closing_path).
+CLOSERS = ('""', '"}', '"]', '"', "}", "]", "0", "false", "null", "{}", ",")  # "" first: an empty string value
+CLOSE_WINDOW = 64  # the closing path is looked for when at most this many tokens are left
+CLOSE_MARGIN = 2  # ...and taken when it needs no fewer than the tokens left minus this margin
+
 
 class Matcher:
-    """A `Constraint` over an llguidance grammar (the tokenizer is the backend's, see `Backend.grammar_tokenizer`)."""
+    """A `Constraint` over an llguidance grammar (the tokenizer is the backend's, see `Backend.grammar_tokenizer`).
 
-    def __init__(self, matcher: Any):
-        self._m = matcher
+    Budget: when few tokens are left, `allowed(budget)` looks for a short way to finish the output (forced tokens,
+    then closing quotes and brackets, minimal values for required keys) and, once that path needs (nearly) all the
+    tokens left, allows only its next token. A model looping inside a string therefore still ends with valid
+    output; `closed_early` records it (the answer's finish_reason is then "length")."""
+
+    def __init__(self, matcher: Any, closers: tuple[int, ...] = (), closed_early: bool = False,
+                 eos: frozenset[int] = frozenset()):
+        self._m, self._closers, self.closed_early, self._eos = matcher, closers, closed_early, eos
 
     @classmethod
     def build(cls, tokenizer: Any, grammar: str) -> Matcher:
@@ -68,10 +84,15 @@ class Matcher:
         matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
         if matcher.is_error():
             raise ConstraintError(f"the output format cannot be enforced: {matcher.get_error()}")
-        return cls(matcher)
+        closers = []
+        for text in CLOSERS:
+            ids = tokenizer.tokenize_str(text)
+            if len(ids) == 1:
+                closers.append(ids[0])
+        return cls(matcher, tuple(closers), eos=frozenset(tokenizer.eos_tokens))
 
     def fork(self) -> Matcher:
-        return Matcher(self._m.deep_copy())
+        return Matcher(self._m.deep_copy(), self._closers, self.closed_early, self._eos)
 
     def consume(self, token: int) -> None:
         if not self._m.consume_token(token):
@@ -81,16 +102,61 @@ class Matcher:
         if tokens and not self._m.rollback(tokens):
             raise ConstraintError(f"cannot roll the output format back by {tokens} tokens: {self._m.get_error()}")
 
-    def allowed(self) -> np.ndarray:
-        return np.frombuffer(self._m.compute_bitmask(), dtype=np.int32)
+    def allowed(self, budget: int | None = None) -> np.ndarray:
+        bits = np.frombuffer(self._m.compute_bitmask(), dtype=np.int32)
+        if budget is None or budget > CLOSE_WINDOW:
+            return bits
+        if self._m.is_accepting():
+            return self._fitting(bits, budget)
+        path = self.closing_path(budget)
+        if path is None or len(path) + CLOSE_MARGIN < budget:
+            return bits
+        self.closed_early = True
+        only = np.zeros_like(bits)
+        only[path[0] // 32] = np.int32(np.uint32(1 << (path[0] % 32)).view(np.int32))
+        return only
+
+    def _fitting(self, bits: np.ndarray, budget: int) -> np.ndarray:
+        """At a complete output that only a new element may extend (another tool call: few tokens allowed), the
+        tokens that start one which cannot be finished within the budget are masked: the output ends instead."""
+        starts = [int(t) for t in np.flatnonzero(allowed_tokens(bits, len(bits) * 32)) if t not in self._eos]
+        if len(starts) > 8:  # free text goes on: nothing to finish
+            return bits
+        out = bits.copy()
+        for token in starts:
+            probe = Matcher(self._m.deep_copy(), self._closers, eos=self._eos)
+            path = probe.closing_path(budget - 1) if probe._m.consume_token(token) else None
+            if path is None or 1 + len(path) + CLOSE_MARGIN > budget:
+                out[token // 32] &= np.int32(~np.uint32(1 << (token % 32)).view(np.int32))
+        return out
+
+    def closing_path(self, limit: int) -> list[int] | None:
+        """A short token path to a complete output (at most `limit` tokens), or None when none is found."""
+        probe, path = self._m.deep_copy(), []
+        while len(path) < limit:
+            if probe.is_accepting():
+                return path
+            forced = list(probe.compute_ff_tokens())
+            if forced:
+                if not probe.consume_tokens(forced):
+                    return None
+                path += forced
+                continue
+            ok = allowed_tokens(np.frombuffer(probe.compute_bitmask(), dtype=np.int32), 1 << 30)
+            token = next((t for t in self._closers if t < len(ok) and ok[t]), None)
+            if token is None:  # nothing closes here (an enum, a pattern): any allowed token moves on
+                candidates = np.flatnonzero(ok)
+                if not len(candidates):
+                    return None
+                token = int(candidates[0])
+            if not probe.consume_token(token):
+                return None
+            path.append(token)
+        return path if probe.is_accepting() else None
 
     @property
     def accepting(self) -> bool:
         return self._m.is_accepting()
-
-    def forced(self) -> list[int]:
-        """Tokens the grammar forces from here, whatever the model prefers."""
-        return list(self._m.compute_ff_tokens())
 
 
 def allowed_tokens(bitmask: np.ndarray, vocab: int) -> np.ndarray:
@@ -129,6 +195,9 @@ def _call_body(tool: Tool) -> str:
     return f"{json.dumps(head)} %json {json.dumps(closed(tool.parameters))} {json.dumps(tail)}"
 
 
+_NO_CALL_TEXT = "TEXT: /(.|\\n)*/ & ~/(.|\\n)*<tool_call>(.|\\n)*/"  # any text that does not open a call
+
+
 def tool_grammar(tools: Sequence[Tool], mode: str, name: str | None, parallel: bool) -> str:
     """`required`: the output is one call (several, one per line, when `parallel`) of the tools (of `name` only when
     given). `auto`: free text that either never opens a call or ends with such calls."""
@@ -141,8 +210,7 @@ def tool_grammar(tools: Sequence[Tool], mode: str, name: str | None, parallel: b
         *(f"body_{i}: {_call_body(t)}" for i, t in enumerate(chosen)),
     ]
     if mode != "required":  # the text ends at the first opening tag: that tag must open a valid call
-        lines += [f"open[lazy]: TEXT {json.dumps(CALL_OPEN)}",
-                  "TEXT: /(.|\\n)*/ & ~/(.|\\n)*<tool_call>(.|\\n)*/"]
+        lines += [f"open[lazy]: TEXT {json.dumps(CALL_OPEN)}", _NO_CALL_TEXT]
     return "\n".join(lines)
 
 
@@ -156,6 +224,8 @@ def grammar_for(request: Request) -> str | None:
     mode, name = request.choice
     if request.tools and mode != "none":
         return tool_grammar(request.tools, mode, name, request.parallel_tool_calls)
+    if request.tools and (fmt is None or fmt.type == "text"):  # "none": text that never opens a call
+        return f"start: TEXT\n{_NO_CALL_TEXT}"
     if fmt is not None and fmt.type == "json_schema":
         return json_grammar(fmt.json_schema or {})
     if fmt is not None and fmt.type == "json_object":

@@ -137,10 +137,10 @@ class DeAL:
             else "response_format"
         check_grammar(grammar, what)
         with self.lm.lock:
-            forced = Matcher.build(self.lm.grammar_tokenizer(), grammar).forced()
-        if len(forced) + 1 >= config.max_new_tokens:
-            raise ConfigError(f"max_new_tokens={config.max_new_tokens} cannot hold the required output format "
-                              f"({len(forced)} tokens are fixed before any argument): raise max_new_tokens")
+            shortest = Matcher.build(self.lm.grammar_tokenizer(), grammar).closing_path(4096)
+        if shortest is not None and len(shortest) > config.max_new_tokens:
+            raise ConfigError(f"max_new_tokens={config.max_new_tokens} cannot hold the required output format (its "
+                              f"shortest complete form takes {len(shortest)} tokens): raise max_new_tokens")
         return grammar
 
     def _constraints(self, prepared: Prepared) -> list[Matcher | None]:
@@ -158,12 +158,15 @@ class DeAL:
             text, found = split_tool_calls(raw)
             calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=n, arguments=a) for n, a in found]
             # cut off while writing one more call: the complete calls stand, finish_reason says "length"
-            reason = "tool_calls" if calls and done.complete else reason
+            reason = "tool_calls" if calls and done.complete and not done.closed_early else reason
+        if done.closed_early:  # the budget, not the model, ended the answer (it is still complete and valid)
+            reason = "length"
         if not done.complete and not calls:
             kind = "tool call" if tools else "JSON answer"
             raise ConstraintError(f"the answer reached max_new_tokens={config.max_new_tokens} before its {kind} was "
                                   f"complete ({raw[-80:]!r}): raise max_new_tokens")
-        if grammar is not None and not tools:
+        fmt = request.response_format
+        if grammar is not None and not tools and fmt is not None and fmt.type != "text":
             parsed = json.loads(raw)
         return GenerationResult(
             text=text,

@@ -97,6 +97,16 @@ class DeALParams(BaseModel):
         return self._deal
 
 
+OUTPUT_ARGS = ("tools", "tool_choice", "parallel_tool_calls", "response_format")
+
+
+def output_args(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pops what shapes the output (tools, tool choice, response format) from a call's arguments, for
+    `Request.of`; `strict` is accepted and needs nothing: the format is always enforced."""
+    kwargs.pop("strict", None)
+    return {k: kwargs.pop(k) for k in OUTPUT_ARGS if k in kwargs}
+
+
 def _field_settings(params: DeALParams) -> dict[str, Any]:
     """The search settings `params` holds as fields (None = DeALConfig's default)."""
     return {name: getattr(params, name) for name in type(params).model_fields if name in SEARCH_FIELDS}

@@ -73,6 +73,7 @@ To call functions, answer with one JSON object per call, each inside <tool_call>
 {{"name": <function-name>, "arguments": <arguments-object>}}
 </tool_call>"""
 JSON_PROMPT = "Answer with JSON only: one JSON value that matches this JSON schema:\n{schema}"
+JSON_OBJECT_PROMPT = "Answer with one JSON object only."
 
 
 def _with_system(messages: list[Message], text: str) -> list[Message]:
@@ -116,9 +117,10 @@ def render_messages(lm: Backend, request: Request, alignment_prompt: str | None 
         messages = _with_system(messages, TOOLS_PROMPT.format(tools=specs))
     if not native_tools:
         messages = _plain_tool_turns(messages)
-    if fmt is not None and fmt.type != "text":
-        schema = fmt.json_schema if fmt.type == "json_schema" else {"type": "object"}
-        messages = _with_system(messages, JSON_PROMPT.format(schema=json.dumps(schema, ensure_ascii=False)))
+    if fmt is not None and fmt.type == "json_schema":
+        messages = _with_system(messages, JSON_PROMPT.format(schema=json.dumps(fmt.json_schema, ensure_ascii=False)))
+    elif fmt is not None and fmt.type == "json_object":
+        messages = _with_system(messages, JSON_OBJECT_PROMPT)
     if alignment_prompt:
         messages = _with_system(messages, alignment_prompt) if messages[0].role != "system" else [
             messages[0].model_copy(update={"content": f"{alignment_prompt}\n\n{messages[0].content}"}),

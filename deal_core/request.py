@@ -65,6 +65,9 @@ class Message(BaseModel):
         return out
 
 
+_ANNOTATIONS = frozenset({"title", "description", "$comment"})
+
+
 class Tool(BaseModel):
     """A function the model may call: name, description and a JSON schema of its arguments."""
 
@@ -72,6 +75,32 @@ class Tool(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+    @classmethod
+    def of(cls, spec: Any) -> Tool:
+        """From a `Tool`, OpenAI's `{"type": "function", "function": {...}}` or a flat `{"name", "description",
+        "parameters"}`."""
+        if isinstance(spec, Tool):
+            return spec
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"a tool must be a mapping such as {{'type': 'function', 'function': {{'name': ...}}}}, "
+                             f"got {type(spec).__name__}")
+        if "function" in spec or spec.get("type", "function") != "function":
+            if spec.get("type", "function") != "function" or not isinstance(spec.get("function"), Mapping):
+                raise ValueError(f"only function tools are supported: {{'type': 'function', 'function': "
+                                 f"{{'name': ...}}}}, got type {short_repr(spec.get('type'))}")
+            spec = spec["function"]
+        parameters = spec.get("parameters") or {"type": "object", "properties": {}}
+        return cls(name=spec.get("name"), description=spec.get("description") or "", parameters=parameters)
+
+    def same_as(self, other: Tool) -> bool:
+        """The same function: same name and the same schema up to annotations (titles, descriptions, examples)."""
+        def bare(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {k: bare(v) for k, v in node.items() if k not in _ANNOTATIONS or not isinstance(v, str)}
+            return [bare(v) for v in node] if isinstance(node, list) else node
+
+        return self.name == other.name and bare(self.parameters) == bare(other.parameters)
 
     @field_validator("parameters")
     @classmethod
@@ -92,6 +121,20 @@ class ResponseFormat(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     type: Literal["text", "json_object", "json_schema"] = "text"
     json_schema: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, spec: Any) -> ResponseFormat | None:
+        """From a `ResponseFormat` or OpenAI's `{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}`
+        (a bare schema under `json_schema` is accepted too), `{"type": "json_object"}`, `{"type": "text"}`."""
+        if spec is None or isinstance(spec, ResponseFormat):
+            return spec
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"response_format must be a mapping with a 'type', got {type(spec).__name__}")
+        schema = spec.get("json_schema")
+        if isinstance(schema, Mapping) and isinstance(schema.get("schema"), Mapping) and \
+                not isinstance(schema.get("properties"), Mapping):
+            schema = schema["schema"]  # OpenAI's wrapper: name, schema, strict
+        return cls(type=spec.get("type", "text"), json_schema=schema)
 
     @model_validator(mode="after")
     def _schema(self) -> ResponseFormat:
@@ -148,23 +191,43 @@ class Request(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)  # DeALConfig overrides
 
     @classmethod
-    def of(cls, prompt: Any, /, rewards: RewardLike = None, **settings: Any) -> Request:
-        """From a string, a list of `{"role", "content", ...}` messages or `Message`s, or a `Request`."""
+    def of(cls, prompt: Any, /, rewards: RewardLike = None, *, tools: Sequence[Any] | None = None,
+           tool_choice: Any = None, parallel_tool_calls: bool | None = None, response_format: Any = None,
+           **settings: Any) -> Request:
+        """From a string, a list of `{"role", "content", ...}` messages or `Message`s, or a `Request`; tools and
+        response formats in OpenAI's shapes (see `Tool.of`, `ResponseFormat.of`, `tool_choice_of`)."""
         settings = {k: v for k, v in settings.items() if v is not None}
         unknown = sorted(set(settings) - set(DeALConfig.model_fields) - {"sample"})
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(map(short_repr, unknown))}; "
                               f"the settings are: {', '.join(DeALConfig.model_fields)}")
-        if isinstance(prompt, Request):
-            update: dict[str, Any] = {"settings": {**prompt.settings, **settings}}
-            if rewards is not None:
-                update["rewards"] = as_reward_sum(rewards)
-            return prompt.model_copy(update=update)
+        output: dict[str, Any] = {}
         try:
+            if tools is not None:  # the same tool given twice (a pydantic model and its schema) counts once
+                unique: dict[str, Tool] = {}
+                for tool in map(Tool.of, tools):
+                    if tool.name not in unique or not unique[tool.name].same_as(tool):
+                        unique[f"{tool.name}#{len(unique)}" if tool.name in unique else tool.name] = tool
+                output["tools"] = tuple(unique.values())
+            if tool_choice is not None:
+                output["tool_choice"] = tool_choice
+            if parallel_tool_calls is not None:
+                output["parallel_tool_calls"] = parallel_tool_calls
+            if response_format is not None:
+                output["response_format"] = ResponseFormat.of(response_format)
+            if isinstance(prompt, Request):
+                update: dict[str, Any] = {"settings": {**prompt.settings, **settings}, **output}
+                if rewards is not None:
+                    update["rewards"] = as_reward_sum(rewards)
+                return cls.model_validate({**dict(prompt), **update})
             reward_sum = None if rewards is None else as_reward_sum(rewards)
-            return cls(messages=tuple(_messages(prompt)), rewards=reward_sum, settings=settings)
+            return cls(messages=tuple(_messages(prompt)), rewards=reward_sum, settings=settings, **output)
         except ValidationError as exc:
             raise PromptError(f"invalid request: {describe_validation_error(exc)}") from None
+        except ValueError as exc:
+            if isinstance(exc, PromptError):
+                raise
+            raise PromptError(f"invalid request: {exc}") from None
 
     @property
     def text(self) -> str:
@@ -185,8 +248,8 @@ class Request(BaseModel):
         mode, name = tool_choice_of(self.tool_choice)  # raises on an unknown choice
         names = [t.name for t in self.tools]
         if len(set(names)) != len(names):
-            raise ValueError(f"two tools share a name ({', '.join(sorted({n for n in names if names.count(n) > 1}))}):"
-                             " give each tool its own name")
+            raise ValueError(f"two different tools share a name "
+                             f"({', '.join(sorted({n for n in names if names.count(n) > 1}))}): give each its own name")
         if mode == "required" and not self.tools:
             raise ValueError(f"tool_choice {short_repr(self.tool_choice)} needs tools: pass tools or use 'auto'")
         if name is not None and name not in names:

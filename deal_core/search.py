@@ -78,6 +78,7 @@ class Finished:
     reason: str
     fallback: bool
     complete: bool = True  # the output format (if any) is complete
+    closed_early: bool = False  # ...because the budget made it close
 
 
 @dataclass
@@ -184,7 +185,7 @@ class DeALSearch:
         with self.lm.session():
             batch, logits = self.lm.prefill([p.ids for p in self.prompts])
             self._count(batch.size, sum(len(p.ids) for p in self.prompts))
-            allowed = [c.allowed() if c is not None else None for c in self.constraints]
+            allowed = [c.allowed(self.config.max_new_tokens) if c is not None else None for c in self.constraints]
             rows = [
                 Row(i, [], 0.0, prop, Branch([prop.greedy], [prop.greedy_logp],
                                              constraint=_advanced(self.constraints[i], prop.greedy, self.lm.eos_token_ids)),
@@ -236,7 +237,8 @@ class DeALSearch:
                 match.branch, match.batch, match.batch_row = row.tail, batch, r
                 reused.append(match)
         if reused:
-            self._rollout(batch, [row.tail for row in rows], rollout_len, active={c.row for c in reused})
+            self._rollout(batch, [row.tail for row in rows], rollout_len, active={c.row for c in reused},
+                          done=[len(row.tokens) for row in rows])
             self._score(rows, reused, scored_len)
 
         # Pruning: skip candidates that cannot enter the beam even with the best possible reward.
@@ -254,7 +256,8 @@ class DeALSearch:
                         for c in survivors]
             for i, (c, branch) in enumerate(zip(survivors, branches)):
                 c.branch, c.batch, c.batch_row = branch, fresh, i
-            self._rollout(fresh, branches, rollout_len, active=set(range(len(survivors))))
+            self._rollout(fresh, branches, rollout_len, active=set(range(len(survivors))),
+                          done=[len(rows[c.row].tokens) for c in survivors])
             self._score(rows, survivors, scored_len, threshold if cfg.prune else None)
 
         winners = self._select(rows, candidates)
@@ -263,8 +266,10 @@ class DeALSearch:
         return self._commit(state, winners, commit)
 
     # -- pieces of a step ------------------------------------------------------------------------------------
-    def _rollout(self, batch: Rows, branches: list[Branch], length: int, active: set[int]) -> None:
-        """Extend the `active` branches greedily, one batched forward per token, until `length` tokens or EOS."""
+    def _rollout(self, batch: Rows, branches: list[Branch], length: int, active: set[int], done: list[int]) -> None:
+        """Extend the `active` branches greedily, one batched forward per token, until `length` tokens or EOS.
+        `done[i]`: tokens committed before branch i (what is left of the budget matters to output constraints)."""
+        budget = self.config.max_new_tokens
         eos = self.lm.eos_token_ids
         while True:
             need = [i in active and len(b.tokens) < length and b.tokens[-1] not in eos for i, b in
@@ -275,8 +280,8 @@ class DeALSearch:
             scores = self.lm.step(batch, feed, need)
             self._count(len(feed), sum(need))
             rows_needing = [i for i, n in enumerate(need) if n]
-            allowed = [branches[i].constraint.allowed() if branches[i].constraint is not None else None
-                       for i in rows_needing]
+            allowed = [branches[i].constraint.allowed(budget - done[i] - len(branches[i].tokens))
+                       if branches[i].constraint is not None else None for i in rows_needing]
             for i, proposal in zip(rows_needing, self.proposer.propose(scores, rows_needing, allowed)):
                 branch = branches[i]
                 branch.after.append(proposal)
@@ -364,8 +369,8 @@ class DeALSearch:
                     after.rollback(_fed(branch.tokens[n if ended is None else ended:], eos))
                 if reason:
                     complete = after is None or after.accepting
-                    self.finished[prompt].append(
-                        Finished(tokens, logp, c.score, reason, prompt in self.fallback, complete))
+                    self.finished[prompt].append(Finished(tokens, logp, c.score, reason, prompt in self.fallback,
+                                                          complete, after is not None and after.closed_early))
                     continue
                 tail = Branch(branch.tokens[n:], branch.logps[n:], branch.after[n:], branch.constraint)
                 new_rows.append(Row(prompt, tokens, logp, branch.after[n - 1], tail, after))

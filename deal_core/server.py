@@ -219,7 +219,6 @@ def create_app(deal: DeAL | None = None, *, model: str | None = None, rewards: R
     async def chat_completions(body: ChatRequest) -> Any:
         _check_model(body)
         request = to_request(body, body.messages, limits, default_rewards)
-        request.check_supported()
         return await _respond(body, request, deal, chat=True)
 
     @app.post("/v1/completions")

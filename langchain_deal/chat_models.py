@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+import json
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from operator import itemgetter
+from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.chat_models import LangSmithParams
+from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import tool_call, tool_call_chunk
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import Field, SecretStr
 
-from deal_core.params import DeALParams, call_settings, result_metadata, search_params
+from deal_core.errors import ConfigError
+from deal_core.params import DeALParams, call_settings, output_args, result_metadata, search_params
 from deal_core.request import Request
 from deal_core.result import GenerationResult
 from langchain_deal.convert import search_overrides, to_messages
@@ -65,13 +76,72 @@ class ChatDeAL(DeALParams, BaseChatModel):
             params["ls_stop"] = [stops] if isinstance(stops, str) else list(stops)
         return params
 
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        return ModelProfile(text_inputs=True, image_inputs=False, audio_inputs=False, video_inputs=False,
+                            pdf_inputs=False, text_outputs=True, tool_calling=True, tool_choice=True,
+                            tool_call_streaming=True, structured_output=True)
+
+    # -- tools and structured output -------------------------------------------------------------------------
+    def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool], *,
+                   tool_choice: str | dict[str, Any] | bool | None = None, parallel_tool_calls: bool | None = None,
+                   strict: bool | None = None, **kwargs: Any) -> Runnable[Any, AIMessage]:
+        """Tools the model may call. `tool_choice`: "auto" (default), "none", "any"/"required"/True (some call),
+        a tool's name or `{"type": "function", "function": {"name": ...}}`. Calls are enforced during the search:
+        the name is a bound tool's and the arguments are valid JSON for its schema (`strict` changes nothing)."""
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        Request.of("check", tools=formatted, tool_choice=tool_choice)  # bad tools or choices fail here, not later
+        extra = {"parallel_tool_calls": parallel_tool_calls} if parallel_tool_calls is not None else {}
+        if tool_choice is not None:
+            extra["tool_choice"] = tool_choice
+        return self.bind(tools=formatted, **extra, **kwargs)
+
+    def with_structured_output(self, schema: dict[str, Any] | type, *,
+                               method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+                               include_raw: bool = False, strict: bool | None = None,
+                               **kwargs: Any) -> Runnable[Any, dict[str, Any] | Any]:
+        """Output that always parses and validates against `schema` (a pydantic model, TypedDict or JSON schema):
+        the search only writes JSON that the schema allows. `method`: "json_schema" (the answer is the JSON),
+        "function_calling" (a forced call of one tool named after the schema) or "json_mode" (any JSON object;
+        `schema` then only parses)."""
+        if kwargs:
+            raise ConfigError(f"with_structured_output got unknown arguments {sorted(kwargs)}")
+        pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+        if method == "function_calling":
+            tool = convert_to_openai_tool(schema)
+            name = tool["function"]["name"]
+            llm = self.bind_tools([schema], tool_choice=name, parallel_tool_calls=False,
+                                  ls_structured_output_format={"kwargs": {"method": method}, "schema": tool})
+            parser: Runnable = PydanticToolsParser(tools=[schema], first_tool_only=True) if pydantic else \
+                JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
+        elif method in ("json_schema", "json_mode"):
+            if method == "json_schema":
+                json_schema = (schema.model_json_schema() if hasattr(schema, "model_json_schema") else
+                               schema.schema()) if pydantic else convert_to_json_schema(schema)  # v2 or v1
+                fmt = {"type": "json_schema", "json_schema": {"name": json_schema.get("title", "output"),
+                                                              "schema": json_schema}}
+            else:
+                fmt = {"type": "json_object"}
+            llm = self.bind(response_format=fmt, ls_structured_output_format={
+                "kwargs": {"method": method}, "schema": schema})
+            parser = PydanticOutputParser(pydantic_object=schema) if pydantic else JsonOutputParser()
+        else:
+            raise ConfigError(f"method={method!r} is not one of 'json_schema', 'function_calling', 'json_mode'")
+        if not include_raw:
+            return llm | parser
+        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        fallback = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks([fallback], exception_key="parsing_error")
+
     # -- LangChain → Request, GenerationResult → LangChain ----------------------------------------------------
     def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Request:
+        kwargs = dict(kwargs)
+        output = output_args(kwargs)
         rewards, settings = call_settings(self, search_overrides(stop, kwargs))
-        return Request.of(to_messages(messages), rewards, **settings)
+        return Request.of(to_messages(messages), rewards, **output, **settings)
 
     def _result(self, result: GenerationResult) -> ChatResult:
-        message = AIMessage(content=result.text, usage_metadata=_usage(result),
+        calls = [tool_call(name=c.name, args=c.arguments, id=c.id) for c in result.tool_calls]
+        message = AIMessage(content=result.text, tool_calls=calls, usage_metadata=_usage(result),
                             response_metadata=result_metadata(result, self.model_name))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -80,8 +150,11 @@ class ChatDeAL(DeALParams, BaseChatModel):
         return ChatGenerationChunk(message=AIMessageChunk(content=delta))
 
     def _last_chunk(self, result: GenerationResult) -> ChatGenerationChunk:
+        """Usage, metadata and the tool calls (whole, one chunk each by `index`: they are decided at the end)."""
+        chunks = [tool_call_chunk(name=c.name, args=json.dumps(c.arguments), id=c.id, index=i)
+                  for i, c in enumerate(result.tool_calls)]
         return ChatGenerationChunk(message=AIMessageChunk(
-            content="", usage_metadata=_usage(result), chunk_position="last",
+            content="", tool_call_chunks=chunks, usage_metadata=_usage(result), chunk_position="last",
             response_metadata=result_metadata(result, self.model_name)))
 
     # -- the calls -------------------------------------------------------------------------------------------

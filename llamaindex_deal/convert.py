@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse, MessageRole
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse, MessageRole, ToolCallBlock
 from llama_index.core.base.response.schema import Response
 
 from deal_core.request import Message, Request
@@ -25,7 +25,11 @@ def _as_dict(message: ChatMessage) -> dict[str, Any]:
     role = _ROLES.get(role, role)
     extra = message.additional_kwargs
     out: dict[str, Any] = {"role": role, "content": message.content or ""}
-    if extra.get("tool_calls"):
+    blocks = [b for b in message.blocks if isinstance(b, ToolCallBlock)]
+    if blocks:  # LlamaIndex 0.14 keeps an assistant's calls as blocks
+        out["tool_calls"] = [{"id": b.tool_call_id or "", "function": {"name": b.tool_name,
+                                                                      "arguments": b.tool_kwargs}} for b in blocks]
+    elif extra.get("tool_calls"):
         out["tool_calls"] = [c.model_dump() if hasattr(c, "model_dump") else c for c in extra["tool_calls"]]
     if role == "tool":
         out["tool_call_id"] = extra.get("tool_call_id")

@@ -1,10 +1,10 @@
-"""`DeALLLM`: a LlamaIndex `CustomLLM` that decodes with DeAL."""
+"""`DeALLLM`: a LlamaIndex `FunctionCallingLLM` that decodes with DeAL (tool calls enforced during the search)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -16,13 +16,16 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
     MessageRole,
+    TextBlock,
+    ToolCallBlock,
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from llama_index.core.llms.custom import CustomLLM
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
 from pydantic import Field
 
 from deal_core.config import DeALConfig
-from deal_core.params import DeALParams, call_settings, result_metadata
+from deal_core.params import DeALParams, call_settings, output_args, result_metadata
 from deal_core.request import Request
 from deal_core.result import GenerationResult
 from llamaindex_deal.convert import to_messages
@@ -31,7 +34,11 @@ from llamaindex_deal.streaming import astream_responses, stream_responses
 DEFAULT_NUM_OUTPUT: int = DeALConfig.model_fields["max_new_tokens"].default
 
 
-class DeALLLM(DeALParams, CustomLLM):
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
+
+
+class DeALLLM(DeALParams, FunctionCallingLLM):
     """LlamaIndex LLM over a local transformers model, aligned at decoding time by rewards.
 
     ```python
@@ -42,7 +49,9 @@ class DeALLLM(DeALParams, CustomLLM):
     Settings.llm = DeALLLM(rewards=[Harmlessness()], max_tokens=96)
     ```
     Per-call keyword arguments (`rewards=`, `top_k=`, `reward_weight=`, …) override the fields. Construction loads
-    nothing; instances naming the same model share one copy of the weights. Every call converts its prompt or
+    nothing; instances naming the same model share one copy of the weights. As a function-calling LLM it serves
+    `FunctionAgent`/`AgentWorkflow` with native tool calls, and `structured_predict`/`as_structured_llm` through a
+    forced call whose arguments are constrained to the output class's schema. Every call converts its prompt or
     messages and arguments into one `deal_core.request.Request` (`_completion_request`, `_chat_request`).
     """
 
@@ -56,7 +65,33 @@ class DeALLLM(DeALParams, CustomLLM):
     def metadata(self) -> LLMMetadata:
         lm = self._decoder().lm
         return LLMMetadata(context_window=lm.context_window, num_output=self.max_tokens or DEFAULT_NUM_OUTPUT,
-                           is_chat_model=lm.has_chat_template, model_name=self.model_name)
+                           is_chat_model=lm.has_chat_template, is_function_calling_model=lm.has_chat_template,
+                           model_name=self.model_name)
+
+    # -- tools -------------------------------------------------------------------------------------------------
+    def _prepare_chat_with_tools(self, tools: Sequence[BaseTool], user_msg: str | ChatMessage | None = None,
+                                 chat_history: list[ChatMessage] | None = None, verbose: bool = False,
+                                 allow_parallel_tool_calls: bool = False, tool_required: bool = False,
+                                 tool_choice: str | dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """The chat call's arguments: messages, the tools in OpenAI's shape and the tool choice."""
+        messages = list(chat_history or [])
+        if user_msg is not None:
+            messages.append(ChatMessage(role=MessageRole.USER, content=user_msg) if isinstance(user_msg, str)
+                            else user_msg)
+        out: dict[str, Any] = {"messages": messages, **kwargs}
+        if tools:
+            out["tools"] = [t.metadata.to_openai_tool(skip_length_check=True) for t in tools]
+            out["tool_choice"] = tool_choice or ("required" if tool_required else "auto")
+            out["parallel_tool_calls"] = allow_parallel_tool_calls
+        return out
+
+    def get_tool_calls_from_response(self, response: ChatResponse, error_on_no_tool_call: bool = True,
+                                     **kwargs: Any) -> list[ToolSelection]:
+        calls = [b for b in response.message.blocks if isinstance(b, ToolCallBlock)]
+        if not calls and error_on_no_tool_call:
+            raise ValueError("the response made no tool call: pass tool_required=True to force one")
+        return [ToolSelection(tool_id=b.tool_call_id or "", tool_name=b.tool_name, tool_kwargs=b.tool_kwargs)
+                for b in calls]
 
     # -- LlamaIndex → Request, GenerationResult → LlamaIndex --------------------------------------------------
     def _completion_request(self, prompt: str, formatted: bool, kwargs: dict[str, Any]) -> Request:
@@ -69,8 +104,10 @@ class DeALLLM(DeALParams, CustomLLM):
         return Request.of(prompt, rewards, **settings)
 
     def _chat_request(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Request:
+        kwargs = dict(kwargs)
+        output = output_args(kwargs)
         rewards, settings = call_settings(self, kwargs)
-        return Request.of(to_messages(messages, self.system_prompt), rewards, **settings)
+        return Request.of(to_messages(messages, self.system_prompt), rewards, **output, **settings)
 
     def _extra(self, result: GenerationResult) -> dict[str, Any]:
         return {**result_metadata(result, self.model_name), "usage": result.usage.model_dump()}
@@ -79,7 +116,10 @@ class DeALLLM(DeALParams, CustomLLM):
         return CompletionResponse(text=result.text, delta=delta, additional_kwargs=self._extra(result))
 
     def _chat_response(self, result: GenerationResult, delta: str | None = None) -> ChatResponse:
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=result.text), delta=delta,
+        blocks: list[Any] = [TextBlock(text=result.text)]
+        blocks += [ToolCallBlock(tool_call_id=c.id, tool_name=c.name, tool_kwargs=c.arguments)
+                   for c in result.tool_calls]
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks), delta=delta,
                             additional_kwargs=self._extra(result))
 
     @staticmethod

@@ -24,6 +24,7 @@ from deal_core.rewards.registry import (
     rewards_from_cli,
     rewards_from_json,
 )
+from deal_core.rewards.tools import ToolArguments
 
 Callable = FunctionReward  # the issue-facing name: any fn(prompts, texts) -> floats
 
@@ -46,6 +47,7 @@ __all__ = [
     "RewardSum",
     "Score",
     "Sentiment",
+    "ToolArguments",
     "WeightedReward",
     "as_reward_sum",
     "parse_reward_spec",

@@ -131,6 +131,7 @@ for _name, _target, _cli in [
     ("sentiment", "deal_core.rewards.learned:Sentiment", lambda arg: {"target": arg or "positive"}),
     ("reward_model", "deal_core.rewards.learned:RewardModel", lambda arg: {"model": arg or ""}),
     ("judge", "deal_core.rewards.learned:Judge", lambda arg: {"question": arg} if arg else {}),
+    ("tool_arguments", "deal_core.rewards.tools:ToolArguments", None),
 ]:
     REGISTRY.register(_name, _target, _cli)
 

@@ -50,7 +50,9 @@ class Alternating:
         out[EOS] = len(tokens) >= 3
         return out
 
-    def allowed(self) -> np.ndarray:
+    closed_early = False
+
+    def allowed(self, budget: int | None = None) -> np.ndarray:
         bits = np.packbits(np.array(self.ok(self.tokens) + [False] * (-len(WORDS) % 32)), bitorder="little")
         return bits.view(np.int32)
 
@@ -198,10 +200,29 @@ def test_bad_tool_requests_say_what_to_change(tiny_long_lm):
     broken = Tool(name="f", parameters={"type": "object", "properties": {"a": {"type": "strnig"}}})
     with pytest.raises(ConfigError, match="tool 'f' cannot be enforced"):
         deal.generate(_ask(tools=(broken,), tool_choice="f"))
-    with pytest.raises(ConfigError, match="raise max_new_tokens"):  # the fixed call head does not fit
+    with pytest.raises(ConfigError, match="shortest complete form"):  # not even the shortest call fits
         deal.generate(_ask(tools=(WEATHER,), tool_choice="required"), max_new_tokens=5)
-    long = {"type": "object", "properties": {"text": {"type": "string", "minLength": 200}}, "required": ["text"]}
+    long = {"type": "object", "properties": {"text": {"type": "string", "minLength": 5000}}, "required": ["text"]}
     with pytest.raises(ConstraintError, match="before its JSON answer was complete"):
         deal.generate(_ask(response_format=ResponseFormat(type="json_schema", json_schema=long)))
     with pytest.raises(ConfigError, match="without output constraints"):
         deal.greedy(_ask(tools=(WEATHER,), tool_choice="required"))
+
+
+def test_a_long_winded_model_still_closes_its_json_within_the_budget(tiny_long_lm):
+    """The random model never closes a free string by itself; near the end of the budget the closing path (close the
+    string, fill required keys minimally, close brackets) takes over, and the answer says "length"."""
+    deal = DeAL(tiny_long_lm, max_new_tokens=30, top_k=3, lookahead=2)
+    free = {"type": "object", "properties": {"story": {"type": "string"}, "tags": {"type": "array",
+            "items": {"type": "string"}}, "score": {"type": "integer"}}, "required": ["story", "tags", "score"]}
+    for fmt in (ResponseFormat(type="json_schema", json_schema=free), ResponseFormat(type="json_object")):
+        for budget in (24, 32):
+            result = deal.generate(_ask(response_format=fmt), max_new_tokens=budget)
+            assert len(result.token_ids) <= budget
+            assert result.finish_reason == "length" and result.parsed is not None, result.text
+            if fmt.type == "json_schema":
+                jsonschema.validate(result.parsed, free)
+    with pytest.raises(ConfigError, match=r"shortest complete form takes \d+ tokens"):
+        deal.generate(_ask(response_format=ResponseFormat(type="json_schema", json_schema=free)), max_new_tokens=12)
+    calls = deal.generate(_ask(tools=(WEATHER, ADD), tool_choice="required"), max_new_tokens=40)
+    assert calls.tool_calls and all(c.name in ("get_weather", "add") for c in calls.tool_calls)
