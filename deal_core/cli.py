@@ -244,6 +244,9 @@ def serve(
         typer.Option("--reward", help="Server-wide default reward NAME[=ARG][:WEIGHT], repeatable (a request's own "
                                       "`deal.rewards` replace them)."),
     ] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Serve on Ray Serve (cluster: $RAY_ADDRESS, else a new local "
+                                                    "one).")] = False,
+    replicas: Annotated[Optional[int], typer.Option(min=1, help="With --ray: model replicas. [default: 1]")] = None,
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health)."""
     import importlib.util
@@ -253,7 +256,16 @@ def serve(
     missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         _fail(f"deal serve needs {' and '.join(missing)}: pip install 'deal-align[server]'")
+    if replicas is not None and not ray:
+        _fail("--replicas is for Ray Serve: add --ray")
     rewards = rewards_from_cli(reward or [])
+    if ray:
+        from deal_core.ray_serve import require_serve, serve_forever
+
+        require_serve()
+        serve_forever(model=model, host=host, port=port, reward_specs=rewards.spec() if rewards.terms else None,
+                      replicas=replicas or 1)
+        return
     from deal_core.server import serve as run_server
 
     run_server(model=model, host=host, port=port, rewards=rewards if rewards.terms else None)
