@@ -155,7 +155,8 @@ def deal_cli(*args: str, cwd, pre: str = "") -> subprocess.CompletedProcess:
     (["serve", "--replicas", "2"], "", "--replicas is for Ray Serve: add --ray"),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, pre, needle):
-    write(tmp_path / "in.jsonl", [{"id": "a", "prompt": "Hi"}, {"id": "b", "messages": [{"role": "wizard", "content": "Hi"}]}])
+    wizard = {"id": "b", "messages": [{"role": "wizard", "content": "Hi"}]}
+    write(tmp_path / "in.jsonl", [{"id": "a", "prompt": "Hi"}, wizard])
     write(tmp_path / "good.jsonl", [GOOD])
     proc = deal_cli(*args, cwd=tmp_path, pre=pre)
     assert proc.returncode == 2, proc.stderr
