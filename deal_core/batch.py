@@ -247,6 +247,8 @@ class BatchReport:
     errors: int = 0
     completion_tokens: int = 0
     wall_s: float = 0.0
+    first_result_s: float | None = None  # start-up cost: model load (and, on Ray, actor start) plus one chunk
+    first_rows: int = 0  # rows of that first chunk
     mode: str = "local"
     replicas: int = 1
     results: list[dict[str, Any]] = field(default_factory=list)
@@ -254,6 +256,13 @@ class BatchReport:
     @property
     def rows_per_s(self) -> float:
         return self.written / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def steady_rows_per_s(self) -> float:
+        """Rows/s after the first chunk: what a long job approaches once the start-up is paid."""
+        if self.first_result_s is None or self.wall_s <= self.first_result_s:
+            return 0.0
+        return (self.written - self.first_rows) / (self.wall_s - self.first_result_s)
 
     @property
     def tokens_per_s(self) -> float:
@@ -301,7 +310,8 @@ def _ray_results(chunk_list: list[list[BatchRow]], model: str | None, config: De
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the job's own bar counts rows
     items = [{"chunk": json.dumps([r.payload() for r in chunk], ensure_ascii=False)} for chunk in chunk_list]
-    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+    # one block per chunk (up to 1,000): a block is what one actor takes at a time, so small blocks spread the work
+    dataset = ray.data.from_items(items, override_num_blocks=min(len(items), 1000)).map_batches(
         DeALReplica, batch_size=1, compute=ray.data.ActorPoolStrategy(size=replicas),
         num_cpus=num_cpus, num_gpus=num_gpus,
         fn_constructor_kwargs={"model": model, "config": config.model_dump(mode="json"),
@@ -383,6 +393,8 @@ def run_batch(
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("a", encoding="utf-8") as sink, _progress(progress, len(todo)) as advance:
             for chunk_results in results:
+                if report.first_result_s is None:
+                    report.first_result_s, report.first_rows = time.perf_counter() - start, len(chunk_results)
                 for result in chunk_results:
                     sink.write(json.dumps(result, ensure_ascii=False) + "\n")
                     report.written += 1

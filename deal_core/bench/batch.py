@@ -66,19 +66,22 @@ def run(model: str | None = None, data: str | None = None, limit: int = 16, max_
 
     base = _strip(local.results)
     summary: dict[str, Any] = {"cluster_start_s": cluster_s, "cluster_cpus": cluster_cpus}
-    lines = ["| run | rows | wall (s) | rows/s | tokens/s | × local | same output as local |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| run | rows | wall (s) | first row after (s) | rows/s | tokens/s | × here | rows/s after the first "
+             "| same output as here |", "|---|---|---|---|---|---|---|---|---|"]
     local_rate = len(rows) / runs["local"]["wall_s"]
     for name, entry in runs.items():
         report, wall = entry["report"], entry["wall_s"]
         tokens = report.completion_tokens
         same = sum(base.get(k) == v for k, v in _strip(report.results).items())
-        summary[name] = {"rows": report.written, "errors": report.errors, "wall_s": wall,
+        first = report.first_result_s + (wall - report.wall_s)  # from the job's start (model load included)
+        summary[name] = {"rows": report.written, "errors": report.errors, "wall_s": wall, "first_row_s": first,
+                         "steady_rows_per_s": report.steady_rows_per_s,
                          "rows_per_s": report.written / wall, "tokens_per_s": tokens / wall,
                          "ratio": (report.written / wall) / local_rate, "same_output": same}
         label = "here (1 process)" if name == "local" else f"Ray, {name.split('-')[1]} replica(s)"
-        lines.append(f"| {label} | {report.written} | {wall:.1f} | {report.written / wall:.2f} | "
-                     f"{tokens / wall:.1f} | {summary[name]['ratio']:.2f} | {same}/{len(rows)} |")
+        lines.append(f"| {label} | {report.written} | {wall:.1f} | {first:.1f} | {report.written / wall:.2f} | "
+                     f"{tokens / wall:.1f} | {summary[name]['ratio']:.2f} | {report.steady_rows_per_s:.2f} | "
+                     f"{same}/{len(rows)} |")
     table = (f"deal batch: {len(rows)} CommonGen rows (a keyword reward each), {deal.lm.name}, "
              f"max_new_tokens={max_new_tokens}, {cluster_cpus:g}-CPU local Ray cluster (started in "
              f"{cluster_s:.1f} s, not counted); times include loading the model (and starting the actors)\n\n"
@@ -87,7 +90,9 @@ def run(model: str | None = None, data: str | None = None, limit: int = 16, max_
     def plot(path: Path) -> None:
         names = list(runs)
         bar_plot(path, ["here" if n == "local" else f"Ray ×{n.split('-')[1]}" for n in names],
-                 {"rows/s": [summary[n]["rows_per_s"] for n in names]}, "deal batch throughput")
+                 {"rows/s, whole job": [summary[n]["rows_per_s"] for n in names],
+                  "rows/s after the first row": [summary[n]["steady_rows_per_s"] for n in names]},
+                 "deal batch throughput")
 
     texts = {name: [r.get("text", r.get("error")) for r in entry["report"].results] for name, entry in runs.items()}
     return write_report("batch", deal, summary, texts, table, json_out, plot,

@@ -22,7 +22,7 @@ def test_bench_batch_compares_replicas_with_the_local_run(tmp_path):
     for name in ("local", "ray-1", "ray-2"):
         run = summary[name]
         assert (run["rows"], run["errors"], run["same_output"]) == (3, 0, 3)
-        assert run["rows_per_s"] > 0 and run["tokens_per_s"] > 0
+        assert run["rows_per_s"] > 0 and run["tokens_per_s"] > 0 and 0 < run["first_row_s"] <= run["wall_s"]
     assert summary["local"]["ratio"] == 1.0
     assert json.loads(out.read_text())["summary"]["ray-2"]["rows"] == 3
     assert out.with_suffix(".png").stat().st_size > 0 and "Ray, 2 replica(s)" in out.with_suffix(".md").read_text()
