@@ -44,6 +44,24 @@ class RayMissingError(DeALError, ImportError):
     """`--ray` was asked for but Ray (the `ray` extra) is not installed."""
 
 
+class ReplicaError(DeALError, RuntimeError):
+    """A Ray replica could not start (e.g. its model would not load); the message carries the replica's error."""
+
+
+def replica_error(exc: BaseException) -> DeALError | None:
+    """The library error behind a Ray failure: Ray hands back an actor's failed start as text, so this finds the
+    last `deal_core…Error: message` line in it."""
+    import re
+
+    if isinstance(exc, DeALError):
+        return exc
+    found = re.findall(r"deal_core(?:\.\w+)*\.(\w+(?:Error|Timeout)): ([^\n]+)", str(exc))
+    if not found:
+        return None
+    name, message = found[-1]
+    return ReplicaError(f"a Ray replica failed: {name}: {message}")
+
+
 @dataclass(frozen=True)
 class BatchRow:
     """One validated input row: `prompt` is a string or a list of messages; `rewards` None means the defaults."""
@@ -317,8 +335,14 @@ def _ray_results(chunk_list: list[list[BatchRow]], model: str | None, config: De
         fn_constructor_kwargs={"model": model, "config": config.model_dump(mode="json"),
                                "reward_specs": reward_specs},
     )
-    for item in dataset.iter_rows():
-        yield json.loads(item["results"])
+    try:
+        for item in dataset.iter_rows():
+            yield json.loads(item["results"])
+    except Exception as exc:
+        cause = replica_error(exc)
+        if cause is None:
+            raise
+        raise cause from exc
 
 
 def _local_results(chunk_list: list[list[BatchRow]], model: str | None, config: DeALConfig,

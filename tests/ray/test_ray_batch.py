@@ -12,7 +12,7 @@ import sys
 import pytest
 import ray
 
-from deal_core import DeAL, load_model
+from deal_core import DeAL, DeALError, load_model
 from deal_core.batch import run_batch
 from deal_core.bench.data import load_commongen
 from deal_core.rewards import Keywords
@@ -88,3 +88,10 @@ def test_cli_joins_the_cluster_by_address_and_resumes(cluster, rows_file, local_
     assert "3 rows written on Ray (1 replica) (1 with errors, 4 already done)" in proc.stderr
     assert results(out) == results(local_out)
     assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 2  # the cluster outlived the CLI
+
+
+def test_a_replica_that_cannot_load_its_model_stops_the_job_with_the_reason(cluster, rows_file, tmp_path):
+    with pytest.raises(DeALError, match="a Ray replica failed: ModelLoadError: model directory '/no/such/model' "
+                                        "does not exist"):
+        run_batch(rows_file, tmp_path / "out.jsonl", model="/no/such/model", ray=True, progress=False)
+    assert ray.is_initialized()
