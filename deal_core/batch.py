@@ -238,8 +238,8 @@ def run_chunk(deal: Any, chunk: list[Mapping[str, Any]]) -> list[dict[str, Any]]
 
 
 class DeALReplica:
-    """One model replica: the Ray Data actor class (`map_batches`) and the local runner's worker. Each call takes
-    a batch of chunks (JSON lists of row payloads) and returns their results as JSON lists."""
+    """One model replica, the Ray Data actor class of `map_batches`: the model loads once, in the constructor; each
+    call takes a batch of chunks (JSON lists of row payloads) and returns their results as JSON lists."""
 
     def __init__(self, model: str | None, config: dict[str, Any], reward_specs: list[dict[str, Any]] | None):
         from transformers.utils import logging as hf_logging
