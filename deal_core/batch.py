@@ -19,8 +19,11 @@ each holding one loaded model (`DeALReplica`); results are identical to the loca
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -313,11 +316,33 @@ def connect_ray(address: str | None, num_cpus: int | None = None) -> bool:
         return False
     env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
     options: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
+    options["logging_level"] = logging.WARNING  # Ray's start-up chatter (the job shows its own progress)
     if address in (None, "", "local"):
         ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
     else:
         ray.init(address=address, **options)
+    if threading.current_thread() is threading.main_thread():
+        # Ray's core aborts the process on SIGTERM; end like Ctrl-C instead, so `disconnect_ray` runs and a
+        # cluster this process started does not outlive it
+        _SIGTERM["previous"] = signal.signal(signal.SIGTERM, _interrupt)
     return True
+
+
+_SIGTERM: dict[str, Any] = {}
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def disconnect_ray() -> None:
+    """Leave the cluster `connect_ray` joined (stopping it if it started it) and restore the SIGTERM handler."""
+    import ray
+
+    ray.shutdown()
+    previous = _SIGTERM.pop("previous", None)
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _ray_results(chunk_list: list[list[BatchRow]], model: str | None, config: DeALConfig,
@@ -431,9 +456,7 @@ def run_batch(
     finally:
         report.wall_s = time.perf_counter() - start
         if connected:
-            import ray as ray_module
-
-            ray_module.shutdown()
+            disconnect_ray()
     return report
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deal_core.batch import RAY_EXTRA, RayMissingError, connect_ray
+from deal_core.batch import RAY_EXTRA, RayMissingError, connect_ray, disconnect_ray
 from deal_core.errors import ConfigError
 
 REPLICA_HEADER = "x-deal-replica"
@@ -87,20 +87,23 @@ def start(model: str | None = None, host: str = "127.0.0.1", port: int = 8000,
 
 
 def serve_forever(**options: Any) -> None:
-    """`deal serve --ray`: run until interrupted, then remove the app and leave the cluster (a cluster this call
-    started stops with it)."""
+    """`deal serve --ray`: run until interrupted (Ctrl-C or SIGTERM), then remove the app and leave the cluster
+    (a cluster this call started stops with it)."""
+    import contextlib
     import time
 
     import ray
     from ray import serve
 
-    url = start(**options)
-    print(f"DeAL on Ray Serve: {options.get('replicas', 1)} replica(s) at {url}/v1 (Ctrl-C stops)", flush=True)
     try:
+        url = start(**options)
+        print(f"DeAL on Ray Serve: {options.get('replicas', 1)} replica(s) at {url}/v1 (Ctrl-C stops)", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
-        serve.delete("deal")
-        ray.shutdown()
+        if ray.is_initialized():
+            with contextlib.suppress(Exception):  # Serve may not have started
+                serve.delete("deal")
+            disconnect_ray()

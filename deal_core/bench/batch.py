@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deal_core.batch import connect_ray, require_ray, run_batch
+from deal_core.batch import connect_ray, disconnect_ray, require_ray, run_batch
 from deal_core.bench.common import bar_plot, write_report
 from deal_core.bench.data import load_commongen
 from deal_core.config import make_config
@@ -62,7 +62,7 @@ def run(model: str | None = None, data: str | None = None, limit: int = 16, max_
             cluster_cpus = ray.cluster_resources().get("CPU", 0)
         finally:
             if connected:
-                ray.shutdown()
+                disconnect_ray()
 
     base = _strip(local.results)
     summary: dict[str, Any] = {"cluster_start_s": cluster_s, "cluster_cpus": cluster_cpus}
