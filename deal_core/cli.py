@@ -1,4 +1,4 @@
-"""The `deal` command: `deal generate PROMPT …`, `deal prepare` and `deal bench TASK …`.
+"""The `deal` command: `deal generate PROMPT …`, `deal batch IN OUT`, `deal serve`, `deal prepare`, `deal bench TASK`.
 
 Every error a user can cause ends as one line on stderr and exit status 2; `deal --debug …` (or `DEAL_DEBUG=1`)
 shows the traceback instead.
@@ -137,7 +137,7 @@ def prepare(
 @app.command()
 def bench(
     task: Annotated[
-        str, typer.Argument(help="demo | speed | commongen | length | harmless | jailbreak | tradeoff | serve")
+        str, typer.Argument(help="demo | speed | commongen | length | harmless | jailbreak | tradeoff | serve | batch")
     ],
     model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
     data: Annotated[
@@ -178,6 +178,63 @@ def bench(
 
 
 @app.command()
+def batch(
+    in_path: Annotated[str, typer.Argument(metavar="IN", help='JSONL rows: {"id", "prompt"|"messages", "rewards"?}.')],
+    out_path: Annotated[str, typer.Argument(metavar="OUT", help="JSONL results, appended; ids already there are "
+                                                                "skipped (a rerun resumes).")],
+    reward: Annotated[
+        Optional[list[str]], typer.Option("--reward", help="Default reward NAME[=ARG][:WEIGHT] of rows without their "
+                                                           "own `rewards`, repeatable.")
+    ] = None,
+    top_k: Annotated[Optional[int], typer.Option(help=_help("top_k"))] = None,
+    lookahead: Annotated[Optional[int], typer.Option(help=_help("lookahead"))] = None,
+    beam_width: Annotated[Optional[int], typer.Option(help=_help("beam_width"))] = None,
+    commit: Annotated[Optional[int], typer.Option(help=_help("commit"))] = None,
+    weight: Annotated[Optional[float], typer.Option("--weight", help=_help("reward_weight"))] = None,
+    alignment_prompt: Annotated[Optional[str], typer.Option(help=_help("alignment_prompt"))] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help=_help("max_new_tokens"))] = None,
+    stop: Annotated[Optional[list[str]], typer.Option("--stop", help=_help("stop") + " Repeatable.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help=_help("temperature"))] = None,
+    top_p: Annotated[Optional[float], typer.Option(help=_help("top_p"))] = None,
+    seed: Annotated[Optional[int], typer.Option(help=_help("seed"))] = None,
+    model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows with the same rewards searched together.")] = 8,
+    ray: Annotated[bool, typer.Option("--ray", help="Run on Ray (Ray Data over an actor pool of replicas).")] = False,
+    address: Annotated[
+        Optional[str],
+        typer.Option(help="With --ray: the cluster to join (`auto`, `HOST:6379`, `ray://HOST:10001`); default "
+                          "$RAY_ADDRESS, else a new local cluster."),
+    ] = None,
+    replicas: Annotated[
+        Optional[int], typer.Option(min=1, help="With --ray: model replicas (actors). [default: 1]")
+    ] = None,
+    num_cpus: Annotated[float, typer.Option(min=0, help="With --ray: CPUs per replica.")] = 1,
+    num_gpus: Annotated[float, typer.Option(min=0, help="With --ray: GPUs per replica (e.g. 1).")] = 0,
+    retry_errors: Annotated[
+        bool, typer.Option("--retry-errors", help="Run again the rows OUT holds as errors.")
+    ] = False,
+) -> None:
+    """Align every row of a JSONL file, here or on a Ray cluster; a failed row is written with its error."""
+    from deal_core.batch import RAY_EXTRA, ray_available, run_batch
+    from deal_core.rewards import rewards_from_cli
+
+    if not ray and (address is not None or replicas is not None or num_gpus or num_cpus != 1):
+        _fail("--address, --replicas, --num-cpus and --num-gpus are for Ray runs: add --ray")
+    if ray and not ray_available():
+        _fail(f"--ray needs Ray (Ray Data and Ray Serve): {RAY_EXTRA}")
+    settings = {
+        "top_k": top_k, "lookahead": lookahead, "beam_width": beam_width, "commit": commit, "reward_weight": weight,
+        "alignment_prompt": alignment_prompt, "max_new_tokens": max_new_tokens, "stop": tuple(stop) if stop else None,
+        "temperature": temperature, "top_p": top_p, "seed": seed,
+    }
+    specs = rewards_from_cli(reward or []).spec() if reward else None
+    report = run_batch(in_path, out_path, model=model, reward_specs=specs, settings=settings, batch_size=batch_size,
+                       ray=ray, address=address,
+                       replicas=replicas or 1, num_cpus=num_cpus, num_gpus=num_gpus, retry_errors=retry_errors)
+    sys.stderr.write(report.line() + "\n")
+
+
+@app.command()
 def serve(
     model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -187,6 +244,9 @@ def serve(
         typer.Option("--reward", help="Server-wide default reward NAME[=ARG][:WEIGHT], repeatable (a request's own "
                                       "`deal.rewards` replace them)."),
     ] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Serve on Ray Serve (cluster: $RAY_ADDRESS, else a new local "
+                                                    "one).")] = False,
+    replicas: Annotated[Optional[int], typer.Option(min=1, help="With --ray: model replicas. [default: 1]")] = None,
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health)."""
     import importlib.util
@@ -196,7 +256,16 @@ def serve(
     missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         _fail(f"deal serve needs {' and '.join(missing)}: pip install 'deal-align[server]'")
+    if replicas is not None and not ray:
+        _fail("--replicas is for Ray Serve: add --ray")
     rewards = rewards_from_cli(reward or [])
+    if ray:
+        from deal_core.ray_serve import require_serve, serve_forever
+
+        require_serve()
+        serve_forever(model=model, host=host, port=port, reward_specs=rewards.spec() if rewards.terms else None,
+                      replicas=replicas or 1)
+        return
     from deal_core.server import serve as run_server
 
     run_server(model=model, host=host, port=port, rewards=rewards if rewards.terms else None)

@@ -15,6 +15,7 @@ TASKS: dict[str, str] = {
     "jailbreak": "deal_core.bench.safety:run_jailbreak",
     "tradeoff": "deal_core.bench.tradeoff:run",
     "serve": "deal_core.bench.serve:run",
+    "batch": "deal_core.bench.batch:run",
 }
 
 
@@ -25,6 +26,7 @@ TUNABLE: dict[str, set[str]] = {
     "commongen": _SEARCH, "length": _SEARCH, "harmless": _SEARCH, "jailbreak": _SEARCH,
     "tradeoff": _SEARCH - {"reward_weight"},
     "serve": _SEARCH,
+    "batch": _SEARCH,
 }
 
 

@@ -61,3 +61,13 @@ def test_wheel_in_a_fresh_venv_prepares_generates_and_benches(tmp_path):
 
     bad = subprocess.run([deal, "generate", "Hi", "--top-k", "0"], cwd=work, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "top_k" in bad.stderr
+
+    # `deal batch` runs without Ray (no extras installed here), and `--ray` names the extra to install
+    (work / "in.jsonl").write_text('{"id": "a", "prompt": "Name a colour."}\n')
+    _run([deal, "batch", "in.jsonl", "out.jsonl", "--max-new-tokens", "4", "--top-k", "2", "--lookahead", "1"],
+         work, env)
+    row = json.loads((work / "out.jsonl").read_text())
+    assert row["id"] == "a" and row["text"].strip() and row["usage"]["completion_tokens"] <= 4
+    no_ray = subprocess.run([deal, "batch", "in.jsonl", "out2.jsonl", "--ray"], cwd=work, env=env, capture_output=True,
+                            text=True)
+    assert no_ray.returncode == 2 and "pip install 'deal-align[ray]'" in no_ray.stderr
