@@ -85,10 +85,13 @@ class Tool(BaseModel):
         if not isinstance(spec, Mapping):
             raise ValueError(f"a tool must be a mapping such as {{'type': 'function', 'function': {{'name': ...}}}}, "
                              f"got {type(spec).__name__}")
-        if "function" in spec or spec.get("type", "function") != "function":
-            if spec.get("type", "function") != "function" or not isinstance(spec.get("function"), Mapping):
-                raise ValueError(f"only function tools are supported: {{'type': 'function', 'function': "
-                                 f"{{'name': ...}}}}, got type {short_repr(spec.get('type'))}")
+        if spec.get("type", "function") != "function":
+            raise ValueError(f"only function tools are supported ({{'type': 'function', 'function': {{'name': ...}}}}),"
+                             f" got type {short_repr(spec.get('type'))}")
+        if "function" in spec:
+            if not isinstance(spec["function"], Mapping):
+                raise ValueError(f"'function' must be a mapping with 'name', 'description' and 'parameters', got "
+                                 f"{short_repr(spec['function'])}")
             spec = spec["function"]
         parameters = spec.get("parameters") or {"type": "object", "properties": {}}
         return cls(name=spec.get("name"), description=spec.get("description") or "", parameters=parameters)
@@ -205,7 +208,7 @@ class Request(BaseModel):
         try:
             if tools is not None:  # the same tool given twice (a pydantic model and its schema) counts once
                 unique: dict[str, Tool] = {}
-                for tool in map(Tool.of, tools):
+                for tool in map(_indexed_tool, range(len(tools)), tools):
                     if tool.name not in unique or not unique[tool.name].same_as(tool):
                         unique[f"{tool.name}#{len(unique)}" if tool.name in unique else tool.name] = tool
                 output["tools"] = tuple(unique.values())
@@ -272,6 +275,15 @@ class Request(BaseModel):
                     raise ValueError(f"message {i} answers tool call {m.tool_call_id!r}, which no earlier assistant "
                                      f"message made (calls: {', '.join(sorted(calls))}); fix its tool_call_id")
         return self
+
+def _indexed_tool(i: int, spec: Any) -> Tool:
+    try:
+        return Tool.of(spec)
+    except ValidationError as exc:
+        raise ValueError(f"tools[{i}]: {describe_validation_error(exc)}") from None
+    except ValueError as exc:
+        raise ValueError(f"tools[{i}]: {exc}") from None
+
 
 def _messages(prompt: Any) -> list[Message]:
     from deal_core.prompts import normalize_messages

@@ -20,15 +20,15 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from deal_core.decoder import DeAL
-from deal_core.errors import ContextLengthError, DeALError, ModelLoadError, describe_validation_error
+from deal_core.errors import ContextLengthError, DeALError, ModelLoadError
 from deal_core.request import Request
 from deal_core.result import GenerationResult
 from deal_core.rewards import RewardSum, rewards_from_json
 
-FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
+FINISH = {"eos": "stop", "stop": "stop", "length": "length", "tool_calls": "tool_calls"}
 
 
 class ServerLimits(BaseModel):
@@ -96,26 +96,18 @@ def to_request(body: _Common, messages: Any, limits: ServerLimits, default_rewar
     rewards = default_rewards if specs is None else rewards_from_json(specs)
     settings = {"max_new_tokens": budget or min(limits.max_tokens, 128), "stop": body.stop,
                 "temperature": body.temperature, "top_p": body.top_p, "seed": body.seed, **options}
-    request = Request.of(messages, rewards, **settings)
-    if not isinstance(body, ChatRequest) or not (body.tools or body.tool_choice or body.response_format):
-        return request
-    tools = []
-    for i, tool in enumerate(body.tools or ()):
-        function = tool.get("function")
-        if tool.get("type", "function") != "function" or not isinstance(function, dict):
-            raise APIError(400, f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ...}}}}",
-                           param="tools")
-        tools.append({"name": function.get("name"), "description": function.get("description") or "",
-                      "parameters": function.get("parameters") or {"type": "object", "properties": {}}})
-    fmt = body.response_format
-    try:
-        return Request(messages=request.messages, rewards=request.rewards, settings=request.settings,
-                       tools=tools, tool_choice=body.tool_choice or "auto",
-                       response_format=None if fmt is None else {"type": fmt.get("type"),
-                                                                  "json_schema": fmt.get("json_schema")})
-    except ValidationError as exc:
-        raise APIError(400, f"invalid tools, tool_choice or response_format: {describe_validation_error(exc)}",
-                       param="tools") from None
+    output: dict[str, Any] = {}
+    if isinstance(body, ChatRequest):
+        output = {"tools": body.tools, "tool_choice": body.tool_choice, "parallel_tool_calls": body.parallel_tool_calls,
+                  "response_format": body.response_format}
+    return Request.of(messages, rewards, **output, **settings)
+
+
+def _tool_calls(result: GenerationResult) -> list[dict[str, Any]]:
+    """The answer's calls in OpenAI's shape (arguments as a JSON string)."""
+    return [{"id": c.id, "type": "function",
+             "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+            for c in result.tool_calls]
 
 
 def _deal_info(result: GenerationResult) -> dict[str, Any]:
@@ -194,6 +186,9 @@ def create_app(deal: DeAL | None = None, *, model: str | None = None, rewards: R
         finally:
             await stream.aclose()  # a client that went away stops the search here
         result = stream.result
+        if chat and result.tool_calls:  # decided at the end: one delta per call, by index
+            calls = [{"index": i, **call} for i, call in enumerate(_tool_calls(result))]
+            yield chunk({"index": 0, "delta": {"tool_calls": calls}, "finish_reason": None})
         last = {"index": 0, "finish_reason": FINISH[result.finish_reason]}
         yield chunk({**last, "delta": {}} if chat else {**last, "text": ""}, deal=_deal_info(result))
         if include_usage:
@@ -209,7 +204,10 @@ def create_app(deal: DeAL | None = None, *, model: str | None = None, rewards: R
             kind = "chat.completion.chunk" if chat else "text_completion"
             return StreamingResponse(_sse(ident, kind, stream, include), media_type="text/event-stream")
         result = await decoder.agenerate(request)
-        answer = {"message": {"role": "assistant", "content": result.text}} if chat else {"text": result.text}
+        message: dict[str, Any] = {"role": "assistant", "content": result.text}
+        if result.tool_calls:
+            message = {"role": "assistant", "content": result.text or None, "tool_calls": _tool_calls(result)}
+        answer = {"message": message} if chat else {"text": result.text}
         return {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
                 "model": name, "choices": [{"index": 0, **answer, "finish_reason": FINISH[result.finish_reason],
                                             "logprobs": None}],

@@ -56,6 +56,10 @@ class DeALLLM(DeALParams, FunctionCallingLLM):
     """
 
     max_retries: int = Field(0, description="Accepted for API compatibility; a local model does not retry.")
+    tool_choice: str | None = Field(None, description=(
+        "Tool choice of chat-with-tools calls that set none ('auto' when None). FunctionAgent sets one only on its "
+        "first turn (initial_tool_choice): with tool_choice='none' the turns after the tool results answer in "
+        "words, which small models otherwise rarely decide to do."))
 
     @classmethod
     def class_name(cls) -> str:
@@ -81,7 +85,7 @@ class DeALLLM(DeALParams, FunctionCallingLLM):
         out: dict[str, Any] = {"messages": messages, **kwargs}
         if tools:
             out["tools"] = [t.metadata.to_openai_tool(skip_length_check=True) for t in tools]
-            out["tool_choice"] = tool_choice or ("required" if tool_required else "auto")
+            out["tool_choice"] = tool_choice or ("required" if tool_required else self.tool_choice or "auto")
             out["parallel_tool_calls"] = allow_parallel_tool_calls
         return out
 
