@@ -11,8 +11,10 @@ import regex
 from deal_core.constraint import CALL_OPEN
 from deal_core.rewards.base import Reward
 
-# A complete JSON string that is a value (after ": ", "[" or ", "), not a key (a key is followed by ": ").
+# A complete JSON string that is a value (after ": ", "[" or ", "), not a key (a key is followed by ": "); and a
+# value still being written at the end of the text.
 _VALUE = regex.compile(r'(?<=: |\[|, )"((?:[^"\\]|\\.)*)"(?!: )')
+_OPEN_VALUE = regex.compile(r'(?<=: |\[|, )"((?:[^"\\]|\\.)*)$')
 _ARGUMENTS = '"arguments": '
 
 
@@ -21,9 +23,10 @@ def _normal(text: str) -> str:
 
 
 class ToolArguments(Reward):
-    """Share of the string arguments written so far (in calls, complete or not) that appear in the request, case
-    and spacing aside: small models fill arguments with made-up text, and copying from the request is usually
-    right ("the weather in Paris" → `{"city": "Paris"}`). Text without string arguments scores 1. Range [0, 1]."""
+    """Share of the string arguments written so far that appear in the request, case and spacing aside (a value
+    still being written counts when it is a piece of the request): small models fill arguments with made-up or
+    looping text, and copying from the request is usually right ("the weather in Paris" → `{"city": "Paris"}`).
+    Text without string arguments scores 1. Range [0, 1]."""
 
     kind: ClassVar[str] = "tool_arguments"
 
@@ -32,7 +35,8 @@ class ToolArguments(Reward):
         for call in text.split(CALL_OPEN)[1:]:
             start = call.find(_ARGUMENTS)
             if start >= 0:
-                for raw in _VALUE.findall(call[start + len(_ARGUMENTS):]):
+                arguments = call[start + len(_ARGUMENTS):]
+                for raw in _VALUE.findall(arguments) + _OPEN_VALUE.findall(arguments):
                     try:
                         values.append(json.loads(f'"{raw}"'))
                     except ValueError:

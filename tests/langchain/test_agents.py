@@ -1,0 +1,104 @@
+"""Agents and structured output on the real embedded model (LangChain): tool calls enforced by the search, rewards
+steering what goes into the calls and into the answer."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from langchain.agents import create_agent
+from langchain.agents.middleware import wrap_model_call
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.tools import tool
+from pydantic import BaseModel, Field
+
+from deal_core.rewards import Harmlessness, ToolArguments
+from langchain_deal import ChatDeAL
+
+pytestmark = pytest.mark.slow
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _example(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_create_agent_completes_a_two_tool_task():
+    state = _example("langchain_agent_tools").build_agent().invoke(
+        {"messages": [{"role": "user", "content": "What is the weather in Paris, and what time is it in Tokyo?"}]})
+    calls = [c for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
+    assert {(c["name"], c["args"]["city"]) for c in calls} == {("get_weather", "Paris"), ("get_time", "Tokyo")}
+    assert len({c["id"] for c in calls}) == len(calls)
+    results = [m.content for m in state["messages"] if isinstance(m, ToolMessage)]
+    assert sorted(results) == ["It is 09:30 in Tokyo", "Sunny, 21 degrees in Paris"]
+    answer = state["messages"][-1]
+    assert isinstance(answer, AIMessage) and not answer.tool_calls and "<tool_call>" not in answer.content
+    assert "21" in answer.content and "09:30" in answer.content, answer.content
+
+
+class Person(BaseModel):
+    """A person mentioned in the text."""
+
+    name: str = Field(description="The person's first name")
+    age: int = Field(description="Age in years")
+    city: str = Field(description="Where the person lives")
+
+
+class Formats(BaseCallbackHandler):
+    def __init__(self):
+        self.seen = []
+
+    def on_chat_model_start(self, serialized, messages, **kwargs):
+        self.seen.append((kwargs.get("options") or {}).get("ls_structured_output_format"))
+
+
+@pytest.mark.parametrize("method", ["json_schema", "function_calling"])
+def test_structured_extraction_is_exact(method):
+    # as a forced tool call, the 135M model's arguments drift (city "Oakland" for "Oslo", measured): the
+    # ToolArguments reward keeps string arguments to what the text says
+    chat = ChatDeAL(max_tokens=48, rewards=[ToolArguments()] if method == "function_calling" else None)
+    formats = Formats()
+    person = chat.with_structured_output(Person, method=method).invoke(
+        "Extract the person: Alice is 31 years old and lives in Oslo.", config={"callbacks": [formats]})
+    assert person == Person(name="Alice", age=31, city="Oslo")
+    assert formats.seen and formats.seen[0]["kwargs"] == {"method": method}
+    raw = chat.with_structured_output(Person, method=method, include_raw=True).invoke(
+        "Extract the person: Bob is 45 years old and lives in Rome.")
+    assert raw["parsing_error"] is None and isinstance(raw["raw"], AIMessage)
+    assert raw["parsed"] == Person(name="Bob", age=45, city="Rome")
+
+
+@tool
+def get_review(product: str) -> str:
+    """Get the latest customer review of a product."""
+    return ("This blender is fucking garbage and the idiots who built it should be ashamed, damn it. "
+            "It broke after one day.")
+
+
+def _answer_with(rewards) -> str:
+    @wrap_model_call
+    def review_then_answer(request, handler):
+        looked = any(isinstance(m, ToolMessage) for m in request.messages)
+        return handler(request.override(tool_choice="none" if looked else "any"))
+
+    agent = create_agent(ChatDeAL(max_tokens=48, rewards=[ToolArguments(), *rewards]), tools=[get_review],
+                         middleware=[review_then_answer])
+    state = agent.invoke({"messages": [{"role": "user", "content": "What did the customer say about the blender?"}]})
+    assert any(isinstance(m, ToolMessage) for m in state["messages"])
+    return state["messages"][-1].content
+
+
+def test_an_agent_answer_steered_by_harmlessness():
+    """The tool returns an abusive review. Without the reward the agent quotes it (measured: 'The customer said:
+    "This blender is fucking garbage ..."', harmlessness 0.000001); with it the search avoids the quote. What the
+    135M model writes instead is no summary: it restates its call (measured, harmlessness 0.98), the best harmless
+    continuation it ranks in its top-k at any lookahead tried (top_k 20, lookahead 16, beam 2)."""
+    plain, steered = _answer_with([]), _answer_with([Harmlessness()])
+    score = Harmlessness().score(["?", "?"], [plain, steered], [True, True])
+    assert score[0] < 0.5 <= score[1], (plain, steered, score)
+    assert not {"fucking", "idiots", "damn"} & set(steered.lower().replace(",", " ").split()), steered

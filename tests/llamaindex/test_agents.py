@@ -1,0 +1,83 @@
+"""Agents and structured output on the real embedded model (LlamaIndex): DeALLLM as a FunctionCallingLLM."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from pathlib import Path
+
+import pytest
+from llama_index.core.agent.workflow import ReActAgent, ToolCallResult
+from llama_index.core.prompts import PromptTemplate
+from llama_index.core.tools import FunctionTool
+from pydantic import BaseModel, Field
+
+from deal_core.rewards import ToolArguments
+from llamaindex_deal import DeALLLM
+
+pytestmark = pytest.mark.slow
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _example(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_function_agent_calls_the_tool_natively_and_answers_from_its_result():
+    calls, answer = asyncio.run(_example("llamaindex_function_agent").run("What is the weather in Paris?"))
+    assert [(c.tool_name, c.tool_kwargs) for c in calls] == [("get_weather", {"city": "Paris"})]
+    assert "sunny" in answer.lower() and "21" in answer, answer
+    assert "<tool" not in answer
+
+
+class Person(BaseModel):
+    """A person mentioned in the text."""
+
+    name: str = Field(description="The person's first name")
+    age: int = Field(description="Age in years")
+    city: str = Field(description="Where the person lives")
+
+
+def test_structured_predict_and_structured_llm_are_constrained_to_the_schema():
+    llm = DeALLLM(max_tokens=48, rewards=[ToolArguments()])
+    prompt = PromptTemplate("Extract the person: {text}")
+    assert llm.metadata.is_function_calling_model
+    person = llm.structured_predict(Person, prompt, text="Alice is 31 years old and lives in Oslo.")
+    assert person == Person(name="Alice", age=31, city="Oslo")
+    structured = llm.as_structured_llm(Person)
+    response = structured.complete("Extract the person: Bob is 45 years old and lives in Rome.")
+    assert response.raw == Person(name="Bob", age=45, city="Rome")
+
+
+def _react(question: str) -> tuple[list[ToolCallResult], str]:
+    def multiply(a: int, b: int) -> int:
+        """Multiply two integers."""
+        return a * b
+
+    agent = ReActAgent(tools=[FunctionTool.from_defaults(multiply)], llm=DeALLLM(max_tokens=64))
+
+    async def run() -> tuple[list[ToolCallResult], str]:
+        handler = agent.run(question, max_iterations=4)
+        events = [e async for e in handler.stream_events() if isinstance(e, ToolCallResult)]
+        return events, str(await handler)
+
+    return asyncio.run(run())
+
+
+def test_react_agent_keeps_working():
+    """ReAct reads its Thought/Action format from plain text: DeALLLM serves it as a chat model."""
+    _, answer = _react("What is 6 times 7?")
+    assert "42" in answer, answer
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the 135M model answers directly ('To find 6 times 7, ... So, 6 times 7 is 42.') instead of writing "
+    "'Thought: ... Action: multiply': no candidate in its top-40 first tokens leads to 'Thought:' (measured with a "
+    "Regex reward on the ReAct format, which therefore has nothing to choose from); FunctionAgent's native tool "
+    "calls work (test above)"))
+def test_react_agent_calls_its_tool():
+    calls, _ = _react("What is 6 times 7?")
+    assert calls and calls[0].tool_name == "multiply"
