@@ -137,7 +137,7 @@ def prepare(
 @app.command()
 def bench(
     task: Annotated[
-        str, typer.Argument(help="demo | speed | commongen | length | harmless | jailbreak | tradeoff | serve | batch")
+        str, typer.Argument(help="demo | speed | commongen | length | harmless | jailbreak | tradeoff | serve | batch | tools")
     ],
     model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
     data: Annotated[

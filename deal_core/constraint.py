@@ -60,7 +60,8 @@ class Constraint(Protocol):
 
 
 # Tokens that end what is open in JSON, most useful first: the closing path prefers them (see Matcher.closing_path).
-CLOSERS = ('""', '"}', '"]', '"', "}", "]", "0", "false", "null", "{}", ",")  # "" first: an empty string value
+# "" first (an empty string value); "," before "0" (inside a number, a digit would only make it longer)
+CLOSERS = ('""', '"}', '"]', '"', "}", "]", ",", "0", "false", "null", "{}")
 CLOSE_WINDOW = 64  # the closing path is looked for when at most this many tokens are left
 CLOSE_MARGIN = 2  # ...and taken when it needs no fewer than the tokens left minus this margin
 

@@ -161,53 +161,142 @@ def _fed(tokens: list[int], eos: frozenset[int]) -> int:
     return sum(t not in eos for t in tokens)
 
 
+@dataclass
+class Job:
+    """One prompt of a search and what is its own: budget and stop strings (its config), rewards, output format."""
+
+    prompt: EncodedPrompt
+    config: DeALConfig
+    rewards: RewardSum
+    constraint: Constraint | None
+    scorer: Scorer
+    reward_max: float
+    stop_span: int  # stop strings are looked for in the text of this many newest tokens (0: none)
+
+
+SHARED = ("top_k", "lookahead", "beam_width", "commit", "reward_weight", "temperature", "top_p", "seed", "prune",
+          "reuse", "trace")  # the settings every prompt of one search shares
+
+
+def shared_key(config: DeALConfig) -> tuple:
+    """Requests whose configs agree on these settings can share one search (and its forward passes)."""
+    return tuple(getattr(config, name) for name in SHARED)
+
+
 class DeALSearch:
-    """One call's search over a batch of prompts. Iterate `run()` for per-step updates."""
+    """A search over a batch of prompts. Iterate `run()` for per-step updates, or drive it: `admit` prompts (also
+    between steps: continuous batching), `step`, `drop` (a cancelled prompt). Prompts may differ in their rewards,
+    output format, budget and stop strings; the search settings in `SHARED` are common."""
 
     def __init__(self, lm: Backend, config: DeALConfig, rewards: RewardSum, prompts: list[EncodedPrompt],
                  constraints: list[Constraint | None] | None = None):
-        self.lm, self.config, self.rewards, self.prompts = lm, config, rewards, prompts
-        self.constraints = constraints or [None] * len(prompts)  # per prompt: the output format, from its start
+        self.lm, self.config = lm, config
         self.stats = SearchStats()
         self.proposer = lm.proposer(config.top_k, config.sample, config.temperature or 1.0, config.top_p, config.seed)
-        # Stop strings are looked for in the text of the newest tokens only: a stop string of L characters (at most
-        # 4L bytes) spans at most 4L + 1 tokens, plus one so that the window's first token lies before it.
-        self.stop_span = 4 * max(map(len, config.stop)) + 2 if config.stop else 0
-        self.scorer = Scorer(rewards, [p.request for p in prompts], self.stats)
-        self.reward_max = rewards.bounds()[1] if rewards else 0.0
-        self.traces: dict[int, list[StepTrace]] = {i: [] for i in range(len(prompts))}
-        self.finished: dict[int, list[Finished]] = {i: [] for i in range(len(prompts))}
+        self.jobs: list[Job] = []
+        self.requests: list[str] = []  # per job: the text rewards see as its prompt
+        self._scorers: dict[int, Scorer] = {}
+        self.traces: dict[int, list[StepTrace]] = {}
+        self.finished: dict[int, list[Finished]] = {}
         self.fallback: set[int] = set()
+        self.state: State | None = None
+        self._initial = (prompts, rewards, constraints or [None] * len(prompts))
 
-    # -- the loop --------------------------------------------------------------------------------------------
+    @property
+    def prompts(self) -> list[EncodedPrompt]:
+        return [job.prompt for job in self.jobs]
+
+    def _job(self, prompt: EncodedPrompt, config: DeALConfig, rewards: RewardSum,
+             constraint: Constraint | None) -> Job:
+        scorer = self._scorers.get(id(rewards))
+        if scorer is None:
+            scorer = self._scorers[id(rewards)] = Scorer(rewards, self.requests, self.stats)
+        # A stop string of L characters (at most 4L bytes) spans at most 4L + 1 tokens, plus one so that the
+        # window's first token lies before it.
+        span = 4 * max(map(len, config.stop)) + 2 if config.stop else 0
+        return Job(prompt, config, rewards, constraint, scorer, rewards.bounds()[1] if rewards else 0.0, span)
+
+    # -- driving it ------------------------------------------------------------------------------------------
+    def admit(self, prompts: list[EncodedPrompt], configs: list[DeALConfig], rewards: list[RewardSum],
+              constraints: list[Constraint | None]) -> list[int]:
+        """Prefill `prompts` and add them to the running rows (left padding lines the caches up); returns their
+        indices. Between steps only."""
+        first = len(self.jobs)
+        for args in zip(prompts, configs, rewards, constraints):
+            self.jobs.append(self._job(*args))
+            self.requests.append(args[0].request)
+        indices = list(range(first, len(self.jobs)))
+        for i in indices:
+            self.traces[i], self.finished[i] = [], []
+        eos = self.lm.eos_token_ids
+        with self.lm.session():
+            batch, logits = self.lm.prefill([p.ids for p in prompts])
+            self._count(batch.size, sum(len(p.ids) for p in prompts))
+            allowed = [c.allowed(cfg.max_new_tokens) if c is not None else None
+                       for c, cfg in zip(constraints, configs)]
+            rows = [Row(i, [], 0.0, prop, Branch([prop.greedy], [prop.greedy_logp],
+                                                 constraint=_advanced(c, prop.greedy, eos)), constraint=c)
+                    for i, c, prop in zip(indices, constraints, self.proposer.propose(logits, None, allowed))]
+            state = self.state
+            if state is None or not state.rows:
+                self.state = State(rows, batch, batch.length)
+                return indices
+            # Running rows keep their committed columns (tails are topped up next step); the shorter side is
+            # left-padded so that every row's committed tokens end at the same column.
+            width = max(state.committed, batch.length)
+            old = self.lm.pad(self.lm.gather([(state.cache, r) for r in range(len(state.rows))], state.committed),
+                              width)
+            for row in state.rows:
+                self._truncate(row.tail, 0)
+            new = self.lm.pad(batch, width)
+            state.cache = self.lm.gather([(old, r) for r in range(old.size)] + [(new, r) for r in range(new.size)],
+                                         width)
+            state.rows, state.committed = state.rows + rows, width
+        return indices
+
+    def drop(self, prompts: set[int]) -> None:
+        """Stop searching for `prompts` (cancelled or timed out): their rows leave the batch."""
+        state = self.state
+        if state is None or not any(r.prompt in prompts for r in state.rows):
+            return
+        keep = [r for r, row in enumerate(state.rows) if row.prompt not in prompts]
+        state.rows = [state.rows[r] for r in keep]
+        if keep:
+            with self.lm.session():
+                state.cache = self.lm.gather([(state.cache, r) for r in keep], state.cache.length)
+
+    @property
+    def live(self) -> set[int]:
+        return {row.prompt for row in self.state.rows} if self.state is not None else set()
+
+    def step(self, time_left: float = math.inf) -> StepUpdate:
+        """One step for every live row. Rewards whose cost depends on their input (regex, JSON schema) stop at
+        `time_left` seconds."""
+        start = time.perf_counter()
+        with self.lm.session(), deadline(time_left):
+            update = self._step(self.state)
+        self.stats.steps += 1
+        self.stats.wall_time_s += time.perf_counter() - start
+        return update
+
+    # -- the loop of one call --------------------------------------------------------------------------------
     def run(self) -> Iterator[StepUpdate]:
         start = time.perf_counter()
-        with self.lm.session():
-            batch, logits = self.lm.prefill([p.ids for p in self.prompts])
-            self._count(batch.size, sum(len(p.ids) for p in self.prompts))
-            allowed = [c.allowed(self.config.max_new_tokens) if c is not None else None for c in self.constraints]
-            rows = [
-                Row(i, [], 0.0, prop, Branch([prop.greedy], [prop.greedy_logp],
-                                             constraint=_advanced(self.constraints[i], prop.greedy, self.lm.eos_token_ids)),
-                    constraint=self.constraints[i])
-                for i, prop in enumerate(self.proposer.propose(logits, None, allowed))
-            ]
-        state = State(rows, batch, batch.length)
+        prompts, rewards, constraints = self._initial
+        n = len(prompts)
+        self.admit(prompts, [self.config] * n, [rewards] * n, constraints)
+        self.stats.wall_time_s = time.perf_counter() - start
         timeout = self.config.timeout_s
-        while state.rows:
+        while self.state.rows:
             left = math.inf if timeout is None else timeout - (time.perf_counter() - start)
             if left <= 0:
                 raise self._timeout()
-            # Rewards whose cost depends on their input (regex, JSON schema) also stop at the call's deadline.
-            with self.lm.session(), deadline(left):
-                try:
-                    update = self._step(state)
-                except RewardError as exc:
-                    if timeout is not None and time.perf_counter() - start > timeout:
-                        raise self._timeout() from exc
-                    raise
-            self.stats.steps += 1
-            self.stats.wall_time_s = time.perf_counter() - start
+            try:
+                update = self.step(left)
+            except RewardError as exc:
+                if timeout is not None and time.perf_counter() - start > timeout:
+                    raise self._timeout() from exc
+                raise
             yield update
 
     def _timeout(self) -> GenerationTimeout:
@@ -216,14 +305,13 @@ class DeALSearch:
 
     def _step(self, state: State) -> StepUpdate:
         cfg, rows, batch, committed = self.config, state.rows, state.cache, state.committed
-        remaining = cfg.max_new_tokens - len(rows[0].tokens)
-        scored_len = min(cfg.lookahead + 1, remaining)
-        commit = min(cfg.commit, remaining)
-        rollout_len = min(max(cfg.lookahead, cfg.commit) + 1, remaining)
-        if batch.length > committed + rollout_len - 1:  # the budget shrank below the tails we carried
-            batch = self.lm.gather([(batch, i) for i in range(len(rows))], committed + rollout_len - 1)
+        jobs = [self.jobs[row.prompt] for row in rows]
+        remaining = [job.config.max_new_tokens - len(row.tokens) for job, row in zip(jobs, rows)]
+        rollout = [min(max(cfg.lookahead, cfg.commit) + 1, left) for left in remaining]
+        if batch.length > committed + min(rollout) - 1:  # a budget shrank below the tails we carried
+            batch = self.lm.gather([(batch, i) for i in range(len(rows))], committed + min(rollout) - 1)
             for row in rows:
-                self._truncate(row.tail, rollout_len - 1)
+                self._truncate(row.tail, min(rollout) - 1)
 
         candidates = [
             [Candidate(r, rank, tok, lp) for rank, (tok, lp) in enumerate(self.proposer.candidates(row.proposal))]
@@ -237,42 +325,42 @@ class DeALSearch:
                 match.branch, match.batch, match.batch_row = row.tail, batch, r
                 reused.append(match)
         if reused:
-            self._rollout(batch, [row.tail for row in rows], rollout_len, active={c.row for c in reused},
-                          done=[len(row.tokens) for row in rows])
-            self._score(rows, reused, scored_len)
+            self._rollout(batch, [row.tail for row in rows], rollout, active={c.row for c in reused}, left=remaining)
+            self._score(rows, reused)
 
         # Pruning: skip candidates that cannot enter the beam even with the best possible reward.
         threshold = self._thresholds(rows, reused)
         pending = [c for cands in candidates for c in cands if c.branch is None]
         if cfg.prune:
-            bound = cfg.reward_weight * self.reward_max if cfg.reward_weight else 0.0
-            survivors = [c for c in pending if rows[c.row].logp + c.logp + bound >= threshold[rows[c.row].prompt]]
+            survivors = [c for c in pending if rows[c.row].logp + c.logp + cfg.reward_weight * jobs[c.row].reward_max
+                         >= threshold[rows[c.row].prompt]]
         else:
             survivors = pending
         self.stats.candidates_pruned += len(pending) - len(survivors)
         if survivors:
+            eos = self.lm.eos_token_ids
             fresh = self.lm.gather([(batch, c.row) for c in survivors], committed)
-            branches = [Branch([c.token], [c.logp], constraint=_advanced(rows[c.row].constraint, c.token, self.lm.eos_token_ids))
+            branches = [Branch([c.token], [c.logp], constraint=_advanced(rows[c.row].constraint, c.token, eos))
                         for c in survivors]
             for i, (c, branch) in enumerate(zip(survivors, branches)):
                 c.branch, c.batch, c.batch_row = branch, fresh, i
-            self._rollout(fresh, branches, rollout_len, active=set(range(len(survivors))),
-                          done=[len(rows[c.row].tokens) for c in survivors])
-            self._score(rows, survivors, scored_len, threshold if cfg.prune else None)
+            self._rollout(fresh, branches, [rollout[c.row] for c in survivors], active=set(range(len(survivors))),
+                          left=[remaining[c.row] for c in survivors])
+            self._score(rows, survivors, threshold if cfg.prune else None)
 
         winners = self._select(rows, candidates)
         if cfg.trace:
             self._record(rows, candidates, winners)
-        return self._commit(state, winners, commit)
+        return self._commit(state, winners)
 
     # -- pieces of a step ------------------------------------------------------------------------------------
-    def _rollout(self, batch: Rows, branches: list[Branch], length: int, active: set[int], done: list[int]) -> None:
-        """Extend the `active` branches greedily, one batched forward per token, until `length` tokens or EOS.
-        `done[i]`: tokens committed before branch i (what is left of the budget matters to output constraints)."""
-        budget = self.config.max_new_tokens
+    def _rollout(self, batch: Rows, branches: list[Branch], lengths: list[int], active: set[int],
+                 left: list[int]) -> None:
+        """Extend the `active` branches greedily, one batched forward per token, until `lengths[i]` tokens or EOS.
+        `left[i]`: the budget left before branch i (output constraints close the output as it runs out)."""
         eos = self.lm.eos_token_ids
         while True:
-            need = [i in active and len(b.tokens) < length and b.tokens[-1] not in eos for i, b in
+            need = [i in active and len(b.tokens) < lengths[i] and b.tokens[-1] not in eos for i, b in
                     enumerate(branches)]
             if not any(need):
                 return
@@ -280,7 +368,7 @@ class DeALSearch:
             scores = self.lm.step(batch, feed, need)
             self._count(len(feed), sum(need))
             rows_needing = [i for i, n in enumerate(need) if n]
-            allowed = [branches[i].constraint.allowed(budget - done[i] - len(branches[i].tokens))
+            allowed = [branches[i].constraint.allowed(left[i] - len(branches[i].tokens))
                        if branches[i].constraint is not None else None for i in rows_needing]
             for i, proposal in zip(rows_needing, self.proposer.propose(scores, rows_needing, allowed)):
                 branch = branches[i]
@@ -290,37 +378,42 @@ class DeALSearch:
                 if branch.constraint is not None and proposal.greedy not in eos:
                     branch.constraint.consume(proposal.greedy)
 
-    def _score(self, rows: list[Row], cands: list[Candidate], scored_len: int,
-               threshold: dict[int, float] | None = None) -> None:
+    def _score(self, rows: list[Row], cands: list[Candidate], threshold: dict[int, float] | None = None) -> None:
         if not cands:
             return
         cfg, eos = self.config, self.lm.eos_token_ids
         bodies = []
         for c in cands:
-            ext = c.branch.tokens[:scored_len]
+            row, job = rows[c.row], self.jobs[rows[c.row].prompt]
+            ext = c.branch.tokens[:min(cfg.lookahead + 1, job.config.max_new_tokens - len(row.tokens))]
             ended = next((j for j, t in enumerate(ext) if t in eos), None)
-            c.final = ended is not None or len(rows[c.row].tokens) + len(ext) >= cfg.max_new_tokens
-            bodies.append(rows[c.row].tokens + (ext if ended is None else ext[:ended]))
+            c.final = ended is not None or len(row.tokens) + len(ext) >= job.config.max_new_tokens
+            bodies.append(row.tokens + (ext if ended is None else ext[:ended]))
         texts = self.lm.decode_batch(bodies)
         for c, text in zip(cands, texts):
-            c.text, hit = cut_at_stop(text, cfg.stop)
+            c.text, hit = cut_at_stop(text, self.jobs[rows[c.row].prompt].config.stop)
             c.final = c.final or hit
 
-        def keep(i: int, reward_bound: float) -> bool:
-            c = cands[i]
-            return rows[c.row].logp + c.logp + cfg.reward_weight * reward_bound >= threshold[rows[c.row].prompt]
+        groups: dict[int, list[Candidate]] = {}  # candidates of prompts that share a reward sum are scored together
+        for c in cands:
+            groups.setdefault(id(self.jobs[rows[c.row].prompt].scorer), []).append(c)
+        for group in groups.values():
+            def keep(i: int, reward_bound: float, group: list[Candidate] = group) -> bool:
+                c = group[i]
+                return rows[c.row].logp + c.logp + cfg.reward_weight * reward_bound >= threshold[rows[c.row].prompt]
 
-        staged = keep if threshold is not None and cfg.reward_weight else None
-        results = self.scorer([(rows[c.row].prompt, c.text, c.final) for c in cands], staged)
-        for c, scored in zip(cands, results):
-            if scored is None:  # cheap rewards already rule it out: expensive ones were skipped
-                c.skipped = True
-                self.stats.candidates_pruned += 1
-                continue
-            # log P(prefix + candidate): in segment mode the committed lookahead tokens are the greedy rollout, not
-            # a choice; counting their likelihood here would favour bland, confident continuations over the reward.
-            c.reward, c.components = scored
-            c.score = rows[c.row].logp + c.logp + cfg.reward_weight * c.reward
+            staged = keep if threshold is not None and cfg.reward_weight else None
+            scorer = self.jobs[rows[group[0].row].prompt].scorer
+            results = scorer([(rows[c.row].prompt, c.text, c.final) for c in group], staged)
+            for c, scored in zip(group, results):
+                if scored is None:  # cheap rewards already rule it out: expensive ones were skipped
+                    c.skipped = True
+                    self.stats.candidates_pruned += 1
+                    continue
+                # log P(prefix + candidate): in segment mode the committed lookahead tokens are the greedy rollout,
+                # not a choice; counting their likelihood would favour bland, confident continuations over the reward.
+                c.reward, c.components = scored
+                c.score = rows[c.row].logp + c.logp + cfg.reward_weight * c.reward
 
     def _thresholds(self, rows: list[Row], scored: list[Candidate]) -> dict[int, float]:
         """Per prompt, the beam_width-th best score found so far (-inf while fewer are known)."""
@@ -347,11 +440,14 @@ class DeALSearch:
             winners[prompt] = ranked[: self.config.beam_width]
         return winners
 
-    def _commit(self, state: State, winners: dict[int, list[Candidate]], commit: int) -> StepUpdate:
-        """Append each winner's first `commit` tokens; finished rows leave, the rest move to a new cache."""
-        eos, cfg, rows = self.lm.eos_token_ids, self.config, state.rows
+    def _commit(self, state: State, winners: dict[int, list[Candidate]]) -> StepUpdate:
+        """Append each winner's first `commit` tokens (fewer where the budget ends); finished rows leave, the rest
+        move to a new cache."""
+        eos, rows = self.lm.eos_token_ids, state.rows
         new_rows, picks, update = [], [], StepUpdate({}, {})
         for prompt, chosen in winners.items():
+            job = self.jobs[prompt]
+            commit = min(self.config.commit, job.config.max_new_tokens - len(rows[chosen[0].row].tokens))
             for c in chosen:
                 row, branch = rows[c.row], c.branch
                 n = min(commit, len(branch.tokens))
@@ -359,9 +455,9 @@ class DeALSearch:
                 ended = next((j for j, t in enumerate(step_tokens) if t in eos), None)
                 tokens = row.tokens + (step_tokens if ended is None else step_tokens[:ended])
                 logp = row.logp + sum(branch.logps[:n])
-                hit = self._stopped(tokens, n)
+                hit = self._stopped(job, tokens, n)
                 reason = "eos" if ended is not None else "stop" if hit else (
-                    "length" if len(tokens) >= cfg.max_new_tokens else None)
+                    "length" if len(tokens) >= job.config.max_new_tokens else None)
                 # the output format's state after the committed tokens (the branch's, rolled back over the tail)
                 after = None
                 if branch.constraint is not None:
@@ -388,16 +484,16 @@ class DeALSearch:
         # and shorten the tails to match (they are simply topped up next step).
         length = min(batch.length for batch, _ in picks)
         state.cache = self.lm.gather(picks, length)
-        state.committed += commit
+        state.committed += self.config.commit  # every row that stays committed exactly this many
         for row in new_rows:
             self._truncate(row.tail, length - state.committed)
         return update
 
-    def _stopped(self, tokens: list[int], new: int) -> bool:
+    def _stopped(self, job: Job, tokens: list[int], new: int) -> bool:
         """Whether the newest `new` tokens completed a stop string (only a window of the text is decoded)."""
-        if not self.stop_span:
+        if not job.stop_span:
             return False
-        return cut_at_stop(self.lm.decode(tokens[-(new + self.stop_span):]), self.config.stop)[1]
+        return cut_at_stop(self.lm.decode(tokens[-(new + job.stop_span):]), job.config.stop)[1]
 
     def _truncate(self, branch: Branch, fed: int) -> None:
         """Keep the first `fed` fed tokens of a branch (plus the unfed one after them)."""

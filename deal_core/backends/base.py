@@ -109,6 +109,8 @@ class Backend(Protocol):
 
     def gather(self, picks: Sequence[tuple[Rows, int]], length: int) -> Rows: ...  # fork/select rows, crop
 
+    def pad(self, rows: Rows, length: int) -> Rows: ...  # masked columns on the left, up to `length` columns
+
     def answer_logodds(self, scores: Any, yes: Sequence[int], no: Sequence[int]) -> list[float]: ...
 
     def generate(self, ids: Sequence[int], *, max_new_tokens: int, n: int = 1, sample: bool = False,

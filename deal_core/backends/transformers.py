@@ -248,6 +248,20 @@ class LanguageModel:
         mask = (masks[0] if len(masks) == 1 else torch.cat(masks, dim=0)).index_select(0, index)
         return KVBatch(self.model, DynamicCache(layers, config=self.model.config), mask)
 
+    def pad(self, rows: KVBatch, length: int) -> KVBatch:
+        """The same rows with masked columns added on the left up to `length` (positions count real tokens only,
+        so nothing they compute changes): lines up caches of different lengths before `gather` joins them."""
+        extra = length - rows.length
+        if extra <= 0:
+            return rows
+
+        def left(t: torch.Tensor) -> torch.Tensor:
+            return torch.cat([t.new_zeros((*t.shape[:-2], extra, t.shape[-1])), t], dim=-2)
+
+        layers = [(left(layer.keys), left(layer.values)) for layer in rows.cache.layers]
+        mask = torch.cat([rows.mask.new_zeros((rows.size, extra)), rows.mask], dim=1)
+        return KVBatch(self.model, DynamicCache(layers, config=self.model.config), mask)
+
     def answer_logodds(self, scores: torch.Tensor, yes: Sequence[int], no: Sequence[int]) -> list[float]:
         """log P(any of `yes`) − log P(any of `no`) per row of next-token scores."""
         logp = torch.log_softmax(scores.float(), -1)

@@ -16,6 +16,7 @@ TASKS: dict[str, str] = {
     "tradeoff": "deal_core.bench.tradeoff:run",
     "serve": "deal_core.bench.serve:run",
     "batch": "deal_core.bench.batch:run",
+    "tools": "deal_core.bench.tools:run",
 }
 
 
@@ -27,6 +28,7 @@ TUNABLE: dict[str, set[str]] = {
     "tradeoff": _SEARCH - {"reward_weight"},
     "serve": _SEARCH,
     "batch": _SEARCH,
+    "tools": _SEARCH,
 }
 
 

@@ -11,10 +11,10 @@ import regex
 from deal_core.constraint import CALL_OPEN
 from deal_core.rewards.base import Reward
 
-# A complete JSON string that is a value (after ": ", "[" or ", "), not a key (a key is followed by ": "); and a
-# value still being written at the end of the text.
-_VALUE = regex.compile(r'(?<=: |\[|, )"((?:[^"\\]|\\.)*)"(?!: )')
-_OPEN_VALUE = regex.compile(r'(?<=: |\[|, )"((?:[^"\\]|\\.)*)$')
+# A JSON string that is a value: after ": " or "[", or after ", " when an array goes on (", " or "]" follows; a key
+# is followed by ": ", and a text cut right after one must not count it). A value still being written ends the text.
+_VALUE = regex.compile(r'(?:(?<=: |\[)"((?:[^"\\]|\\.)*)"(?!: )|(?<=, )"((?:[^"\\]|\\.)*)"(?=, |\]))')
+_OPEN_VALUE = regex.compile(r'(?<=: |\[)"((?:[^"\\]|\\.)*)$')
 _ARGUMENTS = '"arguments": '
 
 
@@ -36,7 +36,8 @@ class ToolArguments(Reward):
             start = call.find(_ARGUMENTS)
             if start >= 0:
                 arguments = call[start + len(_ARGUMENTS):]
-                for raw in _VALUE.findall(arguments) + _OPEN_VALUE.findall(arguments):
+                found = [a or b for a, b in _VALUE.findall(arguments)] + _OPEN_VALUE.findall(arguments)
+                for raw in found:
                     try:
                         values.append(json.loads(f'"{raw}"'))
                     except ValueError:

@@ -138,6 +138,9 @@ class TableBackend:
     def gather(self, picks: Sequence[tuple[TableRows, int]], length: int) -> TableRows:
         return TableRows([list(rows.seqs[i][:length]) for rows, i in picks])
 
+    def pad(self, rows: TableRows, length: int) -> TableRows:
+        return TableRows([[None] * (length - len(seq)) + seq for seq in rows.seqs])
+
     def answer_logodds(self, scores: list[list[float]], yes: Sequence[int], no: Sequence[int]) -> list[float]:
         def mass(logp: list[float], ids: Sequence[int]) -> float:
             return math.log(sum(math.exp(logp[t]) for t in ids))

@@ -226,3 +226,21 @@ def test_a_long_winded_model_still_closes_its_json_within_the_budget(tiny_long_l
         deal.generate(_ask(response_format=ResponseFormat(type="json_schema", json_schema=free)), max_new_tokens=12)
     calls = deal.generate(_ask(tools=(WEATHER, ADD), tool_choice="required"), max_new_tokens=40)
     assert calls.tool_calls and all(c.name in ("get_weather", "add") for c in calls.tool_calls)
+
+
+def test_tool_arguments_scores_values_not_keys():
+    from deal_core.rewards import ToolArguments
+
+    head = '<tool_call>\n{"name": "f", "arguments": '
+    cases = {
+        '{"a": 1, "temperature2': 1.0,  # a key being written is no value
+        '{"a": 1, "temperature2"': 1.0,  # nor a key whose ": " has not come yet
+        '{"city": "Paris", "b": ["Rome", "Oslo"]}': 2 / 3,  # Oslo is not in the request
+        '{"city": "Par': 1.0,  # on its way to a piece of the request
+        '{"city": "Lon': 0.0,  # already not
+        '{"n": 4}': 1.0,  # no string arguments
+    }
+    texts = [head + body for body in cases]
+    scores = ToolArguments().score(["weather in Paris and Rome"] * len(texts), texts, [False] * len(texts))
+    assert scores == pytest.approx(list(cases.values()))
+    assert ToolArguments().score(["x"], ["plain text"], [True]) == [1.0]
