@@ -247,6 +247,8 @@ def serve(
     ray: Annotated[bool, typer.Option("--ray", help="Serve on Ray Serve (cluster: $RAY_ADDRESS, else a new local "
                                                     "one).")] = False,
     replicas: Annotated[Optional[int], typer.Option(min=1, help="With --ray: model replicas. [default: 1]")] = None,
+    batching: Annotated[bool, typer.Option(help="Concurrent requests share forward passes (continuous batching); "
+                                                "--no-batching makes them take turns.")] = True,
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health)."""
     import importlib.util
@@ -268,7 +270,7 @@ def serve(
         return
     from deal_core.server import serve as run_server
 
-    run_server(model=model, host=host, port=port, rewards=rewards if rewards.terms else None)
+    run_server(model=model, host=host, port=port, rewards=rewards if rewards.terms else None, batching=batching)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,7 @@ from deal_core.prompts import EncodedPrompt, PromptLike, encode_prompt
 from deal_core.request import Request, ToolCall
 from deal_core.result import GenerationResult, SearchStats
 from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
-from deal_core.search import DeALSearch, Finished
+from deal_core.search import DeALSearch, Finished, StepUpdate
 from deal_core.streaming import DeltaTracker, IncrementalDecoder, cut_at_stop
 
 
@@ -97,12 +97,17 @@ class DeAL:
         rewards: RewardLike = None,
         config: DeALConfig | None = None,
         use_chat_template: bool | None = None,
+        batching: bool = False,
         **settings: Any,
     ):
         self.lm: Backend = model if isinstance(model, Backend) else load_model(model)
         self.rewards = as_reward_sum(rewards)
         self.config = make_config(config, **settings)
         self.use_chat_template = use_chat_template
+        # batching: one-prompt calls made at the same time (threads, tasks, a server's requests) share one search's
+        # forward passes (deal_core/scheduler.py) instead of taking turns on the model
+        self.batching = batching
+        self._batcher: Any = None
 
     # -- preparing a call ------------------------------------------------------------------------------------
     def _prepare(
@@ -148,10 +153,13 @@ class DeAL:
             return [None if g is None else Matcher.build(self.lm.grammar_tokenizer(), g) for g in prepared.grammars]
 
     def _result(
-        self, search: DeALSearch, index: int, done: Finished, config: DeALConfig, prepared: Prepared
+        self, search: DeALSearch, index: int, done: Finished, prepared: Prepared, slot: int | None = None
     ) -> GenerationResult:
+        """The result of prompt `index` of `search`, which is request `slot` (default: `index`) of `prepared`."""
+        config = prepared.config
         raw, _ = cut_at_stop(self.lm.decode(done.tokens), config.stop)
-        request, grammar = prepared.requests[index], prepared.grammars[index]
+        slot = index if slot is None else slot
+        request, grammar = prepared.requests[slot], prepared.grammars[slot]
         text, calls, parsed, reason = raw, [], None, done.reason
         tools = grammar is not None and bool(request.tools) and request.choice[0] != "none"
         if tools:
@@ -201,7 +209,7 @@ class DeAL:
         for update in search.run():
             done.update(update.finished)
             yield None
-        results = [self._result(search, i, done[i], config, prepared) for i in range(len(encoded))]
+        results = [self._result(search, i, done[i], prepared) for i in range(len(encoded))]
         self._final_rewards(results, [e.request for e in encoded], reward_sum)
         yield results
 
@@ -224,7 +232,37 @@ class DeAL:
         return results
 
     async def agenerate(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> GenerationResult:
-        return (await self.agenerate_batch([prompt], rewards, **overrides))[0]
+        if not self.batching:
+            return (await self.agenerate_batch([prompt], rewards, **overrides))[0]
+        prepared = self._prepare([prompt], rewards, overrides)
+        result = None
+        async for item in iterate_in_thread(lambda: self._single_steps(prepared)):
+            result = item if item is not None else result
+        return result
+
+    # -- one prompt, alone or sharing a search with concurrent calls ------------------------------------------
+    def _follow(self, prepared: Prepared) -> Iterator[tuple[DeALSearch, int, StepUpdate]]:
+        """The steps of the search serving a one-prompt call: (search, the prompt's index in it, update)."""
+        if self.batching:
+            if self._batcher is None:
+                from deal_core.scheduler import Scheduler
+
+                self._batcher = Scheduler(self)
+            yield from self._batcher.submit(prepared)
+            return
+        search = DeALSearch(self.lm, prepared.config, prepared.rewards, prepared.encoded, self._constraints(prepared))
+        for update in search.run():
+            yield search, 0, update
+
+    def _single_steps(self, prepared: Prepared) -> Iterator[GenerationResult | None]:
+        """None after every step, then the result."""
+        for search, index, update in self._follow(prepared):
+            if index in update.finished:
+                result = self._result(search, index, update.finished[index], prepared, 0)
+                self._final_rewards([result], [prepared.encoded[0].request], prepared.rewards)
+                yield result
+                return
+            yield None
 
     async def astream(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> AsyncTextStream:
         """Async text deltas; `.result` is set once the stream is exhausted."""
@@ -233,7 +271,10 @@ class DeAL:
 
     def generate(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> GenerationResult:
         """Align one prompt (a string or a list of chat messages). Keyword overrides change `DeALConfig` fields."""
-        return self.generate_batch([prompt], rewards, **overrides)[0]
+        if not self.batching:
+            return self.generate_batch([prompt], rewards, **overrides)[0]
+        *_, result = self._single_steps(self._prepare([prompt], rewards, overrides))
+        return result
 
     def stream(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> TextStream:
         """Stream committed text as it is decided. With beam_width > 1 the text arrives once, at the end."""
@@ -243,19 +284,18 @@ class DeAL:
         calls = prepared.grammars[0] is not None and prepared.requests[0].tools
 
         def deltas() -> Iterator[str]:
-            search = DeALSearch(self.lm, config, reward_sum, encoded, self._constraints(prepared))
             # with tools, text is shown up to the first tool call; the calls arrive with the result
             tracker = DeltaTracker([*config.stop, CALL_OPEN] if calls else config.stop)
             text = IncrementalDecoder(self.lm.decode)
-            finished = None
-            for update in search.run():
-                if 0 in update.finished:
-                    finished = update.finished[0]
-                elif config.beam_width == 1 and 0 in update.tokens:
-                    delta = tracker.update(text.update(update.tokens[0]))
+            finished = search = index = None
+            for search, index, update in self._follow(prepared):
+                if index in update.finished:
+                    finished = update.finished[index]
+                elif config.beam_width == 1 and index in update.tokens:
+                    delta = tracker.update(text.update(update.tokens[index]))
                     if delta:
                         yield delta
-            result = self._result(search, 0, finished, config, prepared)
+            result = self._result(search, index, finished, prepared, 0)
             self._final_rewards([result], [encoded[0].request], reward_sum)
             tail = tracker.update(result.text, final=True)
             stream.result = result

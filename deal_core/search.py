@@ -201,6 +201,10 @@ class DeALSearch:
         self.fallback: set[int] = set()
         self.state: State | None = None
         self._initial = (prompts, rewards, constraints or [None] * len(prompts))
+        # Shared searches (the scheduler's) isolate reward failures: the prompt whose rewards failed leaves the
+        # step (its error is in `errors`), the others go on. A one-call search raises them.
+        self.isolate_errors = False
+        self.errors: dict[int, Exception] = {}
 
     @property
     def prompts(self) -> list[EncodedPrompt]:
@@ -404,7 +408,14 @@ class DeALSearch:
 
             staged = keep if threshold is not None and cfg.reward_weight else None
             scorer = self.jobs[rows[group[0].row].prompt].scorer
-            results = scorer([(rows[c.row].prompt, c.text, c.final) for c in group], staged)
+            try:
+                results = scorer([(rows[c.row].prompt, c.text, c.final) for c in group], staged)
+            except RewardError as exc:
+                if not self.isolate_errors:
+                    raise
+                for c in group:
+                    self.errors[rows[c.row].prompt] = exc
+                results = [None] * len(group)
             for c, scored in zip(group, results):
                 if scored is None:  # cheap rewards already rule it out: expensive ones were skipped
                     c.skipped = True
@@ -434,6 +445,8 @@ class DeALSearch:
                     by_prompt.setdefault(rows[c.row].prompt, []).append(c)
         winners = {}
         for prompt, cands in by_prompt.items():
+            if prompt in self.errors:
+                continue
             ranked = sorted(cands, key=lambda c: (-c.score, c.row, c.rank))
             if ranked[0].score == -math.inf:
                 self.fallback.add(prompt)  # every candidate vetoed: keep the likeliest, flagged

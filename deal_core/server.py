@@ -116,16 +116,19 @@ def _deal_info(result: GenerationResult) -> dict[str, Any]:
 
 
 def create_app(deal: DeAL | None = None, *, model: str | None = None, rewards: RewardSum | None = None,
-               limits: ServerLimits | None = None) -> Any:
+               limits: ServerLimits | None = None, batching: bool = True) -> Any:
     """The FastAPI application. `deal` (or `model`) is the aligned model; `rewards` are the server-wide defaults
-    a request uses when it names none."""
+    a request uses when it names none. With `batching` (the default) concurrent requests share forward passes
+    (continuous batching, deal_core/scheduler.py); without it they take turns on the model."""
     from fastapi import FastAPI
     from fastapi import Request as HTTPRequest
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, StreamingResponse
 
     deal = deal or DeAL(model)
-    raw = DeAL(deal.lm, config=deal.config, use_chat_template=False)  # /v1/completions: no chat template
+    if deal.batching != batching:  # the server's own decoder over the same weights
+        deal = DeAL(deal.lm, deal.rewards, deal.config, deal.use_chat_template, batching=batching)
+    raw = DeAL(deal.lm, config=deal.config, use_chat_template=False, batching=batching)  # /v1/completions
     limits = limits or ServerLimits()
     default_rewards = rewards if rewards is not None else deal.rewards
     name = deal.lm.name
@@ -258,8 +261,10 @@ def running_server(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator
 
 
 def serve(model: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-          rewards: RewardSum | None = None, log_level: Literal["info", "warning"] = "info") -> None:
+          rewards: RewardSum | None = None, log_level: Literal["info", "warning"] = "info",
+          batching: bool = True) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(model=model, rewards=rewards), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(model=model, rewards=rewards, batching=batching), host=host, port=port,
+                log_level=log_level)

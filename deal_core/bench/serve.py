@@ -1,5 +1,5 @@
-"""`deal bench serve`: throughput and latency of `deal serve` under concurrent load, against the same requests
-sent one at a time, in one run.
+"""`deal bench serve`: throughput and latency of `deal serve` under concurrent load (continuous batching), against
+the same requests sent one at a time and against the same load taking turns (no batching), in one run.
 
 Each request is a CommonGen prompt with its own keyword reward (sent in the `deal` field), so concurrent requests
 differ in their rewards. Every answer is checked against the one-at-a-time answer to the same request.
@@ -52,29 +52,33 @@ def run(model: str | None = None, data: str | None = None, limit: int = 16, max_
     bodies = [{"messages": [{"role": "user", "content": s.prompt}], "max_tokens": max_new_tokens,
                "deal": {"rewards": [{"name": "keywords", "keywords": s.concepts}], **(settings or {})}}
               for s in sets]
-    with running_server(create_app(deal)) as url:
+    with running_server(create_app(deal, batching=True)) as url:
         _send(url, bodies[0])  # warm-up
         alone = _round(url, bodies, 1)  # one at a time: the baseline, and the answers every round must match
         rounds = {c: _round(url, bodies, c) for c in concurrency}
+    with running_server(create_app(deal, batching=False)) as url:  # the same load, requests taking turns
+        turns = _round(url, bodies, max(concurrency))
     header = "| concurrency | tokens/s | × one at a time | p50 latency (s) | p95 latency (s) | same answers |"
     lines = [header, "|---|---|---|---|---|---|",
              f"| one at a time | {alone['tokens_per_s']:.1f} | 1.00 | {alone['p50_s']:.2f} | {alone['p95_s']:.2f} | "
              "— |"]
     summary: dict[str, Any] = {"one_at_a_time": {k: v for k, v in alone.items() if k != "texts"}}
-    for c, r in rounds.items():
+    labelled = [(str(c), c, r) for c, r in rounds.items()] + [
+        (f"{max(concurrency)}, no batching (turns)", max(concurrency), turns)]
+    for label, c, r in labelled:
         same = sum(a == b for a, b in zip(r["texts"], alone["texts"]))
         ratio = r["tokens_per_s"] / alone["tokens_per_s"]
-        summary[str(c)] = {**{k: v for k, v in r.items() if k != "texts"}, "ratio": ratio, "same_answers": same}
-        lines.append(f"| {c} | {r['tokens_per_s']:.1f} | {ratio:.2f} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
+        summary[label] = {**{k: v for k, v in r.items() if k != "texts"}, "ratio": ratio, "same_answers": same}
+        lines.append(f"| {label} | {r['tokens_per_s']:.1f} | {ratio:.2f} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
                      f"{same}/{len(bodies)} |")
     table = (f"deal serve under load: {len(bodies)} requests (CommonGen prompts, a keyword reward each), "
-             f"{deal.lm.name}, max_tokens={max_new_tokens}\n\n" + "\n".join(lines))
+             f"{deal.lm.name}, max_tokens={max_new_tokens}, continuous batching unless said\n\n" + "\n".join(lines))
 
     def plot(path: Any) -> None:
-        labels = ["1 at a time", *(str(c) for c in rounds)]
-        bar_plot(path, labels, {"tokens/s": [alone["tokens_per_s"], *(r["tokens_per_s"] for r in rounds.values())]},
+        labels = ["1 at a time", *(label for label, _, _ in labelled)]
+        bar_plot(path, labels, {"tokens/s": [alone["tokens_per_s"], *(r["tokens_per_s"] for _, _, r in labelled)]},
                  "deal serve throughput by concurrency")
 
-    rows = {"one_at_a_time": alone["texts"], **{str(c): r["texts"] for c, r in rounds.items()}}
+    rows = {"one_at_a_time": alone["texts"], **{label: r["texts"] for label, _, r in labelled}}
     return write_report("serve", deal, summary, rows, table, json_out, plot,
                         {"concurrency": list(concurrency), "max_new_tokens": max_new_tokens, "deal": settings or {}})

@@ -1,0 +1,120 @@
+"""Continuous batching: concurrent one-prompt calls share a search, and each answer equals the call made alone."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from deal_core import DeAL
+from deal_core.errors import GenerationTimeout, RewardError
+from deal_core.request import Request, ResponseFormat
+from deal_core.rewards import Keywords, Regex
+
+PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 8}, "age": {"type": "integer"}},
+          "required": ["name", "age"]}
+CALLS = [
+    ("Hello there", dict(rewards=Keywords(["the"]), max_new_tokens=12)),
+    ("Once upon a time", dict(max_new_tokens=7, stop=["e"])),
+    ("Tell me about dogs", dict(rewards=Keywords(["dog", "park"]), max_new_tokens=16)),
+    (Request.of("Who is Ann?", response_format=ResponseFormat(type="json_schema", json_schema=PERSON)),
+     dict(max_new_tokens=30)),
+    ("Why is the sky blue?", dict(rewards=Keywords(["sky"]), max_new_tokens=5)),
+    ("A short poem", dict(max_new_tokens=20, reward_weight=5.0)),
+]
+
+
+def test_staggered_concurrent_calls_each_equal_the_call_alone(tiny_long_lm, vowels, monkeypatch):
+    from deal_core.search import DeALSearch
+
+    joined = []  # rows already running when a prompt was admitted
+    admit = DeALSearch.admit
+
+    def spy(self, *args, **kwargs):
+        joined.append(len(self.state.rows) if self.state is not None else 0)
+        return admit(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeALSearch, "admit", spy)
+    base = dict(top_k=4, lookahead=3)
+    alone = [DeAL(tiny_long_lm, rewards=vowels, **base).generate(p, **kw) for p, kw in CALLS]
+    shared = DeAL(tiny_long_lm, rewards=vowels, batching=True, **base)
+    results: dict[int, object] = {}
+
+    def call(i: int) -> None:
+        time.sleep(0.02 * i)  # arrive while others are mid-search: joined at a step boundary
+        prompt, kw = CALLS[i]
+        results[i] = shared.generate(prompt, **kw)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(CALLS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    for i, expected in enumerate(alone):
+        got = results[i]
+        assert (got.token_ids, got.finish_reason, got.text) == (expected.token_ids, expected.finish_reason,
+                                                                 expected.text), CALLS[i]
+        assert got.rewards == pytest.approx(expected.rewards)
+    assert results[3].parsed == alone[3].parsed
+    assert any(joined[len(CALLS):]), joined  # some prompt joined a search mid-way (continuous batching)
+    # one search served them: fewer forward passes than the calls made alone
+    assert max(r.stats.forward_passes for r in results.values()) < sum(r.stats.forward_passes for r in alone)
+
+
+def test_streams_and_async_calls_share_the_search_too(tiny_long_lm):
+    deal = DeAL(tiny_long_lm, batching=True, top_k=3, lookahead=2, max_new_tokens=10)
+    solo = DeAL(tiny_long_lm, top_k=3, lookahead=2, max_new_tokens=10)
+
+    async def both():
+        streams = [await deal.astream(p) for p in ("Hello there", "Once upon a time")]
+
+        async def drain(stream):
+            return "".join([d async for d in stream]), stream
+
+        drained = await asyncio.gather(*(drain(s) for s in streams), deal.agenerate("Tell me about dogs"))
+        return drained
+
+    (a, sa), (b, sb), c = asyncio.run(both())
+    assert a == sa.result.text == solo.generate("Hello there").text
+    assert b == sb.result.text == solo.generate("Once upon a time").text
+    assert c.token_ids == solo.generate("Tell me about dogs").token_ids
+
+
+def test_a_failing_reward_or_a_timeout_ends_only_its_own_call(tiny_long_lm):
+    deal = DeAL(tiny_long_lm, batching=True, top_k=3, lookahead=2, max_new_tokens=12)
+    solo = DeAL(tiny_long_lm, top_k=3, lookahead=2, max_new_tokens=12)
+    outcome: dict[str, object] = {}
+
+    class Boom(Regex):
+        def _score(self, prompts, texts, is_final):
+            raise RewardError("boom")
+
+    def run(name, prompt, **kw):
+        try:
+            outcome[name] = deal.generate(prompt, **kw)
+        except Exception as exc:  # noqa: BLE001
+            outcome[name] = exc
+
+    threads = [threading.Thread(target=run, args=("ok", "Hello there")),
+               threading.Thread(target=run, args=("bad", "Hi"), kwargs={"rewards": Boom(pattern="x")}),
+               threading.Thread(target=run, args=("slow", "Yo"), kwargs={"timeout_s": 1e-9})]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert isinstance(outcome["bad"], RewardError)
+    assert isinstance(outcome["slow"], GenerationTimeout)
+    assert outcome["ok"].token_ids == solo.generate("Hello there").token_ids
+
+
+def test_a_closed_stream_leaves_the_shared_search(tiny_long_lm):
+    deal = DeAL(tiny_long_lm, batching=True, top_k=3, lookahead=2, max_new_tokens=40)
+    stream = deal.stream("Tell me a long story")
+    next(iter(stream))
+    stream.close()
+    # the next call runs on: the cancelled prompt's rows were dropped, not left to finish
+    result = deal.generate("Hello there", max_new_tokens=6)
+    assert result.token_ids == DeAL(tiny_long_lm, top_k=3, lookahead=2).generate("Hello there",
+                                                                                    max_new_tokens=6).token_ids
