@@ -88,6 +88,8 @@ class Scheduler:
                 continue
             prepared = ticket.prepared
             key = shared_key(prepared.config)
+            if prepared.config.sample:  # sampled proposals draw from one generator per search: never share it
+                key = (*key, id(ticket))
             try:
                 constraints = self.deal._constraints(prepared)
                 if key not in self._searches:

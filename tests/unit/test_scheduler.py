@@ -118,3 +118,20 @@ def test_a_closed_stream_leaves_the_shared_search(tiny_long_lm):
     result = deal.generate("Hello there", max_new_tokens=6)
     assert result.token_ids == DeAL(tiny_long_lm, top_k=3, lookahead=2).generate("Hello there",
                                                                                     max_new_tokens=6).token_ids
+
+
+def test_sampled_calls_keep_their_own_random_stream(tiny_long_lm):
+    deal = DeAL(tiny_long_lm, batching=True, top_k=3, lookahead=2, max_new_tokens=8)
+    solo = DeAL(tiny_long_lm, top_k=3, lookahead=2, max_new_tokens=8)
+    out: dict[int, list[int]] = {}
+
+    def run(i: int) -> None:
+        out[i] = deal.generate("Hello there", temperature=1.0, seed=7).token_ids
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    expected = solo.generate("Hello there", temperature=1.0, seed=7).token_ids
+    assert [out[i] for i in range(3)] == [expected] * 3
