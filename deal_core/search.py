@@ -311,11 +311,9 @@ class DeALSearch:
         cfg, rows, batch, committed = self.config, state.rows, state.cache, state.committed
         jobs = [self.jobs[row.prompt] for row in rows]
         remaining = [job.config.max_new_tokens - len(row.tokens) for job, row in zip(jobs, rows)]
+        # A tail carried past its row's budget is harmless: rollouts stop at `rollout`, scoring and commits at the
+        # budget. (Cutting every row's tail to the shortest budget would redo the others' lookaheads.)
         rollout = [min(max(cfg.lookahead, cfg.commit) + 1, left) for left in remaining]
-        if batch.length > committed + min(rollout) - 1:  # a budget shrank below the tails we carried
-            batch = self.lm.gather([(batch, i) for i in range(len(rows))], committed + min(rollout) - 1)
-            for row in rows:
-                self._truncate(row.tail, min(rollout) - 1)
 
         candidates = [
             [Candidate(r, rank, tok, lp) for rank, (tok, lp) in enumerate(self.proposer.candidates(row.proposal))]

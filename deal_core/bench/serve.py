@@ -28,13 +28,33 @@ def _send(url: str, body: dict[str, Any]) -> tuple[str, int, float]:
     return reply["choices"][0]["message"]["content"], reply["usage"]["completion_tokens"], time.perf_counter() - start
 
 
-def _round(url: str, bodies: list[dict[str, Any]], workers: int) -> dict[str, Any]:
+class Forwards:
+    """Counts the model's forward passes and the sequences (rows) they carry, where the backend exposes a torch
+    module (`lm.model`): shared passes are what batching changes."""
+
+    def __init__(self, deal: DeAL):
+        self.calls = self.rows = 0
+        module = getattr(deal.lm, "model", None)
+        if module is not None and hasattr(module, "register_forward_hook"):
+            module.register_forward_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module: Any, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+        self.calls += 1
+        ids = kwargs.get("input_ids")
+        ids = ids if ids is not None else (args[0] if args else None)
+        self.rows += int(ids.shape[0]) if hasattr(ids, "shape") else 0
+
+
+def _round(url: str, bodies: list[dict[str, Any]], workers: int, forwards: Forwards) -> dict[str, Any]:
+    calls, rows = forwards.calls, forwards.rows
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         replies = list(pool.map(lambda body: _send(url, body), bodies))
     wall = time.perf_counter() - start
     latencies = sorted(r[2] for r in replies)
     return {"texts": [r[0] for r in replies], "tokens": sum(r[1] for r in replies), "wall_s": wall,
+            "forward_passes": forwards.calls - calls, "rows_per_pass": (forwards.rows - rows) / max(
+                forwards.calls - calls, 1),
             "tokens_per_s": sum(r[1] for r in replies) / wall,
             "p50_s": statistics.median(latencies), "p95_s": latencies[min(len(latencies) - 1,
                                                                          round(0.95 * (len(latencies) - 1)))]}
@@ -48,20 +68,22 @@ def run(model: str | None = None, data: str | None = None, limit: int = 16, max_
     if any(c < 1 for c in concurrency):
         raise ConfigError(f"concurrency levels must be >= 1, got {list(concurrency)}")
     deal = DeAL(model)
+    forwards = Forwards(deal)
     sets = load_commongen(data, limit)
     bodies = [{"messages": [{"role": "user", "content": s.prompt}], "max_tokens": max_new_tokens,
                "deal": {"rewards": [{"name": "keywords", "keywords": s.concepts}], **(settings or {})}}
               for s in sets]
     with running_server(create_app(deal, batching=True)) as url:
         _send(url, bodies[0])  # warm-up
-        alone = _round(url, bodies, 1)  # one at a time: the baseline, and the answers every round must match
-        rounds = {c: _round(url, bodies, c) for c in concurrency}
+        alone = _round(url, bodies, 1, forwards)  # one at a time: the baseline, and the answers every round must match
+        rounds = {c: _round(url, bodies, c, forwards) for c in concurrency}
     with running_server(create_app(deal, batching=False)) as url:  # the same load, requests taking turns
-        turns = _round(url, bodies, max(concurrency))
-    header = "| concurrency | tokens/s | × one at a time | p50 latency (s) | p95 latency (s) | same answers |"
-    lines = [header, "|---|---|---|---|---|---|",
+        turns = _round(url, bodies, max(concurrency), forwards)
+    header = ("| concurrency | tokens/s | × one at a time | p50 latency (s) | p95 latency (s) | forward passes | "
+              "rows per pass | same answers |")
+    lines = [header, "|---|---|---|---|---|---|---|---|",
              f"| one at a time | {alone['tokens_per_s']:.1f} | 1.00 | {alone['p50_s']:.2f} | {alone['p95_s']:.2f} | "
-             "— |"]
+             f"{alone['forward_passes']} | {alone['rows_per_pass']:.1f} | — |"]
     summary: dict[str, Any] = {"one_at_a_time": {k: v for k, v in alone.items() if k != "texts"}}
     labelled = [(str(c), c, r) for c, r in rounds.items()] + [
         (f"{max(concurrency)}, no batching (turns)", max(concurrency), turns)]
@@ -70,7 +92,7 @@ def run(model: str | None = None, data: str | None = None, limit: int = 16, max_
         ratio = r["tokens_per_s"] / alone["tokens_per_s"]
         summary[label] = {**{k: v for k, v in r.items() if k != "texts"}, "ratio": ratio, "same_answers": same}
         lines.append(f"| {label} | {r['tokens_per_s']:.1f} | {ratio:.2f} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
-                     f"{same}/{len(bodies)} |")
+                     f"{r['forward_passes']} | {r['rows_per_pass']:.1f} | {same}/{len(bodies)} |")
     table = (f"deal serve under load: {len(bodies)} requests (CommonGen prompts, a keyword reward each), "
              f"{deal.lm.name}, max_tokens={max_new_tokens}, continuous batching unless said\n\n" + "\n".join(lines))
 
