@@ -39,6 +39,22 @@ def _help(field: str) -> str:
     return f"{info.description}{default}"
 
 
+# Search options shared by `generate` and `batch` (help text from DeALConfig).
+TopK = Annotated[Optional[int], typer.Option(help=_help("top_k"))]
+Lookahead = Annotated[Optional[int], typer.Option(help=_help("lookahead"))]
+BeamWidth = Annotated[Optional[int], typer.Option(help=_help("beam_width"))]
+Commit = Annotated[Optional[int], typer.Option(help=_help("commit"))]
+Weight = Annotated[Optional[float], typer.Option("--weight", help=_help("reward_weight"))]
+AlignmentPrompt = Annotated[Optional[str], typer.Option(help=_help("alignment_prompt"))]
+MaxNewTokens = Annotated[Optional[int], typer.Option(help=_help("max_new_tokens"))]
+Stop = Annotated[Optional[list[str]], typer.Option("--stop", help=_help("stop") + " Repeatable.")]
+Temperature = Annotated[Optional[float], typer.Option(help=_help("temperature"))]
+TopP = Annotated[Optional[float], typer.Option(help=_help("top_p"))]
+Seed = Annotated[Optional[int], typer.Option(help=_help("seed"))]
+Model = Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")]
+
+
+
 def _fail(message: str) -> None:
     """Stop with one line on stderr and exit status 2."""
     line = " ".join(str(message).split())  # one line, whatever the message held
@@ -55,18 +71,18 @@ def generate(
     reward: Annotated[
         Optional[list[str]], typer.Option("--reward", help="Reward spec NAME[=ARG][:WEIGHT], repeatable.")
     ] = None,
-    top_k: Annotated[Optional[int], typer.Option(help=_help("top_k"))] = None,
-    lookahead: Annotated[Optional[int], typer.Option(help=_help("lookahead"))] = None,
-    beam_width: Annotated[Optional[int], typer.Option(help=_help("beam_width"))] = None,
-    commit: Annotated[Optional[int], typer.Option(help=_help("commit"))] = None,
-    weight: Annotated[Optional[float], typer.Option("--weight", help=_help("reward_weight"))] = None,
-    alignment_prompt: Annotated[Optional[str], typer.Option(help=_help("alignment_prompt"))] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help=_help("max_new_tokens"))] = None,
-    stop: Annotated[Optional[list[str]], typer.Option("--stop", help=_help("stop") + " Repeatable.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help=_help("temperature"))] = None,
-    top_p: Annotated[Optional[float], typer.Option(help=_help("top_p"))] = None,
-    seed: Annotated[Optional[int], typer.Option(help=_help("seed"))] = None,
-    model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
+    top_k: TopK = None,
+    lookahead: Lookahead = None,
+    beam_width: BeamWidth = None,
+    commit: Commit = None,
+    weight: Weight = None,
+    alignment_prompt: AlignmentPrompt = None,
+    max_new_tokens: MaxNewTokens = None,
+    stop: Stop = None,
+    temperature: Temperature = None,
+    top_p: TopP = None,
+    seed: Seed = None,
+    model: Model = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Plain greedy decoding for comparison.")] = False,
     trace: Annotated[bool, typer.Option("--trace", help="Show each step's candidates and rewards.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -186,18 +202,18 @@ def batch(
         Optional[list[str]], typer.Option("--reward", help="Default reward NAME[=ARG][:WEIGHT] of rows without their "
                                                            "own `rewards`, repeatable.")
     ] = None,
-    top_k: Annotated[Optional[int], typer.Option(help=_help("top_k"))] = None,
-    lookahead: Annotated[Optional[int], typer.Option(help=_help("lookahead"))] = None,
-    beam_width: Annotated[Optional[int], typer.Option(help=_help("beam_width"))] = None,
-    commit: Annotated[Optional[int], typer.Option(help=_help("commit"))] = None,
-    weight: Annotated[Optional[float], typer.Option("--weight", help=_help("reward_weight"))] = None,
-    alignment_prompt: Annotated[Optional[str], typer.Option(help=_help("alignment_prompt"))] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help=_help("max_new_tokens"))] = None,
-    stop: Annotated[Optional[list[str]], typer.Option("--stop", help=_help("stop") + " Repeatable.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help=_help("temperature"))] = None,
-    top_p: Annotated[Optional[float], typer.Option(help=_help("top_p"))] = None,
-    seed: Annotated[Optional[int], typer.Option(help=_help("seed"))] = None,
-    model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
+    top_k: TopK = None,
+    lookahead: Lookahead = None,
+    beam_width: BeamWidth = None,
+    commit: Commit = None,
+    weight: Weight = None,
+    alignment_prompt: AlignmentPrompt = None,
+    max_new_tokens: MaxNewTokens = None,
+    stop: Stop = None,
+    temperature: Temperature = None,
+    top_p: TopP = None,
+    seed: Seed = None,
+    model: Model = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows with the same rewards searched together.")] = 8,
     ray: Annotated[bool, typer.Option("--ray", help="Run on Ray (Ray Data over an actor pool of replicas).")] = False,
     address: Annotated[

@@ -3,9 +3,6 @@ steering what goes into the calls and into the answer."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 from langchain.agents import create_agent
 from langchain.agents.middleware import wrap_model_call
@@ -16,20 +13,13 @@ from pydantic import BaseModel, Field
 
 from deal_core.rewards import Harmlessness, ToolArguments
 from langchain_deal import ChatDeAL
+from tests.conftest import load_example
 
 pytestmark = pytest.mark.slow
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def _example(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_create_agent_completes_a_two_tool_task():
-    state = _example("langchain_agent_tools").build_agent().invoke(
+    state = load_example("langchain_agent_tools").build_agent().invoke(
         {"messages": [{"role": "user", "content": "What is the weather in Paris, and what time is it in Tokyo?"}]})
     calls = [c for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
     assert {(c["name"], c["args"]["city"]) for c in calls} == {("get_weather", "Paris"), ("get_time", "Tokyo")}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-from pathlib import Path
 
 import pytest
 from llama_index.core.agent.workflow import ReActAgent, ToolCallResult
@@ -14,20 +12,13 @@ from pydantic import BaseModel, Field
 
 from deal_core.rewards import ToolArguments
 from llamaindex_deal import DeALLLM
+from tests.conftest import load_example
 
 pytestmark = pytest.mark.slow
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def _example(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_function_agent_calls_the_tool_natively_and_answers_from_its_result():
-    calls, answer = asyncio.run(_example("llamaindex_function_agent").run("What is the weather in Paris?"))
+    calls, answer = asyncio.run(load_example("llamaindex_function_agent").run("What is the weather in Paris?"))
     assert [(c.tool_name, c.tool_kwargs) for c in calls] == [("get_weather", {"city": "Paris"})]
     assert "sunny" in answer.lower() and "21" in answer, answer
     assert "<tool" not in answer

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from deal_core import DeAL
 from deal_core.request import Request
 from deal_core.server import ServerLimits, create_app, running_server
+from tests.conftest import load_example
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Get the current weather in a city.",
@@ -92,29 +93,12 @@ def embedded_server(embedded_lm):
 @pytest.mark.slow
 def test_chat_openai_inside_create_agent_completes_a_two_tool_task(embedded_server):
     from langchain.agents import create_agent
-    from langchain.agents.middleware import wrap_model_call
-    from langchain_core.messages import ToolMessage
-    from langchain_core.tools import tool
     from langchain_openai import ChatOpenAI
 
-    @tool
-    def get_weather(city: str) -> str:
-        """Get the current weather in a city."""
-        return f"Sunny, 21 degrees in {city}"
-
-    @tool
-    def get_time(city: str) -> str:
-        """Get the local time in a city."""
-        return f"It is 09:30 in {city}"
-
-    @wrap_model_call
-    def each_tool_once(request, handler):
-        used = {m.name for m in request.messages if isinstance(m, ToolMessage)}
-        return handler(request.override(tool_choice="any" if len(used) < len(request.tools) else "none"))
-
+    example = load_example("langchain_agent_tools")  # the same tools and middleware, over HTTP this time
     model = ChatOpenAI(base_url=f"{embedded_server}/v1", api_key="unused", model="", max_tokens=64,
                        extra_body={"deal": {"rewards": [{"name": "tool_arguments"}]}})
-    agent = create_agent(model, tools=[get_weather, get_time], middleware=[each_tool_once])
+    agent = create_agent(model, tools=[example.get_weather, example.get_time], middleware=[example.each_tool_once])
     state = agent.invoke({"messages": [{"role": "user", "content":
                                         "What is the weather in Paris, and what time is it in Tokyo?"}]})
     calls = {(c["name"], c["args"]["city"]) for m in state["messages"] for c in getattr(m, "tool_calls", [])}
