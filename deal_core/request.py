@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deal_core.config import DeALConfig, make_config
-from deal_core.errors import ConfigError, PromptError, check_text, describe_validation_error, short_repr
+from deal_core.errors import ConfigError, DeALError, PromptError, check_text, describe_validation_error, short_repr
 from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -228,7 +228,7 @@ class Request(BaseModel):
         except ValidationError as exc:
             raise PromptError(f"invalid request: {describe_validation_error(exc)}") from None
         except ValueError as exc:
-            if isinstance(exc, PromptError):
+            if isinstance(exc, DeALError):  # already typed (a reward that is no reward, a prompt error, ...)
                 raise
             raise PromptError(f"invalid request: {exc}") from None
 

@@ -16,6 +16,7 @@ TASKS = {
     "tradeoff": ["--limit", "1", "--max-new-tokens", "10"],
     "speed": ["--limit", "1", "--max-new-tokens", "12"],
     "serve": ["--limit", "2", "--max-new-tokens", "6", "--concurrency", "1,2", "--top-k", "3", "--lookahead", "2"],
+    "tools": ["--limit", "1", "--max-new-tokens", "48", "--top-k", "3", "--lookahead", "3"],
 }
 
 
@@ -31,6 +32,9 @@ def test_bench_task_smoke(task, tmp_path):
     assert report["summary"]
     if task == "serve":  # every concurrent answer equals the one-at-a-time answer to the same request
         assert [report["summary"][c]["same_answers"] for c in ("1", "2")] == [2, 2]
+    if task == "tools":  # the constrained modes never produce an invalid call
+        constrained = [m for m in report["summary"] if "constraint" in m]
+        assert len(constrained) == 3 and all(report["summary"][m]["valid_format"] == 1.0 for m in constrained)
     if task != "speed":
         assert report["environment"]["model"] == "SmolLM2-135M-Instruct"
         assert out.with_suffix(".md").read_text().count("|") > 10

@@ -401,3 +401,16 @@ def test_bad_arguments_are_typed_errors(tmp_path):
             load_bfcl("simple", limit=limit)
     with pytest.raises(DataError, match="does not exist"):
         load_bfcl("simple", path=tmp_path / "missing.jsonl")
+
+
+def test_unconstrained_answers_are_read_leniently_but_never_guessed():
+    from deal_core.bench.tools import parse_free_text
+
+    call = '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>'
+    assert parse_free_text(call) == [("f", {"a": 1})]
+    assert parse_free_text("Sure! " + call + "\n" + call.replace('"a": 1', '"a": 2')) == [("f", {"a": 1}),
+                                                                                          ("f", {"a": 2})]
+    assert parse_free_text('<tool_call>\n{"name": "f", "arguments": {"a": 1}}') == [("f", {"a": 1})]  # unclosed tag
+    assert parse_free_text("The area is 25.") is None
+    assert parse_free_text('<tool_call>\n{"name": "f", "arguments": {"a": 1}\n</tool_call>') is None  # broken JSON
+    assert parse_free_text('<tool_call>\n{"function": "f"}\n</tool_call>') is None

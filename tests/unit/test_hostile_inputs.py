@@ -100,10 +100,11 @@ def test_hostile_requests_get_typed_errors(tiny):
     for settings, message in [({"base": 1}, "unknown setting"), ({"prompt": "x"}, "unknown setting"),
                               ({"temperature": 1e-300}, "too small"), ({"stop": ["x"] * 17}, "at most 16"),
                               ({"stop": ["x" * 300]}, "256 characters"),
-                              ({"sample": True, "temperature": 0}, "contradicts"),
-                              ({"tool_choice": "required"}, "unknown setting")]:
+                              ({"sample": True, "temperature": 0}, "contradicts")]:
         with pytest.raises(ConfigError, match=message):  # as a server would pass them: a dict from JSON
             tiny.generate(Request.of("Hi", **settings))
+    with pytest.raises(PromptError, match="needs tools"):  # a real field now, checked against the tools
+        Request.of("Hi", tool_choice="required")
     history = [user, {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f"}}]}, user]
     from deal_core.prompts import encode_prompt
 
