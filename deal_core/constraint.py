@@ -166,27 +166,35 @@ def allowed_tokens(bitmask: np.ndarray, vocab: int) -> np.ndarray:
 
 
 # -- grammars ------------------------------------------------------------------------------------------------
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SCHEMA_ONE = ("items", "additionalProperties", "unevaluatedProperties", "additionalItems", "contains",
+               "propertyNames", "not", "if", "then", "else")
+_SCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
+
+
 def closed(schema: Any) -> Any:
     """A copy of `schema` whose objects with declared properties allow no other keys (unless they say otherwise),
-    with the canonical JSON spacing for llguidance."""
+    with the canonical JSON spacing for llguidance. Only subschemas are walked: property names, enums, consts and
+    defaults are data and stay as they are."""
     def close(node: Any) -> Any:
-        if isinstance(node, dict):
-            node = {k: close(v) for k, v in node.items()}
-            if "properties" in node and "additionalProperties" not in node:
-                node["additionalProperties"] = False
+        if not isinstance(node, dict):
             return node
-        if isinstance(node, list):
-            return [close(v) for v in node]
-        return node
+        out = dict(node)
+        for key, value in node.items():
+            if key in _SCHEMA_MAPS and isinstance(value, dict):
+                out[key] = {name: close(sub) for name, sub in value.items()}
+            elif key in _SCHEMA_ONE:
+                out[key] = close(value)
+            elif key in _SCHEMA_LISTS and isinstance(value, list):
+                out[key] = [close(sub) for sub in value]
+        if isinstance(out.get("properties"), dict) and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
 
     out = close(copy.deepcopy(schema))
     if isinstance(out, dict):
         out["x-guidance"] = {**_JSON_OPTIONS, **out.get("x-guidance", {})}
     return out
-
-
-def _lark_string(text: str) -> str:
-    return json.dumps(text)
 
 
 def _call_body(tool: Tool) -> str:

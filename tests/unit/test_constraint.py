@@ -244,3 +244,24 @@ def test_tool_arguments_scores_values_not_keys():
     scores = ToolArguments().score(["weather in Paris and Rome"] * len(texts), texts, [False] * len(texts))
     assert scores == pytest.approx(list(cases.values()))
     assert ToolArguments().score(["x"], ["plain text"], [True]) == [1.0]
+
+
+def test_closing_a_schema_walks_subschemas_only():
+    from deal_core.constraint import closed
+
+    schema = {"type": "object", "properties": {
+        "properties": {"type": "object", "properties": {"x": {"type": "integer"}}},  # a property named "properties"
+        "kind": {"enum": [{"properties": {"a": 1}}]},  # data, not a schema
+        "list": {"type": "array", "items": {"type": "object", "properties": {"y": {"type": "string"}}}},
+        "either": {"anyOf": [{"type": "object", "properties": {"z": {"type": "null"}}}, {"type": "string"}]},
+        "open": {"type": "object", "properties": {}, "additionalProperties": True},
+    }}
+    out = closed(schema)
+    props = out["properties"]
+    assert out["additionalProperties"] is False and "additionalProperties" not in props
+    assert props["properties"]["additionalProperties"] is False
+    assert props["kind"] == {"enum": [{"properties": {"a": 1}}]}
+    assert props["list"]["items"]["additionalProperties"] is False
+    assert props["either"]["anyOf"][0]["additionalProperties"] is False
+    assert props["open"]["additionalProperties"] is True
+    assert out["x-guidance"]["whitespace_flexible"] is False and "x-guidance" not in schema  # a copy
