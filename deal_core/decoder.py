@@ -25,13 +25,14 @@ from deal_core.streaming import DeltaTracker, IncrementalDecoder, cut_at_stop
 
 @dataclass
 class Prepared:
-    """A validated call: one config and reward sum, each request with its encoded prompt and output grammar."""
+    """A validated call: one config and reward sum, each request with its encoded prompt and output format (a
+    compiled grammar at its start, or None for free text; each search forks it)."""
 
     config: DeALConfig
     rewards: RewardSum
     encoded: list[EncodedPrompt]
     requests: list[Request]
-    grammars: list[str | None]
+    formats: list[Matcher | None]
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.config, self.rewards, self.encoded))
@@ -129,11 +130,11 @@ class DeAL:
                 if not config.truncate_prompt or config.max_new_tokens >= window:
                     raise ContextLengthError(len(enc.ids), config.max_new_tokens, window)
                 encoded[i] = EncodedPrompt(ids=enc.ids[-(window - config.max_new_tokens):], request=enc.request)
-        grammars = [self._grammar(r, config) for r in requests]
-        return Prepared(config, reward_sum, encoded, requests, grammars)
+        formats = [self._format(r, config) for r in requests]
+        return Prepared(config, reward_sum, encoded, requests, formats)
 
-    def _grammar(self, request: Request, config: DeALConfig) -> str | None:
-        """The request's output grammar, checked: valid, and its forced part fits in max_new_tokens."""
+    def _format(self, request: Request, config: DeALConfig) -> Matcher | None:
+        """The request's output format compiled, checked: a valid grammar whose shortest complete form fits."""
         grammar = grammar_for(request)
         if grammar is None:
             return None
@@ -142,15 +143,17 @@ class DeAL:
             else "response_format"
         check_grammar(grammar, what)
         with self.lm.lock:
-            shortest = Matcher.build(self.lm.grammar_tokenizer(), grammar).closing_path(4096)
+            start = Matcher.build(self.lm.grammar_tokenizer(), grammar)
+        shortest = start.closing_path(4096)
         if shortest is not None and len(shortest) > config.max_new_tokens:
             raise ConfigError(f"max_new_tokens={config.max_new_tokens} cannot hold the required output format (its "
                               f"shortest complete form takes {len(shortest)} tokens): raise max_new_tokens")
-        return grammar
+        return start
 
-    def _constraints(self, prepared: Prepared) -> list[Matcher | None]:
-        with self.lm.lock:
-            return [None if g is None else Matcher.build(self.lm.grammar_tokenizer(), g) for g in prepared.grammars]
+    @staticmethod
+    def _constraints(prepared: Prepared) -> list[Matcher | None]:
+        """Each search's own copy of the output formats (a matcher holds its position)."""
+        return [None if f is None else f.fork() for f in prepared.formats]
 
     def _result(
         self, search: DeALSearch, index: int, done: Finished, prepared: Prepared, slot: int | None = None
@@ -159,7 +162,7 @@ class DeAL:
         config = prepared.config
         raw, _ = cut_at_stop(self.lm.decode(done.tokens), config.stop)
         slot = index if slot is None else slot
-        request, grammar = prepared.requests[slot], prepared.grammars[slot]
+        request, grammar = prepared.requests[slot], prepared.formats[slot]
         text, calls, parsed, reason = raw, [], None, done.reason
         tools = grammar is not None and bool(request.tools) and request.choice[0] != "none"
         if tools:
@@ -281,7 +284,7 @@ class DeAL:
         prepared = self._prepare([prompt], rewards, overrides)
         config, reward_sum, encoded = prepared
         stream = TextStream(iter(()))
-        calls = prepared.grammars[0] is not None and prepared.requests[0].tools
+        calls = prepared.formats[0] is not None and prepared.requests[0].tools
 
         def deltas() -> Iterator[str]:
             # with tools, text is shown up to the first tool call; the calls arrive with the result
@@ -310,7 +313,7 @@ class DeAL:
         The result carries the request's rewards (or the decoder's) as scores; they do not steer it."""
         prepared = self._prepare([prompt], None, overrides)
         config, reward_sum, encoded = prepared
-        if prepared.grammars[0] is not None:
+        if prepared.formats[0] is not None:
             raise ConfigError("greedy() decodes without output constraints: drop tools/response_format, or call "
                               "generate() with top_k=1 and reward_weight=0 for constrained greedy decoding")
         lm, ids = self.lm, encoded[0].ids
