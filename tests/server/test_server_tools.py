@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import jsonschema
-import openai
 import pytest
 from pydantic import BaseModel, Field
 
@@ -14,6 +13,7 @@ from deal_core import DeAL
 from deal_core.request import Request
 from deal_core.server import ServerLimits, create_app, running_server
 from tests.conftest import load_example
+from tests.server.test_server import client
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Get the current weather in a city.",
@@ -35,10 +35,6 @@ class Person(BaseModel):
 def tool_server(tiny_long_lm):
     with running_server(create_app(DeAL(tiny_long_lm), limits=ServerLimits(max_tokens=96))) as url:
         yield url
-
-
-def client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
 
 
 def test_a_forced_tool_call_comes_back_in_openai_shape(tool_server, tiny_long_lm):
