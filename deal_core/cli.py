@@ -170,6 +170,9 @@ def bench(
     concurrency: Annotated[
         Optional[str], typer.Option(help="serve only: comma-separated concurrency levels (default 1,4,16,32).")
     ] = None,
+    split: Annotated[
+        Optional[str], typer.Option(help="commongen/speed only: all | easy (3 concepts) | hard (4-5 concepts).")
+    ] = None,
 ) -> None:
     """Run a benchmark TASK and print a table."""
     from deal_core.bench import run_task
@@ -184,6 +187,14 @@ def bench(
             options["concurrency"] = tuple(int(c) for c in concurrency.split(","))
         except ValueError:
             _fail(f"--concurrency takes comma-separated integers like 1,4,16, got {concurrency!r}")
+    if split is not None:
+        from deal_core.bench.data import SPLITS
+
+        if task not in ("commongen", "speed"):
+            _fail(f"--split is for `deal bench commongen` and `deal bench speed`, not {task}")
+        if split not in SPLITS:
+            _fail(f"unknown --split {split!r}; choose one of: {', '.join(SPLITS)}")
+        options["split"] = split
     search = {"top_k": top_k, "lookahead": lookahead, "reward_weight": weight}
     settings = {k: v for k, v in search.items() if v is not None}
     make_config(**settings)  # bad settings and a missing data file fail here, before any model is loaded

@@ -18,6 +18,11 @@ class SearchStats(BaseModel):
     reward_calls: int = 0
     texts_scored: int = 0
     candidates_pruned: int = 0
+    candidates_rolled_out: int = Field(0, description="Candidates whose lookahead was run (a reused one counts too).")
+    rollout_tokens: int = Field(0, description="Lookahead tokens generated for them.")
+    candidates_needed: int = Field(
+        0, description="Candidates no exact pruning could have skipped even had the winner been scored first: those "
+                       "whose log-probability plus λ·(reward upper bound) reaches the winner's score.")
     wall_time_s: float = 0.0
 
 

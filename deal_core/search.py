@@ -361,6 +361,7 @@ class DeALSearch:
         """Extend the `active` branches greedily, one batched forward per token, until `lengths[i]` tokens or EOS.
         `left[i]`: the budget left before branch i (output constraints close the output as it runs out)."""
         eos = self.lm.eos_token_ids
+        self.stats.candidates_rolled_out += len(active)
         while True:
             need = [i in active and len(b.tokens) < lengths[i] and b.tokens[-1] not in eos for i, b in
                     enumerate(branches)]
@@ -369,6 +370,7 @@ class DeALSearch:
             feed = [b.tokens[-1] if n else self.lm.pad_token_id for b, n in zip(branches, need)]
             scores = self.lm.step(batch, feed, need)
             self._count(len(feed), sum(need))
+            self.stats.rollout_tokens += sum(need)
             rows_needing = [i for i, n in enumerate(need) if n]
             allowed = [branches[i].constraint.allowed(left[i] - len(branches[i].tokens))
                        if branches[i].constraint is not None else None for i in rows_needing]
@@ -446,6 +448,10 @@ class DeALSearch:
             if prompt in self.errors:
                 continue
             ranked = sorted(cands, key=lambda c: (-c.score, c.row, c.rank))
+            bound = self.config.reward_weight * self.jobs[prompt].reward_max
+            last = ranked[min(self.config.beam_width, len(ranked)) - 1].score
+            self.stats.candidates_needed += sum(rows[c.row].logp + c.logp + bound >= last
+                                                for cs in candidates for c in cs if rows[c.row].prompt == prompt)
             if ranked[0].score == -math.inf:
                 self.fallback.add(prompt)  # every candidate vetoed: keep the likeliest, flagged
             winners[prompt] = ranked[: self.config.beam_width]

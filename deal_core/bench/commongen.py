@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from deal_core.bench import quality
 from deal_core.bench.common import (
     Condition,
     bar_plot,
@@ -22,12 +22,6 @@ INSTRUCTION = "Always write one fluent, natural sentence that uses every word th
 DEAL_SETTINGS = dict(top_k=10, lookahead=10, reward_weight=5.0)
 
 
-def is_keyword_list(text: str) -> bool:
-    """'A brush, a tooth, a use.' — coverage bought by listing the words instead of writing a sentence."""
-    parts = [p for p in re.split(r",|;|\band\b", text.strip().rstrip(".!")) if p.strip()]
-    return len(parts) >= 3 and all(len(p.split()) <= 3 for p in parts)
-
-
 def conditions(settings: dict[str, Any]) -> list[Condition]:
     n = settings["top_k"] * (settings["lookahead"] + 1)
     return [
@@ -40,10 +34,11 @@ def conditions(settings: dict[str, Any]) -> list[Condition]:
 
 
 def run(model: str | None = None, data: str | None = None, limit: int = 50, max_new_tokens: int = 40,
-        json_out: str | None = None, settings: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+        json_out: str | None = None, settings: dict[str, Any] | None = None, split: str = "all",
+        **_: Any) -> dict[str, Any]:
     settings = {**DEAL_SETTINGS, **(settings or {})}
+    sets = load_commongen(data, limit, split)
     deal = DeAL(model)
-    sets = load_commongen(data, limit)
     conds = conditions(settings)
     rows = run_conditions(deal, sets, conds, lambda s: s.prompt, lambda s: Keywords(s.concepts), max_new_tokens,
                           "commongen")
@@ -51,27 +46,29 @@ def run(model: str | None = None, data: str | None = None, limit: int = 50, max_
     for cond in conds:
         results = rows[cond.name]
         for s, r in zip(sets, results):
-            r["coverage"] = Keywords(s.concepts).score(s.prompt, r["text"])[0]
+            r.update(quality.judge(s.concepts, r["text"]))
             r["perplexity"] = perplexity(deal, s.prompt, r["text"])
-            r["keyword_list"] = is_keyword_list(r["text"])
         summary[cond.name] = {
             "soft_coverage": mean([r["coverage"] for r in results]),
-            "hard_coverage": mean([float(r["coverage"] == 1.0) for r in results]),
+            "hard_coverage": mean([float(r["all_concepts"]) for r in results]),
+            "clean_hard_coverage": mean([float(r["clean_all_concepts"]) for r in results]),
+            "degenerate": mean([float(r["degenerate"]) for r in results]),
             "perplexity": mean([r["perplexity"] for r in results]),
-            "keyword_lists": mean([float(r["keyword_list"]) for r in results]),
             "seconds": mean([r["seconds"] for r in results]),
         }
     table = markdown_table(
-        ["condition", "soft coverage", "hard coverage", "perplexity", "keyword lists", "s / prompt"],
-        [[name, s["soft_coverage"], s["hard_coverage"], s["perplexity"], s["keyword_lists"], s["seconds"]]
-         for name, s in summary.items()])
-    table = f"CommonGen, N={len(sets)}, {deal.lm.name}, DeAL {settings}\n\n" + table
+        ["condition", "soft coverage", "hard coverage", "clean hard coverage", "degenerate", "perplexity",
+         "s / prompt"],
+        [[name, s["soft_coverage"], s["hard_coverage"], s["clean_hard_coverage"], s["degenerate"], s["perplexity"],
+          s["seconds"]] for name, s in summary.items()])
+    table = f"CommonGen ({split} split), N={len(sets)}, {deal.lm.name}, DeAL {settings}\n\n" + table
 
     def plot(path):
         bar_plot(path, list(summary), {"soft coverage": [s["soft_coverage"] for s in summary.values()],
-                                       "hard coverage": [s["hard_coverage"] for s in summary.values()]},
+                                       "hard coverage": [s["hard_coverage"] for s in summary.values()],
+                                       "clean hard coverage": [s["clean_hard_coverage"] for s in summary.values()]},
                  f"CommonGen keyword coverage (N={len(sets)})")
 
     return write_report("commongen", deal, summary, rows, table, json_out, plot,
-                        {"deal": settings, "max_new_tokens": max_new_tokens, "limit": len(sets),
+                        {"deal": settings, "max_new_tokens": max_new_tokens, "limit": len(sets), "split": split,
                          "instruction": INSTRUCTION})

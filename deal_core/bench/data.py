@@ -7,6 +7,7 @@ work after `pip install` from any directory. `--data FILE` wins, then `$DEAL_DAT
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -64,8 +65,16 @@ def _resolve(path: str | os.PathLike | None, default_name: str) -> Path:
     return file
 
 
-def load_commongen(path: str | os.PathLike | None = None, limit: int | None = None) -> list[ConceptSet]:
-    """CommonGen rows (`concept_set` like `dance_V#kid_N`)."""
+SPLITS = {"all": (1, 99), "easy": (1, 3), "hard": (4, 99)}  # by number of concepts: the dev data has 3, 4 and 5
+
+
+def load_commongen(path: str | os.PathLike | None = None, limit: int | None = None,
+                   split: str = "all") -> list[ConceptSet]:
+    """CommonGen rows (`concept_set` like `dance_V#kid_N`), in file order. `split`: all, easy (3 concepts) or hard
+    (4-5 concepts: the sets where the reward is hard to satisfy)."""
+    if split not in SPLITS:
+        raise DataError(f"unknown CommonGen split {split!r}; choose one of: {', '.join(SPLITS)}")
+    low, high = SPLITS[split]
     file = _resolve(path, "commongen_dev.jsonl")
     sets = []
     with open(file, encoding="utf-8") as fh:
@@ -77,10 +86,17 @@ def load_commongen(path: str | os.PathLike | None = None, limit: int | None = No
                 concepts = [c.rsplit("_", 1)[0] for c in row["concept_set"].split("#")]
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise DataError(f"{file}:{number}: not a CommonGen row with a 'concept_set' string ({exc})") from None
-            sets.append(ConceptSet(concepts, list(row.get("scene", []))))
-            if limit and len(sets) >= limit:
+            if low <= len(concepts) <= high:
+                sets.append(ConceptSet(concepts, list(row.get("scene", []))))
+            if limit and split == "all" and len(sets) >= limit:
                 break
-    return sets
+    if split != "all":  # the file is sorted by size: take the sizes in turn, so a limit gets a mix
+        by_size: dict[int, list[ConceptSet]] = {}
+        for s in sets:
+            by_size.setdefault(len(s.concepts), []).append(s)
+        columns = [by_size[n] for n in sorted(by_size)]
+        sets = [s for group in itertools.zip_longest(*columns) for s in group if s is not None]
+    return sets[:limit] if limit else sets
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from deal_core.bench import quality
 from deal_core.bench.data import load_commongen
 from deal_core.decoder import DeAL
 from deal_core.rewards import Keywords
@@ -36,17 +37,27 @@ def cold_start_seconds(model: str | None) -> float:
     return float(load.stdout.strip().splitlines()[-1])
 
 
+def profile(result: Any) -> dict[str, float]:
+    """Where one answer's search went: per committed token, forward passes, token rows, candidates rolled out,
+    lookahead tokens run, and candidates that no exact pruning could skip (`SearchStats`)."""
+    st, n = result.stats, max(len(result.token_ids), 1)
+    return {"forward_passes": st.forward_passes, "tokens_evaluated": st.tokens_evaluated,
+            "reward_calls": st.reward_calls, "rolled_out": st.candidates_rolled_out, "rollout_tokens": st.rollout_tokens,
+            "needed": st.candidates_needed, "steps": st.steps, "tokens": n}
+
+
 def run(model: str | None = None, data: str | None = None, limit: int = 20, max_new_tokens: int = 64,
-        json_out: str | None = None, modes: dict[str, dict[str, Any] | None] | None = None, **_: Any) -> dict:
+        json_out: str | None = None, modes: dict[str, dict[str, Any] | None] | None = None, split: str = "all",
+        **_: Any) -> dict:
     console = Console(width=max(Console().width, 140))
     modes = modes or MODES
+    sets = load_commongen(data, limit, split)
     cold = cold_start_seconds(model)
     deal = DeAL(model, max_new_tokens=max_new_tokens)
-    sets = load_commongen(data, limit)
     deal.generate(sets[0].prompt, max_new_tokens=4)  # warm-up: first-call allocations are not the search's cost
-    rows: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    rows: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     with Progress(console=console) as progress:
-        task = progress.add_task("speed", total=len(sets) * len(modes))
+        task = progress.add_task(f"speed ({split})", total=len(sets) * len(modes))
         for s in sets:
             reward = Keywords(keywords=s.concepts)
             for name, settings in modes.items():  # interleaved: drift in machine speed hits every mode alike
@@ -54,38 +65,50 @@ def run(model: str | None = None, data: str | None = None, limit: int = 20, max_
                 result = deal.greedy(s.prompt) if settings is None else deal.generate(s.prompt, rewards=reward,
                                                                                        **settings)
                 seconds = time.perf_counter() - start
-                n = max(len(result.token_ids), 1)
-                rows[name].append({
-                    "s_per_token": seconds / n, "tokens": n, "forward_passes": result.stats.forward_passes,
-                    "tokens_evaluated": result.stats.tokens_evaluated, "reward_calls": result.stats.reward_calls,
-                    "coverage": reward.score(s.prompt, result.text)[0],
-                })
+                row = profile(result)
+                row.update(s_per_token=seconds / row["tokens"], text=result.text, concepts=s.concepts,
+                           **quality.judge(s.concepts, result.text))
+                rows[name].append(row)
                 progress.advance(task)
     base = [r["s_per_token"] for r in rows[next(iter(modes))]]
     summary = {}
     for name, results in rows.items():
         ratios = [r["s_per_token"] / b for r, b in zip(results, base)]
+
+        def per(key: str, by: str = "tokens", results: list = results) -> float:
+            return statistics.median(r[key] / max(r[by], 1) for r in results)
+
         summary[name] = {
             "ms_per_token": 1000 * statistics.median(r["s_per_token"] for r in results),
             "ratio_to_greedy": statistics.median(ratios),
-            "forward_passes_per_token": statistics.median(r["forward_passes"] / r["tokens"] for r in results),
-            "tokens_evaluated_per_token": statistics.median(r["tokens_evaluated"] / r["tokens"] for r in results),
-            "reward_calls_per_token": statistics.median(r["reward_calls"] / r["tokens"] for r in results),
+            "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "forward_passes_per_token": per("forward_passes"),
+            "tokens_evaluated_per_token": per("tokens_evaluated"),
+            "reward_calls_per_token": per("reward_calls"),
+            "rolled_out_per_step": per("rolled_out", "steps"),
+            "rollout_tokens_per_step": per("rollout_tokens", "steps"),
+            "needed_per_step": per("needed", "steps"),
             "coverage": statistics.mean(r["coverage"] for r in results),
-            "hard_coverage": statistics.mean(r["coverage"] == 1.0 for r in results),
+            "hard_coverage": statistics.mean(r["all_concepts"] for r in results),
+            "degenerate": statistics.mean(r["degenerate"] for r in results),
+            "clean_hard_coverage": statistics.mean(r["clean_all_concepts"] for r in results),
         }
-    table = Table(title=f"speed on {len(sets)} CommonGen prompts, {deal.lm.name}, max_new_tokens={max_new_tokens}")
-    for col in ("mode", "ms/token", "× greedy", "fwd/token", "tok eval/token", "reward calls/token", "coverage",
-                "all concepts"):
+    table = Table(title=f"speed on {len(sets)} CommonGen prompts ({split} split), {deal.lm.name}, "
+                        f"max_new_tokens={max_new_tokens}")
+    columns = ("mode", "ms/tok", "×greedy", "range", "fwd/tok", "rows/tok", "rolled/step", "la tok/step",
+               "needed/step", "cov", "all", "degen", "clean all")
+    for col in columns:
         table.add_column(col, justify="right" if col != "mode" else "left")
     for name, s in summary.items():
         table.add_row(name, f"{s['ms_per_token']:.1f}", f"{s['ratio_to_greedy']:.2f}",
-                      f"{s['forward_passes_per_token']:.2f}", f"{s['tokens_evaluated_per_token']:.1f}",
-                      f"{s['reward_calls_per_token']:.2f}", f"{s['coverage']:.2f}", f"{s['hard_coverage']:.0%}")
+                      f"{s['ratio_min']:.1f}–{s['ratio_max']:.1f}", f"{s['forward_passes_per_token']:.2f}",
+                      f"{s['tokens_evaluated_per_token']:.1f}", f"{s['rolled_out_per_step']:.1f}",
+                      f"{s['rollout_tokens_per_step']:.1f}", f"{s['needed_per_step']:.1f}", f"{s['coverage']:.2f}",
+                      f"{s['hard_coverage']:.0%}", f"{s['degenerate']:.0%}", f"{s['clean_hard_coverage']:.0%}")
     console.print(table)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     console.print(f"cold start (import + load, cached weights): {cold:.2f} s; peak RSS: {peak_mb:.0f} MB")
-    report = {"summary": summary, "rows": rows, "cold_start_s": cold, "peak_rss_mb": peak_mb,
+    report = {"summary": summary, "rows": rows, "cold_start_s": cold, "peak_rss_mb": peak_mb, "split": split,
               "model": deal.lm.name, "limit": len(sets), "max_new_tokens": max_new_tokens}
     if json_out:
         Path(json_out).write_text(json.dumps(report, indent=2))

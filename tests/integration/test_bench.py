@@ -49,13 +49,6 @@ def test_bench_unknown_task_and_missing_data():
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
 
-def test_keyword_list_detector():
-    from deal_core.bench.commongen import is_keyword_list
-
-    assert is_keyword_list("A brush, a tooth, a use.")
-    assert not is_keyword_list("The kid danced in the room, smiling at everyone who watched.")
-
-
 def test_bench_search_settings_from_the_cli(tmp_path):
     out = tmp_path / "commongen.json"
     proc = subprocess.run([sys.executable, "-m", "deal_core.cli", "bench", "commongen", "--data",

@@ -1,0 +1,95 @@
+"""How good a CommonGen answer is, judged independently of the Keywords reward the search optimises.
+
+`covers` has its own inflection rules (regular suffixes plus a table of irregular verbs and plurals) instead of the
+reward's stemmer, so a quirk of the reward cannot be mistaken for coverage. `degenerate` names the two ways a
+keyword reward is gamed: listing the words instead of writing a sentence, and looping until the budget ends.
+"""
+
+from __future__ import annotations
+
+import re
+
+_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+_VOWELS = set("aeiou")
+# Irregular forms of words that appear in CommonGen concept sets (verb pasts/participles, plurals).
+_IRREGULAR = {
+    "be": "am is are was were been being", "begin": "began begun", "bite": "bit bitten", "blow": "blew blown",
+    "break": "broke broken", "bring": "brought", "build": "built", "buy": "bought", "catch": "caught",
+    "child": "children", "choose": "chose chosen", "come": "came", "cut": "cut", "dig": "dug", "do": "did done does",
+    "draw": "drew drawn", "drink": "drank drunk", "drive": "drove driven", "eat": "ate eaten", "fall": "fell fallen",
+    "feed": "fed", "feel": "felt", "fight": "fought", "find": "found", "fly": "flew flown flies", "foot": "feet",
+    "forget": "forgot forgotten", "freeze": "froze frozen", "get": "got gotten", "give": "gave given",
+    "go": "went gone goes", "goose": "geese", "grow": "grew grown", "hang": "hung", "have": "had has",
+    "hear": "heard", "hide": "hid hidden", "hit": "hit", "hold": "held", "keep": "kept", "kneel": "knelt",
+    "knife": "knives", "know": "knew known", "lay": "laid", "lead": "led", "leaf": "leaves", "leave": "left",
+    "lend": "lent", "lie": "lay lain lying", "light": "lit", "lose": "lost", "make": "made", "man": "men",
+    "meet": "met", "mouse": "mice", "pay": "paid", "person": "people", "put": "put", "read": "read", "ride": "rode ridden",
+    "ring": "rang rung", "rise": "rose risen", "run": "ran", "say": "said", "see": "saw seen", "sell": "sold",
+    "send": "sent", "set": "set", "shake": "shook shaken", "shine": "shone", "shoot": "shot", "shut": "shut",
+    "sing": "sang sung", "sink": "sank sunk", "sit": "sat", "sleep": "slept", "slide": "slid", "speak": "spoke spoken",
+    "spend": "spent", "spin": "spun", "stand": "stood", "steal": "stole stolen", "stick": "stuck", "sting": "stung",
+    "strike": "struck", "swim": "swam swum", "swing": "swung", "take": "took taken", "teach": "taught",
+    "tear": "tore torn", "tell": "told", "think": "thought", "throw": "threw thrown", "tooth": "teeth",
+    "wake": "woke woken", "wear": "wore worn", "wife": "wives", "win": "won", "woman": "women", "wind": "wound",
+    "write": "wrote written",
+}
+
+
+def forms(concept: str) -> set[str]:
+    """The spellings that count as using `concept`: itself, regular -s/-es/-ed/-ing forms, irregular forms."""
+    c = concept.lower()
+    out = {c, c + "s", c + "es", c + "ed", c + "ing", c + "er", c + "ers"}
+    if c.endswith("e"):
+        out |= {c + "d", c[:-1] + "ing", c + "r", c + "rs"}
+    if c.endswith("y") and len(c) > 2 and c[-2] not in _VOWELS:
+        out |= {c[:-1] + "ies", c[:-1] + "ied"}
+    if len(c) >= 3 and c[-1] not in _VOWELS | set("wxy") and c[-2] in _VOWELS and c[-3] not in _VOWELS:
+        out |= {c + c[-1] + "ed", c + c[-1] + "ing", c + c[-1] + "er", c + c[-1] + "ers"}
+    if c.endswith("ie"):
+        out.add(c[:-2] + "ying")
+    if c.endswith(("f", "fe")):
+        out.add(c.rstrip("e")[:-1] + "ves")
+    out |= set(_IRREGULAR.get(c, "").split())
+    return out
+
+
+def covered(concepts: list[str], text: str) -> list[bool]:
+    """Per concept, whether the text uses it (a multi-word concept needs each of its words)."""
+    text_words = {w.lower() for w in _WORD.findall(text)}
+    return [all(forms(part) & text_words for part in _WORD.findall(c)) for c in concepts]
+
+
+def coverage(concepts: list[str], text: str) -> float:
+    hits = covered(concepts, text)
+    return sum(hits) / len(hits)
+
+
+def is_word_list(text: str) -> bool:
+    """'A barrel, a foot, a grape, a stomp.' / 'The dog, falling, leaving, running.': three or more short items
+    separated by commas, semicolons, slashes or line breaks that make up most of the answer."""
+    items = [p.strip() for p in re.split(r"[,;/\n]|\band\b|\bor\b", text.strip().rstrip(".!?")) if p.strip()]
+    short = [p for p in items if len(_WORD.findall(p)) <= 3]
+    n_words = len(_WORD.findall(text))
+    return len(short) >= 3 and sum(len(_WORD.findall(p)) for p in short) >= 0.6 * n_words
+
+
+def is_loop(text: str) -> bool:
+    """A repetition loop: a run of three or more words that occurs twice, or one word three times in a row."""
+    ws = [w.lower() for w in _WORD.findall(text)]
+    grams = [tuple(ws[i:i + 3]) for i in range(len(ws) - 2)]
+    if len(grams) != len(set(grams)):
+        return True
+    return any(ws[i] == ws[i + 1] == ws[i + 2] for i in range(len(ws) - 2))
+
+
+def degenerate(text: str) -> bool:
+    """A word list or a repetition loop (coverage gained this way does not count as clean)."""
+    return is_word_list(text) or is_loop(text)
+
+
+def judge(concepts: list[str], text: str) -> dict[str, float | bool]:
+    """Coverage, hard coverage (every concept), degenerate, and clean hard coverage (every concept, not degenerate)."""
+    cov = coverage(concepts, text)
+    bad = degenerate(text)
+    return {"coverage": cov, "all_concepts": cov == 1.0, "degenerate": bad, "word_list": is_word_list(text),
+            "loop": is_loop(text), "clean_all_concepts": cov == 1.0 and not bad}
