@@ -51,6 +51,8 @@ Stop = Annotated[Optional[list[str]], typer.Option("--stop", help=_help("stop") 
 Temperature = Annotated[Optional[float], typer.Option(help=_help("temperature"))]
 TopP = Annotated[Optional[float], typer.Option(help=_help("top_p"))]
 Seed = Annotated[Optional[int], typer.Option(help=_help("seed"))]
+RepetitionPenalty = Annotated[Optional[float], typer.Option(help=_help("repetition_penalty"))]
+NoRepeatNgram = Annotated[Optional[int], typer.Option(help=_help("no_repeat_ngram_size"))]
 Model = Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")]
 
 
@@ -82,6 +84,8 @@ def generate(
     temperature: Temperature = None,
     top_p: TopP = None,
     seed: Seed = None,
+    repetition_penalty: RepetitionPenalty = None,
+    no_repeat_ngram_size: NoRepeatNgram = None,
     model: Model = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Plain greedy decoding for comparison.")] = False,
     trace: Annotated[bool, typer.Option("--trace", help="Show each step's candidates and rewards.")] = False,
@@ -97,6 +101,7 @@ def generate(
         "top_k": top_k, "lookahead": lookahead, "beam_width": beam_width, "commit": commit, "reward_weight": weight,
         "alignment_prompt": alignment_prompt, "max_new_tokens": max_new_tokens, "stop": tuple(stop) if stop else None,
         "trace": trace or None, "temperature": temperature, "top_p": top_p, "seed": seed,
+        "repetition_penalty": repetition_penalty, "no_repeat_ngram_size": no_repeat_ngram_size,
     }
     config = make_config(**settings)  # bad settings fail here (greedy too), before the model loads
     try:
@@ -224,6 +229,8 @@ def batch(
     temperature: Temperature = None,
     top_p: TopP = None,
     seed: Seed = None,
+    repetition_penalty: RepetitionPenalty = None,
+    no_repeat_ngram_size: NoRepeatNgram = None,
     model: Model = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows with the same rewards searched together.")] = 8,
     ray: Annotated[bool, typer.Option("--ray", help="Run on Ray (Ray Data over an actor pool of replicas).")] = False,
@@ -253,6 +260,7 @@ def batch(
         "top_k": top_k, "lookahead": lookahead, "beam_width": beam_width, "commit": commit, "reward_weight": weight,
         "alignment_prompt": alignment_prompt, "max_new_tokens": max_new_tokens, "stop": tuple(stop) if stop else None,
         "temperature": temperature, "top_p": top_p, "seed": seed,
+        "repetition_penalty": repetition_penalty, "no_repeat_ngram_size": no_repeat_ngram_size,
     }
     specs = rewards_from_cli(reward or []).spec() if reward else None
     report = run_batch(in_path, out_path, model=model, reward_specs=specs, settings=settings, batch_size=batch_size,

@@ -37,6 +37,16 @@ class DeALConfig(BaseModel):
     seed: int | None = Field(
         None, ge=0, le=2**64 - 1, description="Seed for sampled proposals, 0 to 2**64-1 (None: nondeterministic)."
     )
+    early_reject: int | None = Field(
+        None, ge=1, le=127,
+        description="Approximate (off by default): after this many lookahead tokens, stop rolling out a candidate "
+                    "whose score on its partial text is below the greedy candidate's on as many tokens.")
+    repetition_penalty: float = Field(
+        1.0, gt=0.0, le=10.0, allow_inf_nan=False,
+        description="transformers' repetition penalty on every token already in the prompt or response (1 = off; "
+                    "1.1-1.3 is typical), applied to the candidates and the lookahead alike.")
+    no_repeat_ngram_size: int = Field(
+        0, ge=0, le=64, description="Never repeat an n-gram of this many tokens (transformers' rule; 0 = off).")
     alignment_prompt: str | None = Field(
         None, description="Instruction prepended as a system message (the paper's start-state adaptation)."
     )

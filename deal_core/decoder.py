@@ -198,7 +198,9 @@ class DeAL:
     def _final_rewards(self, results: list[GenerationResult], requests: list[str], reward_sum: RewardSum) -> None:
         if not reward_sum:
             return
-        scores = reward_sum.evaluate(requests, [r.raw_text or r.text for r in results], True)
+        # each answer's mean token log-probability (an EOS that ended it included), for rewards that read it
+        logprobs = [r.logprob / max(len(r.token_ids) + (r.finish_reason == "eos"), 1) for r in results]
+        scores = reward_sum.evaluate(requests, [r.raw_text or r.text for r in results], True, logprobs)
         for i, result in enumerate(results):
             result.rewards = scores.row(i)
             result.reward_total = scores.total[i]
@@ -318,7 +320,9 @@ class DeAL:
                               "generate() with top_k=1 and reward_weight=0 for constrained greedy decoding")
         lm, ids = self.lm, encoded[0].ids
         start = time.perf_counter()
-        out = lm.generate(ids, max_new_tokens=config.max_new_tokens, stop=config.stop)[0]
+        out = lm.generate(ids, max_new_tokens=config.max_new_tokens, stop=config.stop,
+                          repetition_penalty=config.repetition_penalty,
+                          no_repeat_ngram_size=config.no_repeat_ngram_size)[0]
         tokens, logp = out.tokens, out.logp
         emitted = len(tokens) + out.ended
         text, hit = cut_at_stop(lm.decode(tokens), config.stop)

@@ -52,6 +52,8 @@ class DeALParams(BaseModel):
     temperature: float | None = Field(None, description="None/0: the top-k candidates; > 0: sampled candidates.")
     top_p: float | None = None
     seed: int | None = None
+    repetition_penalty: float | None = Field(None, description="transformers' repetition penalty (1 = off).")
+    no_repeat_ngram_size: int | None = Field(None, description="Never repeat an n-gram of this many tokens (0 = off).")
     alignment_prompt: str | None = None
     stop: list[str] | None = Field(None, description="Stop strings; a single string is one stop string.")
     timeout: float | None = None

@@ -62,10 +62,12 @@ class Candidate:
     branch: Branch | None = None
     batch: Rows | None = None
     batch_row: int = 0
+    base: int = 0  # the column of `batch` where the row's committed tokens end (its branch's tokens follow)
     reward: float = 0.0
     components: dict[str, float] = field(default_factory=dict)
     score: float = -math.inf
     text: str = ""
+    mean_logp: float = 0.0  # of the scored text's tokens (what `Fluency` reads)
     final: bool = False
     skipped: bool = False
 
@@ -100,7 +102,8 @@ class StepUpdate:
 
 
 class Scorer:
-    """Scores texts with the reward sum, once per distinct (prompt, text, is_final) within a call.
+    """Scores texts with the reward sum, once per distinct (prompt, text, is_final, mean token log-probability)
+    within a call.
 
     Cheap rewards run first; expensive ones (classifiers, judges) only on texts that `keep(i, partial)` accepts,
     where `partial` is the cheap rewards' weighted sum plus the best the expensive ones could add.
@@ -114,22 +117,24 @@ class Scorer:
             [(label, t) for label, t in terms if t.reward.is_expensive],
         ) if stage]
         self.stage_upper = [RewardSum(terms=[t for _, t in stage]).bounds()[1] for stage in self.stages]
-        self.memo: dict[tuple[int, int, str, bool], dict[str, float]] = {}
+        self.memo: dict[tuple[int, int, str, bool, float], dict[str, float]] = {}
 
-    def _stage(self, index: int, keys: list[tuple[int, str, bool]]) -> list[dict[str, float]]:
+    def _stage(self, index: int, keys: list[tuple[int, str, bool, float]]) -> list[dict[str, float]]:
         missing = list(dict.fromkeys(k for k in keys if (index, *k) not in self.memo))
         if missing:
-            prompts = [self.requests[p] for p, _, _ in missing]
-            texts = [t for _, t, _ in missing]
-            finals = [f for _, _, f in missing]
-            columns = {label: term.reward.score(prompts, texts, finals) for label, term in self.stages[index]}
+            prompts = [self.requests[p] for p, _, _, _ in missing]
+            texts = [t for _, t, _, _ in missing]
+            finals = [f for _, _, f, _ in missing]
+            logprobs = [lp for _, _, _, lp in missing]
+            columns = {label: term.reward.score(prompts, texts, finals, logprobs)
+                       for label, term in self.stages[index]}
             self.stats.reward_calls += 1
             self.stats.texts_scored += len(missing)
             for i, key in enumerate(missing):
                 self.memo[(index, *key)] = {label: values[i] for label, values in columns.items()}
         return [self.memo[(index, *k)] for k in keys]
 
-    def __call__(self, items: list[tuple[int, str, bool]],
+    def __call__(self, items: list[tuple[int, str, bool, float]],
                  keep: Callable[[int, float], bool] | None = None) -> list[tuple[float, dict[str, float]] | None]:
         totals, components = [0.0] * len(items), [{} for _ in items]
         alive = list(range(len(items)))
@@ -175,7 +180,7 @@ class Job:
 
 
 SHARED = ("top_k", "lookahead", "beam_width", "commit", "reward_weight", "temperature", "top_p", "seed", "prune",
-          "reuse", "trace")  # the settings every prompt of one search shares
+          "reuse", "trace", "repetition_penalty", "no_repeat_ngram_size", "early_reject")  # the settings every prompt of one search shares
 
 
 def shared_key(config: DeALConfig) -> tuple:
@@ -192,7 +197,10 @@ class DeALSearch:
                  constraints: list[Constraint | None] | None = None):
         self.lm, self.config = lm, config
         self.stats = SearchStats()
-        self.proposer = lm.proposer(config.top_k, config.sample, config.temperature or 1.0, config.top_p, config.seed)
+        self.proposer = lm.proposer(config.top_k, config.sample, config.temperature or 1.0, config.top_p, config.seed,
+                                    config.repetition_penalty, config.no_repeat_ngram_size)
+        # repetition penalties look at each row's token history (prompt + response so far)
+        self.histories = config.repetition_penalty != 1.0 or config.no_repeat_ngram_size > 0
         self.jobs: list[Job] = []
         self.requests: list[str] = []  # per job: the text rewards see as its prompt
         self._scorers: dict[int, Scorer] = {}
@@ -240,7 +248,8 @@ class DeALSearch:
                        for c, cfg in zip(constraints, configs)]
             rows = [Row(i, [], 0.0, prop, Branch([prop.greedy], [prop.greedy_logp],
                                                  constraint=_advanced(c, prop.greedy, eos)), constraint=c)
-                    for i, c, prop in zip(indices, constraints, self.proposer.propose(logits, None, allowed))]
+                    for i, c, prop in zip(indices, constraints, self.proposer.propose(
+                        logits, None, allowed, [p.ids for p in prompts] if self.histories else None))]
             state = self.state
             if state is None or not state.rows:
                 self.state = State(rows, batch, batch.length)
@@ -324,10 +333,12 @@ class DeALSearch:
         for r, row in enumerate(rows):
             match = next((c for c in candidates[r] if c.token == row.tail.tokens[0]), None) if cfg.reuse else None
             if match is not None:
-                match.branch, match.batch, match.batch_row = row.tail, batch, r
+                match.branch, match.batch, match.batch_row, match.base = row.tail, batch, r, committed
                 reused.append(match)
         if reused:
-            self._rollout(batch, [row.tail for row in rows], rollout, active={c.row for c in reused}, left=remaining)
+            self.stats.candidates_rolled_out += len(reused)
+            self._rollout(batch, [row.tail for row in rows], rollout, active={c.row for c in reused}, left=remaining,
+                          before=[self._history(row) for row in rows])
             self._score(rows, reused)
 
         # Pruning: skip candidates that cannot enter the beam even with the best possible reward.
@@ -341,13 +352,33 @@ class DeALSearch:
         self.stats.candidates_pruned += len(pending) - len(survivors)
         if survivors:
             eos = self.lm.eos_token_ids
+            riders = self._riders(batch, committed, reused, survivors, rollout, remaining)
             fresh = self.lm.gather([(batch, c.row) for c in survivors], committed)
+            base = committed  # the column where the survivors' committed tokens end
+            if riders:  # left-pad the survivors so their next token lines up with the riders' (tails kept)
+                base = batch.length
+                padded = self.lm.pad(fresh, base)
+                fresh = self.lm.gather([(padded, i) for i in range(len(survivors))]
+                                       + [(batch, c.row) for c in riders], base)
             branches = [Branch([c.token], [c.logp], constraint=_advanced(rows[c.row].constraint, c.token, eos))
-                        for c in survivors]
-            for i, (c, branch) in enumerate(zip(survivors, branches)):
+                        for c in survivors] + [c.branch for c in riders]
+            passes = max(rollout[c.row] for c in survivors) - 1
+            lengths = [rollout[c.row] for c in survivors] + [
+                min(len(c.branch.tokens) + passes, remaining[c.row]) for c in riders]
+            for i, (c, branch) in enumerate(zip(survivors + riders, branches)):
                 c.branch, c.batch, c.batch_row = branch, fresh, i
-            self._rollout(fresh, branches, [rollout[c.row] for c in survivors], active=set(range(len(survivors))),
-                          left=[remaining[c.row] for c in survivors])
+            for c in survivors:
+                c.base = base
+            self.stats.candidates_rolled_out += len(survivors)
+            active = set(range(len(branches)))
+            left = [remaining[c.row] for c in survivors + riders]
+            before = [self._history(rows[c.row]) for c in survivors + riders]
+            if cfg.early_reject is not None and passes > cfg.early_reject:  # approximate, opt-in
+                self._rollout(fresh, branches, [min(n, len(b.tokens) + cfg.early_reject)
+                                                for n, b in zip(lengths, branches)], active, left, before)
+                active -= self._behind(rows, survivors, reused)
+            self._rollout(fresh, branches, lengths, active, left, before)
+            survivors = [c for c in survivors if not c.skipped]
             self._score(rows, survivors, threshold if cfg.prune else None)
 
         winners = self._select(rows, candidates)
@@ -356,12 +387,62 @@ class DeALSearch:
         return self._commit(state, winners)
 
     # -- pieces of a step ------------------------------------------------------------------------------------
-    def _rollout(self, batch: Rows, branches: list[Branch], lengths: list[int], active: set[int],
-                 left: list[int]) -> None:
-        """Extend the `active` branches greedily, one batched forward per token, until `lengths[i]` tokens or EOS.
-        `left[i]`: the budget left before branch i (output constraints close the output as it runs out)."""
+    def _history(self, row: Row) -> list[int] | None:
+        """The tokens before a row's next position (prompt + committed), where repetition penalties need them."""
+        return self.jobs[row.prompt].prompt.ids + row.tokens if self.histories else None
+
+    def _riders(self, batch: Rows, committed: int, reused: list[Candidate], survivors: list[Candidate],
+                rollout: list[int], remaining: list[int]) -> list[Candidate]:
+        """Greedy tails that ride along with the survivors' rollout: in the same forwards they grow by as many
+        tokens as the survivors' lookahead, so the following steps need no top-up while greedy keeps winning (a
+        forward costs about the same with a few more rows). Only when the survivors need a forward, and only tails
+        that fill their rows' columns (no masked holes) and are shorter than two rollouts."""
         eos = self.lm.eos_token_ids
-        self.stats.candidates_rolled_out += len(active)
+        if not (self.config.reuse and any(rollout[c.row] > 1 and c.token not in eos for c in survivors)):
+            return []
+        limit = 2 * max(rollout[c.row] for c in survivors)
+        return [c for c in reused if c.branch.tokens[-1] not in eos
+                and len(c.branch.tokens) - 1 == batch.length - committed
+                and len(c.branch.tokens) < min(limit, remaining[c.row])]
+
+    def _behind(self, rows: list[Row], survivors: list[Candidate], reused: list[Candidate]) -> set[int]:
+        """`early_reject`: survivors (by index) whose score on their first n = early_reject + 1 tokens is below the
+        best greedy candidate's of the same prompt on as many tokens (without one, the best survivor's). They are
+        marked skipped and roll out no further. Survivors that ended sooner (EOS, budget) are kept."""
+        n, eos = self.config.early_reject + 1, self.lm.eos_token_ids
+        judged = [c for c in survivors + reused if len(c.branch.tokens) >= n]
+        by_scorer: dict[int, list[Candidate]] = {}
+        for c in judged:
+            by_scorer.setdefault(id(self.jobs[rows[c.row].prompt].scorer), []).append(c)
+        score: dict[int, float] = {}
+        for group in by_scorer.values():
+            items = []
+            for c in group:
+                row, tokens = rows[c.row], c.branch.tokens[:n]
+                text = self.lm.decode(row.tokens + [t for t in tokens if t not in eos])
+                items.append((row.prompt, cut_at_stop(text, self.jobs[row.prompt].config.stop)[0], False,
+                              (row.logp + sum(c.branch.logps[:n])) / (len(row.tokens) + n)))
+            for c, value in zip(group, self.jobs[rows[group[0].row].prompt].scorer(items)):
+                score[id(c)] = rows[c.row].logp + c.logp + self.config.reward_weight * value[0]
+        best: dict[int, float] = {}
+        has_greedy = {rows[c.row].prompt for c in reused if id(c) in score}
+        for c in judged:
+            prompt = rows[c.row].prompt
+            if (c in reused) == (prompt in has_greedy):
+                best[prompt] = max(best.get(prompt, -math.inf), score[id(c)])
+        out = {i for i, c in enumerate(survivors)
+               if id(c) in score and score[id(c)] < best[rows[c.row].prompt] and c.branch.tokens[-1] not in eos}
+        for i in out:
+            survivors[i].skipped = True
+        self.stats.candidates_pruned += len(out)
+        return out
+
+    def _rollout(self, batch: Rows, branches: list[Branch], lengths: list[int], active: set[int],
+                 left: list[int], before: list[list[int] | None]) -> None:
+        """Extend the `active` branches greedily, one batched forward per token, until `lengths[i]` tokens or EOS.
+        `left[i]`: the budget left before branch i (output constraints close the output as it runs out);
+        `before[i]`: the token history before it (None when no repetition penalty needs it)."""
+        eos = self.lm.eos_token_ids
         while True:
             need = [i in active and len(b.tokens) < lengths[i] and b.tokens[-1] not in eos for i, b in
                     enumerate(branches)]
@@ -374,7 +455,8 @@ class DeALSearch:
             rows_needing = [i for i, n in enumerate(need) if n]
             allowed = [branches[i].constraint.allowed(left[i] - len(branches[i].tokens))
                        if branches[i].constraint is not None else None for i in rows_needing]
-            for i, proposal in zip(rows_needing, self.proposer.propose(scores, rows_needing, allowed)):
+            histories = [before[i] + branches[i].tokens for i in rows_needing] if self.histories else None
+            for i, proposal in zip(rows_needing, self.proposer.propose(scores, rows_needing, allowed, histories)):
                 branch = branches[i]
                 branch.after.append(proposal)
                 branch.tokens.append(proposal.greedy)
@@ -386,15 +468,18 @@ class DeALSearch:
         if not cands:
             return
         cfg, eos = self.config, self.lm.eos_token_ids
-        bodies = []
+        bodies, mean_logps = [], []
         for c in cands:
             row, job = rows[c.row], self.jobs[rows[c.row].prompt]
             ext = c.branch.tokens[:min(cfg.lookahead + 1, job.config.max_new_tokens - len(row.tokens))]
             ended = next((j for j, t in enumerate(ext) if t in eos), None)
             c.final = ended is not None or len(row.tokens) + len(ext) >= job.config.max_new_tokens
             bodies.append(row.tokens + (ext if ended is None else ext[:ended]))
+            scored = len(ext) if ended is None else ended + 1  # an EOS that ends the text counts
+            mean_logps.append((row.logp + sum(c.branch.logps[:scored])) / (len(row.tokens) + scored))
         texts = self.lm.decode_batch(bodies)
-        for c, text in zip(cands, texts):
+        for c, text, mean_logp in zip(cands, texts, mean_logps):
+            c.mean_logp = mean_logp
             c.text, hit = cut_at_stop(text, self.jobs[rows[c.row].prompt].config.stop)
             c.final = c.final or hit
 
@@ -409,7 +494,7 @@ class DeALSearch:
             staged = keep if threshold is not None and cfg.reward_weight else None
             scorer = self.jobs[rows[group[0].row].prompt].scorer
             try:
-                results = scorer([(rows[c.row].prompt, c.text, c.final) for c in group], staged)
+                results = scorer([(rows[c.row].prompt, c.text, c.final, c.mean_logp) for c in group], staged)
             except RewardError as exc:
                 if not self.isolate_errors:
                     raise
@@ -487,7 +572,7 @@ class DeALSearch:
                     continue
                 tail = Branch(branch.tokens[n:], branch.logps[n:], branch.after[n:], branch.constraint)
                 new_rows.append(Row(prompt, tokens, logp, branch.after[n - 1], tail, after))
-                picks.append((c.batch, c.batch_row))
+                picks.append((c.batch, c.batch_row, c.base + n))
             best = chosen[0]
             update.tokens[prompt] = rows[best.row].tokens + best.branch.tokens[:commit]
         live = {r.prompt for r in new_rows}
@@ -497,14 +582,26 @@ class DeALSearch:
         state.rows = new_rows
         if not new_rows:
             return update
-        # Rows may come from the shared cache and from fresh rollouts of different lengths: cut to the shortest
-        # and shorten the tails to match (they are simply topped up next step).
-        length = min(batch.length for batch, _ in picks)
-        state.cache = self.lm.gather(picks, length)
-        state.committed += self.config.commit  # every row that stays committed exactly this many
+        # Rows may come from the shared cache and from fresh rollouts with more or fewer tail columns: keep as many
+        # as the shortest has (the tails are simply topped up next step) and line up the committed tokens.
+        keep = min(batch.length - end for batch, _, end in picks)
+        state.committed = max(end for *_, end in picks)
+        state.cache = self._aligned(picks, keep, state.committed)
         for row in new_rows:
-            self._truncate(row.tail, length - state.committed)
+            self._truncate(row.tail, keep)
         return update
+
+    def _aligned(self, picks: list[tuple[Rows, int, int]], keep: int, end: int) -> Rows:
+        """The picked rows (batch, row, column where its committed tokens end) as one batch in which every row's
+        committed tokens end at column `end`, followed by `keep` tail columns: rows ending earlier are left-padded."""
+        if all(e == end for *_, e in picks):
+            return self.lm.gather([(batch, row) for batch, row, _ in picks], end + keep)
+        parts: dict[int, tuple[Rows, int]] = {}
+        for e in {e for *_, e in picks}:
+            group = [i for i, p in enumerate(picks) if p[2] == e]
+            part = self.lm.pad(self.lm.gather([picks[i][:2] for i in group], e + keep), end + keep)
+            parts.update({i: (part, j) for j, i in enumerate(group)})
+        return self.lm.gather([parts[i] for i in range(len(picks))], end + keep)
 
     def _stopped(self, job: Job, tokens: list[int], new: int) -> bool:
         """Whether the newest `new` tokens completed a stop string (only a window of the text is decoded)."""

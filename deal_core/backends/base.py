@@ -38,8 +38,10 @@ class Proposer(Protocol):
     """Turns an engine's next-token scores into proposals, and a proposal into a step's candidates."""
 
     def propose(self, scores: Any, rows: Sequence[int] | None = None,
-                allowed: Sequence[Any] | None = None) -> list[Proposal]: ...
-    # all rows or `rows`; `allowed[i]` (a `Constraint.allowed()` bitmask, or None) masks the i-th proposed row
+                allowed: Sequence[Any] | None = None,
+                histories: Sequence[Sequence[int]] | None = None) -> list[Proposal]: ...
+    # all rows or `rows`; `allowed[i]` (a `Constraint.allowed()` bitmask, or None) masks the i-th proposed row;
+    # `histories[i]` is its tokens so far (prompt + response), which repetition penalties look at
 
     def candidates(self, proposal: Proposal) -> list[tuple[int, float]]: ...
 
@@ -99,7 +101,8 @@ class Backend(Protocol):
     def session(self) -> AbstractContextManager[Any]: ...  # holds the lock (and the engine's no-grad mode)
 
     def proposer(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 seed: int | None = None) -> Proposer: ...
+                 seed: int | None = None, repetition_penalty: float = 1.0,
+                 no_repeat_ngram_size: int = 0) -> Proposer: ...
 
     def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[Rows, Any]: ...  # rows, next-token scores
 

@@ -17,7 +17,14 @@ from typing import Any
 
 import torch
 from jinja2 import TemplateError
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    DynamicCache,
+    LogitsProcessorList,
+    NoRepeatNGramLogitsProcessor,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    RepetitionPenaltyLogitsProcessor,
+)
 
 from deal_core.backends.base import Generated, Proposal
 from deal_core.constraint import ConstraintError, allowed_tokens
@@ -66,8 +73,13 @@ class Sampler:
     """Top-k proposals, or candidates drawn from the nucleus (top-p) of the tempered distribution."""
 
     def __init__(self, top_k: int, sample: bool, temperature: float, top_p: float, seed: int | None,
-                 device: torch.device):
+                 device: torch.device, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0):
         self.k, self.sample, self.temperature, self.top_p = top_k, sample, temperature, top_p
+        self.device = device
+        # transformers' own processors, applied per row to the token history (prompt + response so far)
+        self.processors = LogitsProcessorList(
+            ([RepetitionPenaltyLogitsProcessor(repetition_penalty)] if repetition_penalty != 1.0 else [])
+            + ([NoRepeatNGramLogitsProcessor(no_repeat_ngram_size)] if no_repeat_ngram_size else []))
         self.generator = None
         if sample:
             self.generator = torch.Generator(device=device)
@@ -77,8 +89,14 @@ class Sampler:
                 self.generator.seed()
 
     def propose(self, logits: torch.Tensor, rows: Sequence[int] | None = None,
-                allowed: Sequence[Any] | None = None) -> list[Proposal]:
+                allowed: Sequence[Any] | None = None,
+                histories: Sequence[Sequence[int]] | None = None) -> list[Proposal]:
         logits = (logits if rows is None else logits[list(rows)]).float()
+        if self.processors:
+            if histories is None:
+                raise ValueError("repetition_penalty / no_repeat_ngram_size need each row's token history")
+            logits = torch.cat([self.processors(torch.tensor([list(h)], device=self.device), logits[i: i + 1])
+                                for i, h in enumerate(histories)])
         if allowed is not None and any(a is not None for a in allowed):
             logits = logits.clone()
             for i, bits in enumerate(allowed):
@@ -198,8 +216,9 @@ class LanguageModel:
             yield
 
     def proposer(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 seed: int | None = None) -> Sampler:
-        return Sampler(top_k, sample, temperature, top_p, seed, self.device)
+                 seed: int | None = None, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> Sampler:
+        return Sampler(top_k, sample, temperature, top_p, seed, self.device, repetition_penalty,
+                       no_repeat_ngram_size)
 
     def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[KVBatch, torch.Tensor]:
         """Encode left-padded prompts once; returns the rows and next-token logits [rows, vocab]."""
@@ -268,7 +287,8 @@ class LanguageModel:
         return (torch.logsumexp(logp[:, list(yes)], -1) - torch.logsumexp(logp[:, list(no)], -1)).tolist()
 
     def generate(self, ids: Sequence[int], *, max_new_tokens: int, n: int = 1, sample: bool = False,
-                 top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = ()) -> list[Generated]:
+                 top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),
+                 repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> list[Generated]:
         """transformers' own decoding loop (`model.generate`): greedy, or n samples at temperature 1."""
         if seed is not None:
             torch.manual_seed(seed)
@@ -281,6 +301,8 @@ class LanguageModel:
                 pad_token_id=self.pad_token_id, eos_token_id=sorted(self.eos_token_ids),
                 stop_strings=list(stop) or None, tokenizer=self.tokenizer if stop else None,
                 output_scores=True, return_dict_in_generate=True,
+                repetition_penalty=repetition_penalty if repetition_penalty != 1.0 else None,
+                no_repeat_ngram_size=no_repeat_ngram_size or None,
             )
         new = out.sequences[:, len(ids):]
         # log-probability of each emitted token (one step at a time: n × steps × vocab would not fit for large n)

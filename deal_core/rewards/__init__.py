@@ -11,6 +11,7 @@ from deal_core.rewards.base import (
     text_of,
 )
 from deal_core.rewards.blocklist import Blocklist
+from deal_core.rewards.fluency import Fluency
 from deal_core.rewards.formats import JsonSchema, Regex
 from deal_core.rewards.grounding import Grounding
 from deal_core.rewards.keywords import Keywords
@@ -33,6 +34,7 @@ __all__ = [
     "Blocklist",
     "Callable",
     "Constraint",
+    "Fluency",
     "FunctionReward",
     "Grounding",
     "Harmlessness",

@@ -133,6 +133,11 @@ class Constraint(Reward):
     def bounds(self) -> tuple[float, float]:
         return (-math.inf, 0.0)
 
-    def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
-        values = as_reward_sum(self.reward).evaluate(prompts, texts, is_final).total
+    @property
+    def uses_logprobs(self) -> bool:
+        return any(t.reward.uses_logprobs for t in as_reward_sum(self.reward).terms)
+
+    def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool],
+               logprobs: Sequence[float] | None = None) -> list[float]:
+        values = as_reward_sum(self.reward).evaluate(prompts, texts, is_final, logprobs).total
         return [0.0 if v >= self.threshold else -math.inf for v in values]

@@ -29,6 +29,8 @@ class Reward(BaseModel):
     kind: ClassVar[str] = ""
     positional: ClassVar[str | None] = None  # the field a single positional argument fills: Keywords(["a", "b"])
     cost: ClassVar[str] = "cheap"  # "expensive": the search scores it only on candidates the cheap ones keep
+    # True: `_score` also takes `logprobs`, each text's mean token log-probability (the search passes its own)
+    reads_logprobs: ClassVar[bool] = False
     # Fields only Python code may set: a JSON or CLI spec naming one is refused, and `spec()` leaves them out.
     code_only: ClassVar[frozenset[str]] = frozenset()
 
@@ -55,14 +57,20 @@ class Reward(BaseModel):
     def is_expensive(self) -> bool:
         return self.cost == "expensive"
 
+    @property
+    def uses_logprobs(self) -> bool:
+        return self.reads_logprobs
+
     @abstractmethod
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> Sequence[float]:
         ...
 
     def score(
-        self, prompts: Sequence[str] | str, texts: Sequence[str] | str, is_final: Sequence[bool] | bool = True
+        self, prompts: Sequence[str] | str, texts: Sequence[str] | str, is_final: Sequence[bool] | bool = True,
+        logprobs: Sequence[float] | None = None,
     ) -> list[float]:
-        """Score texts, checking that the reward returned one finite float per text."""
+        """Score texts, checking that the reward returned one finite float per text. `logprobs`: each text's mean
+        token log-probability under the model, for rewards that use it (`uses_logprobs`)."""
         if isinstance(texts, str):
             texts = [texts]
         if isinstance(prompts, str):
@@ -76,8 +84,14 @@ class Reward(BaseModel):
             )
         if not texts:
             return []
+        extra = {}
+        if self.uses_logprobs:
+            if logprobs is None or len(logprobs) != len(texts):
+                raise RewardError(self.name, "needs each text's mean token log-probability: it scores answers "
+                                  "inside DeAL's search, or pass score(..., logprobs=[one float per text])")
+            extra = {"logprobs": [float(v) for v in logprobs]}
         try:
-            raw = self._score(list(prompts), list(texts), list(is_final))
+            raw = self._score(list(prompts), list(texts), list(is_final), **extra)
             values = [float(v) for v in raw]
         except RewardError:
             raise
@@ -226,14 +240,15 @@ class RewardSum(BaseModel):
         return (low, high) if not math.isnan(low + high) else (-math.inf, math.inf)
 
     def evaluate(
-        self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool] | bool = True
+        self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool] | bool = True,
+        logprobs: Sequence[float] | None = None,
     ) -> RewardScores:
         if isinstance(is_final, bool):
             is_final = [is_final] * len(texts)
         components: dict[str, list[float]] = {}
         total = [0.0] * len(texts)
         for label, term in zip(self.labels, self.terms):
-            values = term.reward.score(prompts, texts, is_final)
+            values = term.reward.score(prompts, texts, is_final, logprobs)
             components[label] = values
             if term.weight:
                 total = [acc + term.weight * v for acc, v in zip(total, values)]

@@ -132,6 +132,7 @@ for _name, _target, _cli in [
     ("reward_model", "deal_core.rewards.learned:RewardModel", lambda arg: {"model": arg or ""}),
     ("judge", "deal_core.rewards.learned:Judge", lambda arg: {"question": arg} if arg else {}),
     ("tool_arguments", "deal_core.rewards.tools:ToolArguments", None),
+    ("fluency", "deal_core.rewards.fluency:Fluency", None),
 ]:
     REGISTRY.register(_name, _target, _cli)
 

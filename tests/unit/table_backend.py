@@ -61,7 +61,8 @@ class TopK:
         self.k = k
 
     def propose(self, scores: list[list[float]], rows: Sequence[int] | None = None,
-                allowed: Sequence[Any] | None = None) -> list[Proposal]:
+                allowed: Sequence[Any] | None = None,
+                histories: Sequence[Sequence[int]] | None = None) -> list[Proposal]:
         out = []
         picked = scores if rows is None else [scores[i] for i in rows]
         for i, logp in enumerate(picked):
@@ -111,8 +112,9 @@ class TableBackend:
             yield
 
     def proposer(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 seed: int | None = None) -> TopK:
+                 seed: int | None = None, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> TopK:
         assert not sample, "the table backend proposes top-k only"
+        assert repetition_penalty == 1.0 and not no_repeat_ngram_size, "the table backend has no penalties"
         return TopK(top_k)
 
     def _scores(self, rows: TableRows) -> list[list[float]]:
@@ -148,7 +150,9 @@ class TableBackend:
         return [mass(logp, yes) - mass(logp, no) for logp in scores]
 
     def generate(self, ids: Sequence[int], *, max_new_tokens: int, n: int = 1, sample: bool = False,
-                 top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = ()) -> list[Generated]:
+                 top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),
+                 repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> list[Generated]:
+        assert repetition_penalty == 1.0 and not no_repeat_ngram_size, "the table backend has no penalties"
         seq, logp = list(ids), 0.0
         for _ in range(max_new_tokens):
             dist = next_logprobs(seq)

@@ -14,7 +14,7 @@ from deal_core.rewards import REGISTRY, Keywords, Reward, register_reward, rewar
 
 
 def test_every_registered_name_is_its_class_kind():
-    assert list(REGISTRY) == sorted(REGISTRY) and len(REGISTRY) == 11
+    assert list(REGISTRY) == sorted(REGISTRY) and len(REGISTRY) == 12
     for name in REGISTRY:
         assert REGISTRY[name].kind == name and issubclass(REGISTRY[name], Reward)
 

@@ -18,7 +18,7 @@ import torch
 
 from deal_core import DeAL
 from deal_core.prompts import encode_prompt
-from deal_core.rewards import Keywords, Reward, RewardSum, as_reward_sum
+from deal_core.rewards import Fluency, Keywords, Reward, RewardSum, as_reward_sum
 from deal_core.streaming import cut_at_stop
 from tests.unit.table_backend import WORDS, TableBackend, next_logprobs
 
@@ -45,7 +45,10 @@ def reference_deal(next_logp: Callable[[list[int]], Sequence[float]], decode: Ca
             ended = next((j for j, t in enumerate(ext) if t in eos), None)
             text, hit = cut_at_stop(decode(tokens + ext[:ended]), stop)
             final = ended is not None or len(tokens) + len(ext) >= max_new_tokens or hit
-            score = logp + dist[token] + weight * as_reward_sum(reward).evaluate([request], [text], [final]).total[0]
+            counted = len(ext) if ended is None else ended + 1  # Fluency: mean log P of the text (and its EOS)
+            mean_logp = (logp + sum(logps[:counted])) / (len(tokens) + counted)
+            score = logp + dist[token] + weight * as_reward_sum(reward).evaluate([request], [text], [final],
+                                                                                 [mean_logp]).total[0]
             if best is None or score > best[0]:
                 best = (score, branch, logps)
         _, branch, logps = best
@@ -91,6 +94,8 @@ def test_transformers_backend_matches_the_oracle(tiny_lm, seed):
     stop = [(), (" the",), ("é", "ing"), ("e",), ("a",), ("s", "t"), ("o",), ("er", "ed")][seed]
     if seed % 2:  # an expensive reward takes the staged path (scored only where the cheap ones leave room)
         reward = reward + VowelShareExpensive()
+    if seed % 4 == 2:  # a reward that reads the search's own log-probabilities
+        reward = reward + Fluency() * 2.0
     encoded = encode_prompt(tiny_lm, prompt)
 
     def next_logp(ids: list[int]) -> list[float]:
@@ -113,6 +118,8 @@ def test_a_pure_python_backend_runs_the_full_search_and_matches_the_oracle(seed)
     rng = random.Random(seed)
     prompt = " ".join(rng.choice(WORDS[2:]) for _ in range(3))
     reward = Keywords(keywords=rng.sample(["dog", "park", "ball", "sky", "tree"], 2))
+    if seed % 5 == 1:
+        reward = reward + Fluency() * rng.choice([0.5, 3.0])
     case = random_case(seed)
     stop = [("park",), ("sky .",), ()][seed % 3]
     ids = backend.encode_text(prompt)
@@ -138,3 +145,68 @@ def test_pure_python_backend_batches_streams_and_decodes_greedy():
     assert "".join(stream) == stream.result.text
     greedy = deal.greedy("the big dog")
     assert greedy.token_ids == deal.generate("the big dog", top_k=1, reward_weight=0.0).token_ids
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_repetition_penalties_match_the_oracle_over_processed_distributions(tiny_lm, seed):
+    """repetition_penalty / no_repeat_ngram_size are transformers' logits processors over prompt + response so far:
+    the search under them equals the reference DeAL whose model applies them to the full sequence."""
+    from transformers import LogitsProcessorList, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
+
+    rng = random.Random(300 + seed)
+    prompt = " ".join(rng.choice(["dog", "cat", "park", "sun", "the", "a"]) for _ in range(4))
+    reward = Keywords(keywords=rng.sample(["dog", "cat", "park", "sun", "tree"], 2))
+    case = random_case(seed)
+    penalty, ngram = [(1.3, 0), (1.0, 2), (2.0, 3), (1.2, 1), (0.8, 2), (1.5, 2)][seed]
+    processors = LogitsProcessorList(([RepetitionPenaltyLogitsProcessor(penalty)] if penalty != 1.0 else [])
+                                     + ([NoRepeatNGramLogitsProcessor(ngram)] if ngram else []))
+    encoded = encode_prompt(tiny_lm, prompt)
+
+    def next_logp(ids: list[int]) -> list[float]:
+        with torch.inference_mode():
+            logits = tiny_lm.model(torch.tensor([ids])).logits[0, -1:].float()
+            return torch.log_softmax(processors(torch.tensor([ids]), logits)[0], -1).tolist()
+
+    expected, reason = reference_deal(next_logp, tiny_lm.decode, set(tiny_lm.eos_token_ids), encoded.ids,
+                                      encoded.request, reward, top_k=case["top_k"], lookahead=case["lookahead"],
+                                      commit=case["commit"], weight=case["reward_weight"],
+                                      max_new_tokens=case["max_new_tokens"])
+    deal = DeAL(tiny_lm, rewards=reward)
+    for combo in COMBOS:
+        result = deal.generate(prompt, repetition_penalty=penalty, no_repeat_ngram_size=ngram, **case, **combo)
+        assert (result.token_ids, result.finish_reason) == (expected, reason), (case, combo)
+    greedy = deal.greedy(prompt, repetition_penalty=penalty, no_repeat_ngram_size=ngram, max_new_tokens=10)
+    assert deal.generate(prompt, repetition_penalty=penalty, no_repeat_ngram_size=ngram, max_new_tokens=10, top_k=1,
+                         reward_weight=0.0).token_ids == greedy.token_ids  # the same rule as transformers' generate
+
+
+def test_batched_prompts_equal_each_prompt_alone_when_tails_ride_along(monkeypatch):
+    """Greedy tails that ride along with the survivors' rollout leave rows whose committed tokens end at different
+    columns; commits line them up again (left padding). A batch of prompts must still equal each prompt alone,
+    on both backends, and the spy proves that both the riding and the realignment happened."""
+    from deal_core.search import DeALSearch
+
+    seen = {"riders": 0, "realigned": 0}
+    riders, aligned = DeALSearch._riders, DeALSearch._aligned
+
+    def spy_riders(self, *args):
+        out = riders(self, *args)
+        seen["riders"] += bool(out)
+        return out
+
+    def spy_aligned(self, picks, keep, end):
+        seen["realigned"] += len({e for *_, e in picks}) > 1
+        return aligned(self, picks, keep, end)
+
+    monkeypatch.setattr(DeALSearch, "_riders", spy_riders)
+    monkeypatch.setattr(DeALSearch, "_aligned", spy_aligned)
+    backend = TableBackend()
+    for seed in range(12):
+        rng = random.Random(500 + seed)
+        prompts = [" ".join(rng.choice(WORDS[2:]) for _ in range(rng.randint(2, 5))) for _ in range(4)]
+        case = {**random_case(seed), "lookahead": rng.randint(2, 5), "commit": 1, "max_new_tokens": 14}
+        deal = DeAL(backend, rewards=Keywords(keywords=rng.sample(["dog", "park", "ball", "sky"], 2)),
+                    use_chat_template=False)
+        alone = [deal.generate(p, **case).token_ids for p in prompts]
+        assert [r.token_ids for r in deal.generate_batch(prompts, **case)] == alone, case
+    assert seen["riders"] and seen["realigned"], seen
