@@ -37,10 +37,6 @@ class DeALConfig(BaseModel):
     seed: int | None = Field(
         None, ge=0, le=2**64 - 1, description="Seed for sampled proposals, 0 to 2**64-1 (None: nondeterministic)."
     )
-    early_reject: int | None = Field(
-        None, ge=1, le=127,
-        description="Approximate (off by default): after this many lookahead tokens, stop rolling out a candidate "
-                    "whose score on its partial text is below the greedy candidate's on as many tokens.")
     repetition_penalty: float = Field(
         1.0, gt=0.0, le=10.0, allow_inf_nan=False,
         description="transformers' repetition penalty on every token already in the prompt or response (1 = off; "

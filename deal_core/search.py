@@ -176,11 +176,12 @@ class Job:
     constraint: Constraint | None
     scorer: Scorer
     reward_max: float
+    tight: bool  # some reward bounds itself tighter than its range (`Reward.upper_bound`)
     stop_span: int  # stop strings are looked for in the text of this many newest tokens (0: none)
 
 
 SHARED = ("top_k", "lookahead", "beam_width", "commit", "reward_weight", "temperature", "top_p", "seed", "prune",
-          "reuse", "trace", "repetition_penalty", "no_repeat_ngram_size", "early_reject")  # the settings every prompt of one search shares
+          "reuse", "trace", "repetition_penalty", "no_repeat_ngram_size")  # the settings every prompt of one search shares
 
 
 def shared_key(config: DeALConfig) -> tuple:
@@ -226,7 +227,8 @@ class DeALSearch:
         # A stop string of L characters (at most 4L bytes) spans at most 4L + 1 tokens, plus one so that the
         # window's first token lies before it.
         span = 4 * max(map(len, config.stop)) + 2 if config.stop else 0
-        return Job(prompt, config, rewards, constraint, scorer, rewards.bounds()[1] if rewards else 0.0, span)
+        return Job(prompt, config, rewards, constraint, scorer, rewards.bounds()[1] if rewards else 0.0,
+                   rewards.tightens_bound, span)
 
     # -- driving it ------------------------------------------------------------------------------------------
     def admit(self, prompts: list[EncodedPrompt], configs: list[DeALConfig], rewards: list[RewardSum],
@@ -345,8 +347,8 @@ class DeALSearch:
         threshold = self._thresholds(rows, reused)
         pending = [c for cands in candidates for c in cands if c.branch is None]
         if cfg.prune:
-            survivors = [c for c in pending if rows[c.row].logp + c.logp + cfg.reward_weight * jobs[c.row].reward_max
-                         >= threshold[rows[c.row].prompt]]
+            survivors = [c for c in pending if rows[c.row].logp + c.logp + cfg.reward_weight
+                         * self._reward_bound(rows[c.row], c, remaining[c.row]) >= threshold[rows[c.row].prompt]]
         else:
             survivors = pending
         self.stats.candidates_pruned += len(pending) - len(survivors)
@@ -370,15 +372,9 @@ class DeALSearch:
             for c in survivors:
                 c.base = base
             self.stats.candidates_rolled_out += len(survivors)
-            active = set(range(len(branches)))
-            left = [remaining[c.row] for c in survivors + riders]
-            before = [self._history(rows[c.row]) for c in survivors + riders]
-            if cfg.early_reject is not None and passes > cfg.early_reject:  # approximate, opt-in
-                self._rollout(fresh, branches, [min(n, len(b.tokens) + cfg.early_reject)
-                                                for n, b in zip(lengths, branches)], active, left, before)
-                active -= self._behind(rows, survivors, reused)
-            self._rollout(fresh, branches, lengths, active, left, before)
-            survivors = [c for c in survivors if not c.skipped]
+            self._rollout(fresh, branches, lengths, active=set(range(len(branches))),
+                          left=[remaining[c.row] for c in survivors + riders],
+                          before=[self._history(rows[c.row]) for c in survivors + riders])
             self._score(rows, survivors, threshold if cfg.prune else None)
 
         winners = self._select(rows, candidates)
@@ -390,6 +386,15 @@ class DeALSearch:
     def _history(self, row: Row) -> list[int] | None:
         """The tokens before a row's next position (prompt + committed), where repetition penalties need them."""
         return self.jobs[row.prompt].prompt.ids + row.tokens if self.histories else None
+
+    def _reward_bound(self, row: Row, c: Candidate, remaining: int) -> float:
+        """The most the rewards can give candidate `c` of `row` (rewards like `Fluency` know a bound tighter than
+        their range from the answer's likelihood so far; the lookahead scores at most `lookahead` more tokens)."""
+        job = self.jobs[row.prompt]
+        if not job.tight:
+            return job.reward_max
+        more = min(self.config.lookahead + 1, remaining) - 1
+        return job.rewards.upper_bound(row.logp + c.logp, len(row.tokens) + 1, more)
 
     def _riders(self, batch: Rows, committed: int, reused: list[Candidate], survivors: list[Candidate],
                 rollout: list[int], remaining: list[int]) -> list[Candidate]:
@@ -404,38 +409,6 @@ class DeALSearch:
         return [c for c in reused if c.branch.tokens[-1] not in eos
                 and len(c.branch.tokens) - 1 == batch.length - committed
                 and len(c.branch.tokens) < min(limit, remaining[c.row])]
-
-    def _behind(self, rows: list[Row], survivors: list[Candidate], reused: list[Candidate]) -> set[int]:
-        """`early_reject`: survivors (by index) whose score on their first n = early_reject + 1 tokens is below the
-        best greedy candidate's of the same prompt on as many tokens (without one, the best survivor's). They are
-        marked skipped and roll out no further. Survivors that ended sooner (EOS, budget) are kept."""
-        n, eos = self.config.early_reject + 1, self.lm.eos_token_ids
-        judged = [c for c in survivors + reused if len(c.branch.tokens) >= n]
-        by_scorer: dict[int, list[Candidate]] = {}
-        for c in judged:
-            by_scorer.setdefault(id(self.jobs[rows[c.row].prompt].scorer), []).append(c)
-        score: dict[int, float] = {}
-        for group in by_scorer.values():
-            items = []
-            for c in group:
-                row, tokens = rows[c.row], c.branch.tokens[:n]
-                text = self.lm.decode(row.tokens + [t for t in tokens if t not in eos])
-                items.append((row.prompt, cut_at_stop(text, self.jobs[row.prompt].config.stop)[0], False,
-                              (row.logp + sum(c.branch.logps[:n])) / (len(row.tokens) + n)))
-            for c, value in zip(group, self.jobs[rows[group[0].row].prompt].scorer(items)):
-                score[id(c)] = rows[c.row].logp + c.logp + self.config.reward_weight * value[0]
-        best: dict[int, float] = {}
-        has_greedy = {rows[c.row].prompt for c in reused if id(c) in score}
-        for c in judged:
-            prompt = rows[c.row].prompt
-            if (c in reused) == (prompt in has_greedy):
-                best[prompt] = max(best.get(prompt, -math.inf), score[id(c)])
-        out = {i for i, c in enumerate(survivors)
-               if id(c) in score and score[id(c)] < best[rows[c.row].prompt] and c.branch.tokens[-1] not in eos}
-        for i in out:
-            survivors[i].skipped = True
-        self.stats.candidates_pruned += len(out)
-        return out
 
     def _rollout(self, batch: Rows, branches: list[Branch], lengths: list[int], active: set[int],
                  left: list[int], before: list[list[int] | None]) -> None:
@@ -533,10 +506,12 @@ class DeALSearch:
             if prompt in self.errors:
                 continue
             ranked = sorted(cands, key=lambda c: (-c.score, c.row, c.rank))
-            bound = self.config.reward_weight * self.jobs[prompt].reward_max
             last = ranked[min(self.config.beam_width, len(ranked)) - 1].score
-            self.stats.candidates_needed += sum(rows[c.row].logp + c.logp + bound >= last
-                                                for cs in candidates for c in cs if rows[c.row].prompt == prompt)
+            left = self.jobs[prompt].config.max_new_tokens
+            self.stats.candidates_needed += sum(
+                rows[c.row].logp + c.logp
+                + self.config.reward_weight * self._reward_bound(rows[c.row], c, left - len(rows[c.row].tokens))
+                >= last for cs in candidates for c in cs if rows[c.row].prompt == prompt)
             if ranked[0].score == -math.inf:
                 self.fallback.add(prompt)  # every candidate vetoed: keep the likeliest, flagged
             winners[prompt] = ranked[: self.config.beam_width]

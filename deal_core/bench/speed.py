@@ -19,12 +19,16 @@ from rich.table import Table
 from deal_core.bench import quality
 from deal_core.bench.data import load_commongen
 from deal_core.decoder import DeAL
-from deal_core.rewards import Keywords
+from deal_core.rewards import Fluency, Keywords
 
-MODES: dict[str, dict[str, Any] | None] = {
-    "greedy (transformers)": None,
+MODES: dict[str, dict[str, Any]] = {
+    "greedy (transformers)": {"greedy": True},
+    "greedy + no_repeat_ngram_size=3": {"greedy": True, "no_repeat_ngram_size": 3},
     "DeAL token k5 l5 λ1 (paper)": dict(top_k=5, lookahead=5, commit=1, beam_width=1, reward_weight=1.0),
-    "DeAL token k10 l10 λ5": dict(top_k=10, lookahead=10, commit=1, beam_width=1, reward_weight=5.0),
+    "DeAL token k10 l10 λ5 (default)": dict(top_k=10, lookahead=10, commit=1, beam_width=1, reward_weight=5.0),
+    "DeAL default + no_repeat_ngram_size=3": dict(top_k=10, lookahead=10, reward_weight=5.0, no_repeat_ngram_size=3),
+    "DeAL token k10 l8 λ3 + no_repeat_ngram_size=3": dict(top_k=10, lookahead=8, reward_weight=3.0,
+                                                         no_repeat_ngram_size=3),
     "DeAL segment k5 l8 c9": dict(top_k=5, lookahead=8, commit=9, beam_width=1, reward_weight=1.0),
 }
 
@@ -47,7 +51,7 @@ def profile(result: Any) -> dict[str, float]:
 
 
 def run(model: str | None = None, data: str | None = None, limit: int = 20, max_new_tokens: int = 64,
-        json_out: str | None = None, modes: dict[str, dict[str, Any] | None] | None = None, split: str = "all",
+        json_out: str | None = None, modes: dict[str, dict[str, Any]] | None = None, split: str = "all",
         **_: Any) -> dict:
     console = Console(width=max(Console().width, 140))
     modes = modes or MODES
@@ -59,11 +63,14 @@ def run(model: str | None = None, data: str | None = None, limit: int = 20, max_
     with Progress(console=console) as progress:
         task = progress.add_task(f"speed ({split})", total=len(sets) * len(modes))
         for s in sets:
-            reward = Keywords(keywords=s.concepts)
+            keywords = Keywords(keywords=s.concepts)
             for name, settings in modes.items():  # interleaved: drift in machine speed hits every mode alike
+                settings = dict(settings or {})
+                fluency = settings.pop("fluency", 0.0)  # a Fluency reward of this weight beside the keywords
+                reward = keywords + Fluency() * fluency if fluency else keywords
                 start = time.perf_counter()
-                result = deal.greedy(s.prompt) if settings is None else deal.generate(s.prompt, rewards=reward,
-                                                                                       **settings)
+                result = (deal.greedy(s.prompt, **settings) if settings.pop("greedy", False)
+                          else deal.generate(s.prompt, rewards=reward, **settings))
                 seconds = time.perf_counter() - start
                 row = profile(result)
                 row.update(s_per_token=seconds / row["tokens"], text=result.text, concepts=s.concepts,
@@ -112,4 +119,26 @@ def run(model: str | None = None, data: str | None = None, limit: int = 20, max_
               "model": deal.lm.name, "limit": len(sets), "max_new_tokens": max_new_tokens}
     if json_out:
         Path(json_out).write_text(json.dumps(report, indent=2))
+        tradeoff_plot(Path(json_out).with_suffix(".png"), summary,
+                      f"{len(sets)} CommonGen prompts ({split} split), {deal.lm.name}")
     return report
+
+
+def tradeoff_plot(path: Path, summary: dict[str, dict[str, float]], title: str) -> None:
+    """Each mode as a point: time per token against greedy (x) and clean coverage of every concept (y)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, s in summary.items():
+        ax.scatter(s["ratio_to_greedy"], s["clean_hard_coverage"], s=40 + 200 * s["degenerate"])
+        ax.annotate(name, (s["ratio_to_greedy"], s["clean_hard_coverage"]), fontsize=8, xytext=(4, 4),
+                    textcoords="offset points")
+    ax.set_xlabel("time per token, × greedy (median)")
+    ax.set_ylabel("every concept, not a list or a loop")
+    ax.set_title(f"{title}\n(marker size: share of degenerate answers)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

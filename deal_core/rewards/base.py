@@ -61,6 +61,17 @@ class Reward(BaseModel):
     def uses_logprobs(self) -> bool:
         return self.reads_logprobs
 
+    def upper_bound(self, logprob: float, tokens: int, more: int) -> float:
+        """The most this reward can give an answer whose first `tokens` tokens have log-probability `logprob` in
+        all, once at most `more` tokens follow. The search prunes candidates with it before rolling them out, so it
+        must hold for every continuation; the default is `bounds()[1]`. (`Fluency` knows better.)"""
+        return self.bounds()[1]
+
+    @property
+    def tightens_bound(self) -> bool:
+        """Whether `upper_bound` can be below `bounds()[1]` (the search only asks such rewards)."""
+        return type(self).upper_bound is not Reward.upper_bound
+
     @abstractmethod
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> Sequence[float]:
         ...
@@ -238,6 +249,19 @@ class RewardSum(BaseModel):
             low += t.weight * (lo if t.weight >= 0 else hi)
             high += t.weight * (hi if t.weight >= 0 else lo)
         return (low, high) if not math.isnan(low + high) else (-math.inf, math.inf)
+
+    @property
+    def tightens_bound(self) -> bool:
+        return any(t.weight > 0 and t.reward.tightens_bound for t in self.terms)
+
+    def upper_bound(self, logprob: float, tokens: int, more: int) -> float:
+        """Σ wᵢ · (Rᵢ's upper bound for this answer so far); terms with a negative weight count their lower bound."""
+        total = 0.0
+        for t in self.terms:
+            low, high = t.reward.bounds()
+            total += t.weight * (min(high, t.reward.upper_bound(logprob, tokens, more)) if t.weight > 0 else
+                                 low if t.weight < 0 else 0.0)
+        return total
 
     def evaluate(
         self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool] | bool = True,

@@ -23,6 +23,12 @@ class Fluency(Reward):
     kind: ClassVar[str] = "fluency"
     reads_logprobs: ClassVar[bool] = True
 
+    def upper_bound(self, logprob: float, tokens: int, more: int) -> float:
+        """The lookahead can only add tokens of log-probability ≤ 0, which pull the mean towards 0 at best when
+        all `more` of them come: exp(logprob / (tokens + more)). Tight where the answer so far is long, which is
+        what keeps pruning working with this reward (its global bound, 1, would let every candidate through)."""
+        return math.exp(min(logprob, 0.0) / max(tokens + more, 1))
+
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool],
                logprobs: Sequence[float] = ()) -> list[float]:
         return [math.exp(min(lp, 0.0)) for lp in logprobs]

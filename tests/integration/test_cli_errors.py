@@ -32,6 +32,10 @@ def deal(*args: str, cwd=None) -> subprocess.CompletedProcess:
     (["bench", "demo", "--concurrency", "2"], "--concurrency is for"),
     (["bench", "serve", "--concurrency", "a,b"], "comma-separated integers"),
     (["generate", "Hi", "--temperature", "0.001"], "too small"),
+    (["generate", "Hi", "--repetition-penalty", "0"], "repetition_penalty"),
+    (["generate", "Hi", "--no-repeat-ngram-size", "-1"], "no_repeat_ngram_size"),
+    (["bench", "demo", "--split", "hard"], "--split is for"),
+    (["bench", "speed", "--split", "medium"], "unknown --split"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(args, needle, tmp_path):
     proc = deal(*args, cwd=tmp_path)

@@ -46,6 +46,23 @@ def test_top1_without_reward_reproduces_transformers_greedy(deal, prompt):
     assert deal.greedy(prompt, max_new_tokens=40).token_ids == result.token_ids
 
 
+@pytest.mark.parametrize(("penalty", "ngram"), [(1.3, 0), (1.0, 3), (1.2, 2)])
+def test_repetition_penalties_follow_transformers_generate(deal, penalty, ngram):
+    """DeAL without a reward and one candidate equals transformers' greedy `generate` with the same
+    repetition_penalty / no_repeat_ngram_size; with a reward the committed tokens still never repeat an n-gram."""
+    prompt = "List the days of the week, again and again."
+    greedy = deal.greedy(prompt, max_new_tokens=40, repetition_penalty=penalty, no_repeat_ngram_size=ngram)
+    assert greedy.token_ids != deal.greedy(prompt, max_new_tokens=40).token_ids  # the penalty changes the answer
+    same = deal.generate(prompt, top_k=1, reward_weight=0.0, max_new_tokens=40, repetition_penalty=penalty,
+                         no_repeat_ngram_size=ngram)
+    assert same.token_ids == greedy.token_ids
+    if ngram:
+        steered = deal.generate(prompt, rewards=Keywords(["Monday", "Sunday"]), max_new_tokens=40,
+                                no_repeat_ngram_size=ngram)
+        grams = [tuple(steered.token_ids[i:i + ngram]) for i in range(len(steered.token_ids) - ngram + 1)]
+        assert len(grams) == len(set(grams))
+
+
 def test_deterministic_and_exact_on_the_real_model(deal):
     reward = Keywords(keywords=["dog", "frisbee", "park", "sunny"])
     a = deal.generate(PROMPT, rewards=reward, reward_weight=3.0)
@@ -102,6 +119,16 @@ def test_cli_generate_json():
     assert payload["text"] and payload["rewards"]["keywords"] == pytest.approx(1.0)
     assert {"steps", "forward_passes", "reward_calls", "wall_time_s"} <= set(payload["stats"])
     assert payload["settings"]["top_k"] == 10 and payload["model"] == "SmolLM2-135M-Instruct"
+
+
+def test_cli_quality_options():
+    proc = _cli("generate", "Write one sentence that uses all of these words: dry, face, towel, wash.", "--reward",
+                "keywords=dry,face,towel,wash", "--reward", "fluency:0.5", "--no-repeat-ngram-size", "3",
+                "--repetition-penalty", "1.1", "--max-new-tokens", "32", "--json")
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert set(payload["rewards"]) == {"keywords", "fluency"} and 0 < payload["rewards"]["fluency"] < 1
+    assert (payload["settings"]["no_repeat_ngram_size"], payload["settings"]["repetition_penalty"]) == (3, 1.1)
 
 
 def test_cli_greedy_and_trace():

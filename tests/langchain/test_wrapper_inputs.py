@@ -121,3 +121,19 @@ def test_the_older_sample_switch_still_reaches_the_search(tiny_lm):
     sampled = chat.invoke("Hello there", sample=True, seed=2)
     assert sampled.response_metadata["finish_reason"] in ("length", "eos", "stop")
     assert sampled.content == chat.invoke("Hello there", temperature=1.0, seed=2).content
+
+
+def test_repetition_settings_and_fluency_reach_the_search(tiny_lm):
+    from deal_core.rewards import Fluency, Keywords
+
+    chat = on_tiny(ChatDeAL(max_tokens=12, top_k=4, lookahead=2, no_repeat_ngram_size=2, repetition_penalty=1.3,
+                            rewards=[Keywords(["the"]), Fluency()]), tiny_lm)
+    message = chat.invoke(PROMPT)
+    expected = DeAL(tiny_lm).generate(PROMPT, rewards=Keywords(["the"]) + Fluency(), max_new_tokens=12, top_k=4,
+                                      lookahead=2, no_repeat_ngram_size=2, repetition_penalty=1.3)
+    assert message.content == expected.text
+    assert message.response_metadata["rewards"] == pytest.approx(expected.rewards)
+    assert chat.invoke(PROMPT, no_repeat_ngram_size=0, repetition_penalty=1.0).content == DeAL(tiny_lm).generate(
+        PROMPT, rewards=Keywords(["the"]) + Fluency(), max_new_tokens=12, top_k=4, lookahead=2).text
+    with pytest.raises(ConfigError, match="no_repeat_ngram_size"):
+        ChatDeAL(no_repeat_ngram_size=-2)

@@ -86,3 +86,12 @@ def test_blank_retrieval_takes_the_no_context_path(llm, texts):
 def test_blank_nodes_are_left_out_of_the_context(llm):
     engine = GroundedQueryEngine(retriever=FixedRetriever(["", "The tower stands in Paris.", " "]), llm=llm)
     assert [n.node.get_content() for n in engine._nodes("Where?")] == ["The tower stands in Paris."]
+
+
+def test_repetition_settings_reach_the_search(llm, tiny_lm):
+    tuned = DeALLLM(max_tokens=12, no_repeat_ngram_size=2, repetition_penalty=1.3, completion_to_prompt=lambda p: p)
+    tuned._deal = llm._deal
+    expected = DeAL(tiny_lm).generate(PROMPT, max_new_tokens=12, no_repeat_ngram_size=2, repetition_penalty=1.3)
+    assert tuned.complete(PROMPT).text == expected.text
+    with pytest.raises(ConfigError, match="repetition_penalty"):
+        DeALLLM(repetition_penalty=0)

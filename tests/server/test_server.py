@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from deal_core import DeAL
-from deal_core.rewards import Keywords
+from deal_core.rewards import Fluency, Keywords
 from deal_core.server import ServerLimits, create_app, running_server
 
 running = running_server
@@ -61,6 +61,17 @@ def test_deal_settings_and_rewards_travel_in_extra_body(tiny_server, tiny_lm):
                                         max_tokens=8, extra_body={"deal": deal})
     expected = DeAL(tiny_lm).generate("Hello there", rewards=Keywords(["the"]), max_new_tokens=8, top_k=4,
                                       lookahead=2)
+    assert reply.choices[0].message.content == expected.text
+    assert reply.model_extra["deal"]["rewards"] == pytest.approx(expected.rewards)
+
+
+def test_repetition_settings_and_fluency_travel_in_extra_body(tiny_server, tiny_lm):
+    deal = {"rewards": [{"name": "keywords", "keywords": ["the"]}, {"name": "fluency", "weight": 0.5}],
+            "no_repeat_ngram_size": 2, "repetition_penalty": 1.2}
+    reply = client(tiny_server).chat.completions.create(
+        model="", messages=[{"role": "user", "content": "Hello there"}], max_tokens=8, extra_body={"deal": deal})
+    expected = DeAL(tiny_lm).generate("Hello there", rewards=Keywords(["the"]) + Fluency() * 0.5, max_new_tokens=8,
+                                      no_repeat_ngram_size=2, repetition_penalty=1.2)
     assert reply.choices[0].message.content == expected.text
     assert reply.model_extra["deal"]["rewards"] == pytest.approx(expected.rewards)
 

@@ -29,3 +29,29 @@ def test_fluency_outside_a_search_needs_the_logprobs():
 def test_fluency_by_name():
     assert rewards_from_cli(["fluency:0.5"]).spec() == [{"name": "fluency", "weight": 0.5}]
     assert type(rewards_from_json([{"name": "fluency"}]).terms[0].reward) is Fluency
+
+
+def test_fluency_bound_holds_for_every_continuation_and_is_tight():
+    import random
+
+    rng = random.Random(0)
+    reward = Fluency()
+    for _ in range(500):
+        prefix = [-rng.expovariate(1.0) for _ in range(rng.randint(1, 30))]
+        more = rng.randint(0, 12)
+        bound = reward.upper_bound(sum(prefix), len(prefix), more)
+        for extra in range(more + 1):
+            rest = [-rng.expovariate(rng.choice([0.5, 5.0, 100.0])) for _ in range(extra)]
+            mean = (sum(prefix) + sum(rest)) / (len(prefix) + extra)
+            assert reward.score("q", "t", logprobs=[mean])[0] <= bound + 1e-12
+    assert reward.upper_bound(-30.0, 20, 10) == pytest.approx(math.exp(-1.0)) and reward.bounds()[1] == 1.0
+
+
+def test_fluency_keeps_pruning_working(tiny_lm):
+    """With Fluency's range (1) as its bound, λ·1 more would let nearly every candidate through; its own bound
+    prunes as before, with the same tokens as the unpruned search."""
+    deal = DeAL(tiny_lm, max_new_tokens=16, top_k=8, lookahead=4, reward_weight=3.0)
+    rewards = Keywords(["dog"]) + Fluency()
+    pruned, full = (deal.generate("the dog in the park", rewards=rewards, prune=p) for p in (True, False))
+    assert pruned.token_ids == full.token_ids
+    assert pruned.stats.candidates_pruned > 0 and pruned.stats.tokens_evaluated < full.stats.tokens_evaluated
