@@ -13,19 +13,19 @@ MIN_TEMPERATURE = 0.01
 
 
 class DeALConfig(BaseModel):
-    """Settings of one DeAL search. The defaults (top_k=10, lookahead=10, λ=5) were chosen from the measured
+    """Settings of one DeAL search. The defaults (top_k=10, lookahead=8, λ=3) were chosen from the measured
     trade-off in README ("Choosing the defaults"); the paper's own settings are top_k=5, lookahead=5, λ=1."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     top_k: int = Field(10, ge=1, le=200, description="Candidate next tokens proposed by the LM at each step.")
-    lookahead: int = Field(10, ge=0, le=128, description="Greedy rollout length used to score each candidate.")
+    lookahead: int = Field(8, ge=0, le=128, description="Greedy rollout length used to score each candidate.")
     beam_width: int = Field(1, ge=1, le=64, description="Search states kept per prompt (1 = the paper).")
     commit: int = Field(
         1, ge=1, description="Tokens committed per step (1 = the paper; lookahead+1 = segment-level search)."
     )
     reward_weight: float = Field(
-        5.0, ge=0.0, allow_inf_nan=False, description="λ: weight of the reward sum against the log-probability."
+        3.0, ge=0.0, allow_inf_nan=False, description="λ: weight of the reward sum against the log-probability."
     )
     max_new_tokens: int = Field(128, ge=1, le=32768, description="Upper bound on generated tokens.")
     temperature: float = Field(

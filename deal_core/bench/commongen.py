@@ -19,7 +19,7 @@ from deal_core.decoder import DeAL
 from deal_core.rewards import Keywords
 
 INSTRUCTION = "Always write one fluent, natural sentence that uses every word the user lists."
-DEAL_SETTINGS = dict(top_k=10, lookahead=10, reward_weight=5.0)
+DEAL_SETTINGS = dict(top_k=10, lookahead=8, reward_weight=3.0)  # the defaults
 
 
 def conditions(settings: dict[str, Any]) -> list[Condition]:

@@ -25,10 +25,9 @@ MODES: dict[str, dict[str, Any]] = {
     "greedy (transformers)": {"greedy": True},
     "greedy + no_repeat_ngram_size=3": {"greedy": True, "no_repeat_ngram_size": 3},
     "DeAL token k5 l5 λ1 (paper)": dict(top_k=5, lookahead=5, commit=1, beam_width=1, reward_weight=1.0),
-    "DeAL token k10 l10 λ5 (default)": dict(top_k=10, lookahead=10, commit=1, beam_width=1, reward_weight=5.0),
-    "DeAL default + no_repeat_ngram_size=3": dict(top_k=10, lookahead=10, reward_weight=5.0, no_repeat_ngram_size=3),
-    "DeAL token k10 l8 λ3 + no_repeat_ngram_size=3": dict(top_k=10, lookahead=8, reward_weight=3.0,
-                                                         no_repeat_ngram_size=3),
+    "DeAL token k10 l10 λ5 (previous default)": dict(top_k=10, lookahead=10, reward_weight=5.0),
+    "DeAL token k10 l8 λ3 (default)": dict(top_k=10, lookahead=8, commit=1, beam_width=1, reward_weight=3.0),
+    "DeAL default + no_repeat_ngram_size=3": dict(top_k=10, lookahead=8, reward_weight=3.0, no_repeat_ngram_size=3),
     "DeAL segment k5 l8 c9": dict(top_k=5, lookahead=8, commit=9, beam_width=1, reward_weight=1.0),
 }
 

@@ -9,12 +9,12 @@ import pytest
 from tests.conftest import DATA_DIR
 
 TASKS = {
-    "commongen": ["--limit", "1", "--max-new-tokens", "8"],
+    "commongen": ["--limit", "1", "--max-new-tokens", "8", "--split", "hard"],
     "length": ["--limit", "2", "--max-new-tokens", "10"],
     "harmless": ["--limit", "1", "--max-new-tokens", "6"],
     "jailbreak": ["--limit", "1", "--max-new-tokens", "6"],
     "tradeoff": ["--limit", "1", "--max-new-tokens", "10"],
-    "speed": ["--limit", "1", "--max-new-tokens", "12"],
+    "speed": ["--limit", "1", "--max-new-tokens", "12", "--split", "hard"],
     "serve": ["--limit", "2", "--max-new-tokens", "6", "--concurrency", "1,2", "--top-k", "3", "--lookahead", "2"],
     "tools": ["--limit", "1", "--max-new-tokens", "48", "--top-k", "3", "--lookahead", "3"],
 }
@@ -35,7 +35,15 @@ def test_bench_task_smoke(task, tmp_path):
     if task == "tools":  # the constrained modes never produce an invalid call
         constrained = [m for m in report["summary"] if "constraint" in m]
         assert len(constrained) == 3 and all(report["summary"][m]["valid_format"] == 1.0 for m in constrained)
-    if task != "speed":
+    if task in ("speed", "commongen"):  # the hard split: 4-5 concepts; every answer judged by the quality judge
+        rows = report["rows"][next(iter(report["rows"]))]
+        assert (report["split"] if task == "speed" else report["settings"]["split"]) == "hard"
+        assert all({"degenerate", "clean_all_concepts"} <= set(r) for r in rows)
+        if task == "speed":
+            assert len(rows[0]["concepts"]) >= 4
+    if task == "speed":
+        assert out.with_suffix(".png").stat().st_size > 1000
+    else:
         assert report["environment"]["model"] == "SmolLM2-135M-Instruct"
         assert out.with_suffix(".md").read_text().count("|") > 10
         assert out.with_suffix(".png").stat().st_size > 1000

@@ -6,7 +6,7 @@ from deal_core import ConfigError, DeALConfig, make_config
 def test_defaults_match_documentation():
     cfg = DeALConfig()
     assert (cfg.top_k, cfg.lookahead, cfg.beam_width, cfg.commit, cfg.reward_weight, cfg.max_new_tokens) == (
-        10, 10, 1, 1, 5.0, 128)
+        10, 8, 1, 1, 3.0, 128)
     assert cfg.prune and not cfg.sample and cfg.stop == ()
 
 
