@@ -27,7 +27,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench-speed: $(STAMP)
-	$(VENV)/bin/deal bench speed
+	$(VENV)/bin/deal bench speed --split hard --limit 30 --max-new-tokens 48 --json docs/results/speed_hard.json
 
 clean-venv:
 	rm -rf $(VENV)

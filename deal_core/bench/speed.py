@@ -131,10 +131,14 @@ def tradeoff_plot(path: Path, summary: dict[str, dict[str, float]], title: str) 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
+    seen: list[tuple[float, float]] = []
     for name, s in summary.items():
-        ax.scatter(s["ratio_to_greedy"], s["clean_hard_coverage"], s=40 + 200 * s["degenerate"])
-        ax.annotate(name, (s["ratio_to_greedy"], s["clean_hard_coverage"]), fontsize=8, xytext=(4, 4),
-                    textcoords="offset points")
+        point = (s["ratio_to_greedy"], s["clean_hard_coverage"])
+        near = sum(abs(point[0] - x) < 0.15 and abs(point[1] - y) < 0.03 for x, y in seen)  # stack their labels
+        seen.append(point)
+        ax.scatter(*point, s=40 + 200 * s["degenerate"])
+        ax.annotate(name, point, fontsize=8, xytext=(6, 4 - 11 * near), textcoords="offset points")
+    ax.margins(x=0.35, y=0.1)
     ax.set_xlabel("time per token, × greedy (median)")
     ax.set_ylabel("every concept, not a list or a loop")
     ax.set_title(f"{title}\n(marker size: share of degenerate answers)", fontsize=10)
