@@ -131,6 +131,10 @@ class DeAL:
                     raise ContextLengthError(len(enc.ids), config.max_new_tokens, window)
                 encoded[i] = EncodedPrompt(ids=enc.ids[-(window - config.max_new_tokens):], request=enc.request)
         formats = [self._format(r, config) for r in requests]
+        if config.no_repeat_ngram_size and any(f is not None for f in formats):
+            raise ConfigError(f"no_repeat_ngram_size={config.no_repeat_ngram_size} cannot be combined with tools or a "
+                              "response_format: JSON repeats short token runs by design, so the rule could forbid "
+                              "every token the format allows; pass no_repeat_ngram_size=0 for this request")
         return Prepared(config, reward_sum, encoded, requests, formats)
 
     def _format(self, request: Request, config: DeALConfig) -> Matcher | None:
@@ -179,7 +183,7 @@ class DeAL:
         fmt = request.response_format
         if grammar is not None and not tools and fmt is not None and fmt.type != "text":
             parsed = json.loads(raw)
-        return GenerationResult(
+        result = GenerationResult(
             text=text,
             token_ids=done.tokens,
             logprob=done.logp,
@@ -194,12 +198,14 @@ class DeAL:
             stats=search.stats,
             trace=search.traces[index] if config.trace else None,
         )
+        result._ended = done.reason == "eos"
+        return result
 
     def _final_rewards(self, results: list[GenerationResult], requests: list[str], reward_sum: RewardSum) -> None:
         if not reward_sum:
             return
         # each answer's mean token log-probability (an EOS that ended it included), for rewards that read it
-        logprobs = [r.logprob / max(len(r.token_ids) + (r.finish_reason == "eos"), 1) for r in results]
+        logprobs = [r.logprob / max(len(r.token_ids) + r._ended, 1) for r in results]
         scores = reward_sum.evaluate(requests, [r.raw_text or r.text for r in results], True, logprobs)
         for i, result in enumerate(results):
             result.rewards = scores.row(i)
@@ -331,5 +337,6 @@ class DeAL:
                             wall_time_s=time.perf_counter() - start)
         result = GenerationResult(text=text, token_ids=tokens, logprob=logp, rewards={}, reward_total=0.0,
                                   finish_reason=reason, prompt_tokens=len(ids), stats=stats)
+        result._ended = out.ended
         self._final_rewards([result], [encoded[0].request], reward_sum)
         return result

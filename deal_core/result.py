@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field
 
 from deal_core.request import ToolCall
 
@@ -76,6 +76,7 @@ class GenerationResult(BaseModel):
     )
     stats: SearchStats
     trace: list[StepTrace] | None = None
+    _ended: bool = PrivateAttr(False)  # an end-of-sequence token closed the answer (its log-prob is in `logprob`)
 
     @property
     def usage(self) -> Usage:

@@ -62,7 +62,6 @@ class Candidate:
     branch: Branch | None = None
     batch: Rows | None = None
     batch_row: int = 0
-    base: int = 0  # the column of `batch` where the row's committed tokens end (its branch's tokens follow)
     reward: float = 0.0
     components: dict[str, float] = field(default_factory=dict)
     score: float = -math.inf
@@ -117,9 +116,12 @@ class Scorer:
             [(label, t) for label, t in terms if t.reward.is_expensive],
         ) if stage]
         self.stage_upper = [RewardSum(terms=[t for _, t in stage]).bounds()[1] for stage in self.stages]
+        self.reads_logprobs = [any(t.reward.uses_logprobs for _, t in stage) for stage in self.stages]
         self.memo: dict[tuple[int, int, str, bool, float], dict[str, float]] = {}
 
     def _stage(self, index: int, keys: list[tuple[int, str, bool, float]]) -> list[dict[str, float]]:
+        if not self.reads_logprobs[index]:  # the same text scores the same whatever its likelihood
+            keys = [(p, t, f, 0.0) for p, t, f, _ in keys]
         missing = list(dict.fromkeys(k for k in keys if (index, *k) not in self.memo))
         if missing:
             prompts = [self.requests[p] for p, _, _, _ in missing]
@@ -335,7 +337,7 @@ class DeALSearch:
         for r, row in enumerate(rows):
             match = next((c for c in candidates[r] if c.token == row.tail.tokens[0]), None) if cfg.reuse else None
             if match is not None:
-                match.branch, match.batch, match.batch_row, match.base = row.tail, batch, r, committed
+                match.branch, match.batch, match.batch_row = row.tail, batch, r
                 reused.append(match)
         if reused:
             self.stats.candidates_rolled_out += len(reused)
@@ -354,27 +356,15 @@ class DeALSearch:
         self.stats.candidates_pruned += len(pending) - len(survivors)
         if survivors:
             eos = self.lm.eos_token_ids
-            riders = self._riders(batch, committed, reused, survivors, rollout, remaining)
             fresh = self.lm.gather([(batch, c.row) for c in survivors], committed)
-            base = committed  # the column where the survivors' committed tokens end
-            if riders:  # left-pad the survivors so their next token lines up with the riders' (tails kept)
-                base = batch.length
-                padded = self.lm.pad(fresh, base)
-                fresh = self.lm.gather([(padded, i) for i in range(len(survivors))]
-                                       + [(batch, c.row) for c in riders], base)
             branches = [Branch([c.token], [c.logp], constraint=_advanced(rows[c.row].constraint, c.token, eos))
-                        for c in survivors] + [c.branch for c in riders]
-            passes = max(rollout[c.row] for c in survivors) - 1
-            lengths = [rollout[c.row] for c in survivors] + [
-                min(len(c.branch.tokens) + passes, remaining[c.row]) for c in riders]
-            for i, (c, branch) in enumerate(zip(survivors + riders, branches)):
+                        for c in survivors]
+            for i, (c, branch) in enumerate(zip(survivors, branches)):
                 c.branch, c.batch, c.batch_row = branch, fresh, i
-            for c in survivors:
-                c.base = base
             self.stats.candidates_rolled_out += len(survivors)
-            self._rollout(fresh, branches, lengths, active=set(range(len(branches))),
-                          left=[remaining[c.row] for c in survivors + riders],
-                          before=[self._history(rows[c.row]) for c in survivors + riders])
+            self._rollout(fresh, branches, [rollout[c.row] for c in survivors], active=set(range(len(survivors))),
+                          left=[remaining[c.row] for c in survivors],
+                          before=[self._history(rows[c.row]) for c in survivors])
             self._score(rows, survivors, threshold if cfg.prune else None)
 
         winners = self._select(rows, candidates)
@@ -395,20 +385,6 @@ class DeALSearch:
             return job.reward_max
         more = min(self.config.lookahead + 1, remaining) - 1
         return job.rewards.upper_bound(row.logp + c.logp, len(row.tokens) + 1, more)
-
-    def _riders(self, batch: Rows, committed: int, reused: list[Candidate], survivors: list[Candidate],
-                rollout: list[int], remaining: list[int]) -> list[Candidate]:
-        """Greedy tails that ride along with the survivors' rollout: in the same forwards they grow by as many
-        tokens as the survivors' lookahead, so the following steps need no top-up while greedy keeps winning (a
-        forward costs about the same with a few more rows). Only when the survivors need a forward, and only tails
-        that fill their rows' columns (no masked holes) and are shorter than two rollouts."""
-        eos = self.lm.eos_token_ids
-        if not (self.config.reuse and any(rollout[c.row] > 1 and c.token not in eos for c in survivors)):
-            return []
-        limit = 2 * max(rollout[c.row] for c in survivors)
-        return [c for c in reused if c.branch.tokens[-1] not in eos
-                and len(c.branch.tokens) - 1 == batch.length - committed
-                and len(c.branch.tokens) < min(limit, remaining[c.row])]
 
     def _rollout(self, batch: Rows, branches: list[Branch], lengths: list[int], active: set[int],
                  left: list[int], before: list[list[int] | None]) -> None:
@@ -547,7 +523,7 @@ class DeALSearch:
                     continue
                 tail = Branch(branch.tokens[n:], branch.logps[n:], branch.after[n:], branch.constraint)
                 new_rows.append(Row(prompt, tokens, logp, branch.after[n - 1], tail, after))
-                picks.append((c.batch, c.batch_row, c.base + n))
+                picks.append((c.batch, c.batch_row))
             best = chosen[0]
             update.tokens[prompt] = rows[best.row].tokens + best.branch.tokens[:commit]
         live = {r.prompt for r in new_rows}
@@ -557,26 +533,14 @@ class DeALSearch:
         state.rows = new_rows
         if not new_rows:
             return update
-        # Rows may come from the shared cache and from fresh rollouts with more or fewer tail columns: keep as many
-        # as the shortest has (the tails are simply topped up next step) and line up the committed tokens.
-        keep = min(batch.length - end for batch, _, end in picks)
-        state.committed = max(end for *_, end in picks)
-        state.cache = self._aligned(picks, keep, state.committed)
+        # Rows may come from the shared cache and from fresh rollouts of different lengths: cut to the shortest
+        # and shorten the tails to match (they are simply topped up next step).
+        length = min(batch.length for batch, _ in picks)
+        state.cache = self.lm.gather(picks, length)
+        state.committed += self.config.commit  # every row that stays committed exactly this many
         for row in new_rows:
-            self._truncate(row.tail, keep)
+            self._truncate(row.tail, length - state.committed)
         return update
-
-    def _aligned(self, picks: list[tuple[Rows, int, int]], keep: int, end: int) -> Rows:
-        """The picked rows (batch, row, column where its committed tokens end) as one batch in which every row's
-        committed tokens end at column `end`, followed by `keep` tail columns: rows ending earlier are left-padded."""
-        if all(e == end for *_, e in picks):
-            return self.lm.gather([(batch, row) for batch, row, _ in picks], end + keep)
-        parts: dict[int, tuple[Rows, int]] = {}
-        for e in {e for *_, e in picks}:
-            group = [i for i, p in enumerate(picks) if p[2] == e]
-            part = self.lm.pad(self.lm.gather([picks[i][:2] for i in group], e + keep), end + keep)
-            parts.update({i: (part, j) for j, i in enumerate(group)})
-        return self.lm.gather([parts[i] for i in range(len(picks))], end + keep)
 
     def _stopped(self, job: Job, tokens: list[int], new: int) -> bool:
         """Whether the newest `new` tokens completed a stop string (only a window of the text is decoded)."""

@@ -28,7 +28,7 @@ from transformers import (
 
 from deal_core.backends.base import Generated, Proposal
 from deal_core.constraint import ConstraintError, allowed_tokens
-from deal_core.errors import PromptError
+from deal_core.errors import ConfigError, PromptError
 
 
 def _padded(sequences: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,6 +97,8 @@ class Sampler:
                 raise ValueError("repetition_penalty / no_repeat_ngram_size need each row's token history")
             logits = torch.cat([self.processors(torch.tensor([list(h)], device=self.device), logits[i: i + 1])
                                 for i, h in enumerate(histories)])
+            if not torch.isfinite(logits).any(-1).all():
+                raise ConfigError("repetition_penalty / no_repeat_ngram_size left no token to choose from; relax them")
         if allowed is not None and any(a is not None for a in allowed):
             logits = logits.clone()
             for i, bits in enumerate(allowed):

@@ -180,26 +180,9 @@ def test_repetition_penalties_match_the_oracle_over_processed_distributions(tiny
                          reward_weight=0.0).token_ids == greedy.token_ids  # the same rule as transformers' generate
 
 
-def test_batched_prompts_equal_each_prompt_alone_when_tails_ride_along(monkeypatch):
-    """Greedy tails that ride along with the survivors' rollout leave rows whose committed tokens end at different
-    columns; commits line them up again (left padding). A batch of prompts must still equal each prompt alone,
-    on both backends, and the spy proves that both the riding and the realignment happened."""
-    from deal_core.search import DeALSearch
-
-    seen = {"riders": 0, "realigned": 0}
-    riders, aligned = DeALSearch._riders, DeALSearch._aligned
-
-    def spy_riders(self, *args):
-        out = riders(self, *args)
-        seen["riders"] += bool(out)
-        return out
-
-    def spy_aligned(self, picks, keep, end):
-        seen["realigned"] += len({e for *_, e in picks}) > 1
-        return aligned(self, picks, keep, end)
-
-    monkeypatch.setattr(DeALSearch, "_riders", spy_riders)
-    monkeypatch.setattr(DeALSearch, "_aligned", spy_aligned)
+def test_batched_prompts_equal_each_prompt_alone_on_random_settings():
+    """Prompts of different lengths in one batch (left-padded rows, survivors cut from a shared cache) return what
+    each returns alone."""
     backend = TableBackend()
     for seed in range(12):
         rng = random.Random(500 + seed)
@@ -209,4 +192,3 @@ def test_batched_prompts_equal_each_prompt_alone_when_tails_ride_along(monkeypat
                     use_chat_template=False)
         alone = [deal.generate(p, **case).token_ids for p in prompts]
         assert [r.token_ids for r in deal.generate_batch(prompts, **case)] == alone, case
-    assert seen["riders"] and seen["realigned"], seen
