@@ -8,6 +8,7 @@ whose outputs must parse and validate whatever the weights prefer.
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import jsonschema
@@ -265,3 +266,25 @@ def test_closing_a_schema_walks_subschemas_only():
     assert props["either"]["anyOf"][0]["additionalProperties"] is False
     assert props["open"]["additionalProperties"] is True
     assert out["x-guidance"]["whitespace_flexible"] is False and "x-guidance" not in schema  # a copy
+
+
+def test_no_repeat_ngram_size_is_refused_with_an_output_format(tiny_long_lm):
+    """JSON repeats short token runs (`": "`, `", "`), so the n-gram rule could forbid every token the grammar
+    allows: the combination is a ConfigError before decoding; repetition_penalty only rescales and is allowed."""
+    from deal_core.rewards import Fluency
+
+    deal = DeAL(tiny_long_lm, max_new_tokens=60, top_k=3, lookahead=2)
+    with pytest.raises(ConfigError, match="no_repeat_ngram_size=3 cannot be combined with tools or a response_format"):
+        deal.generate(_ask(response_format=ResponseFormat(type="json_schema", json_schema=PERSON)),
+                      no_repeat_ngram_size=3)
+    with pytest.raises(ConfigError, match="no_repeat_ngram_size=2"):
+        deal.generate(_ask(tools=(WEATHER,), tool_choice="required"), no_repeat_ngram_size=2)
+    person = deal.generate(_ask(response_format=ResponseFormat(type="json_schema", json_schema=PERSON)),
+                           repetition_penalty=1.3)
+    jsonschema.validate(person.parsed, PERSON)
+    # an answer closed by its end-of-sequence token counts that token in its Fluency, also when it is a tool call
+    called = deal.generate(_ask(tools=(WEATHER,), tool_choice="required", parallel_tool_calls=False),
+                           rewards=Fluency())
+    assert called.finish_reason == "tool_calls"
+    n = len(called.token_ids) + 1
+    assert called.rewards["fluency"] == pytest.approx(math.exp(called.logprob / n))
