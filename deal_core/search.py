@@ -477,20 +477,22 @@ class DeALSearch:
             for c in cands:
                 if c.branch is not None and not c.skipped:
                     by_prompt.setdefault(rows[c.row].prompt, []).append(c)
-        winners = {}
+        winners, last = {}, {}
         for prompt, cands in by_prompt.items():
             if prompt in self.errors:
                 continue
             ranked = sorted(cands, key=lambda c: (-c.score, c.row, c.rank))
-            last = ranked[min(self.config.beam_width, len(ranked)) - 1].score
-            left = self.jobs[prompt].config.max_new_tokens
-            self.stats.candidates_needed += sum(
-                rows[c.row].logp + c.logp
-                + self.config.reward_weight * self._reward_bound(rows[c.row], c, left - len(rows[c.row].tokens))
-                >= last for cs in candidates for c in cs if rows[c.row].prompt == prompt)
+            last[prompt] = ranked[min(self.config.beam_width, len(ranked)) - 1].score
             if ranked[0].score == -math.inf:
                 self.fallback.add(prompt)  # every candidate vetoed: keep the likeliest, flagged
             winners[prompt] = ranked[: self.config.beam_width]
+        for cands in candidates:  # the profile: candidates no rollout order could have skipped
+            for c in cands:
+                row = rows[c.row]
+                if row.prompt in last:
+                    left = self.jobs[row.prompt].config.max_new_tokens - len(row.tokens)
+                    self.stats.candidates_needed += (row.logp + c.logp + self.config.reward_weight
+                                                     * self._reward_bound(row, c, left) >= last[row.prompt])
         return winners
 
     def _commit(self, state: State, winners: dict[int, list[Candidate]]) -> StepUpdate:
