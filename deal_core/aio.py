@@ -42,7 +42,9 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
             if close is not None:
                 close()
 
-    future = loop.run_in_executor(None, worker)
+    # A thread of its own, not the loop's default executor: a long search must not hold one of the executor's few
+    # threads (min(32, cores + 4)), which other requests need to prepare and tokenize.
+    threading.Thread(target=worker, name="deal-call", daemon=True).start()
     try:
         while True:
             kind, value = await queue.get()
@@ -54,5 +56,3 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
                 break
     finally:
         cancelled.set()
-        if future.done():
-            future.result()

@@ -112,9 +112,11 @@ class DeAL:
 
     # -- preparing a call ------------------------------------------------------------------------------------
     def _prepare(
-        self, prompts: Sequence[PromptLike | Request], rewards: RewardLike, overrides: dict[str, Any]
+        self, prompts: Sequence[PromptLike | Request], rewards: RewardLike, overrides: dict[str, Any],
+        max_prompt_tokens: int | None = None,
     ) -> Prepared:
-        """Requests → one validated config, the reward sum and the encoded prompts (each prompt tokenized once)."""
+        """Requests → one validated config, the reward sum and the encoded prompts (each prompt tokenized once).
+        `max_prompt_tokens` caps a prompt below the context window (a server's limit)."""
         if not prompts:
             raise PromptError("no prompts given: pass at least one prompt")
         requests = [Request.of(p, rewards, **overrides) for p in prompts]
@@ -125,11 +127,16 @@ class DeAL:
         with self.lm.lock:  # a fast tokenizer must not be used from two threads at once ("Already borrowed")
             encoded = [encode_prompt(self.lm, r, config.alignment_prompt, self.use_chat_template) for r in requests]
         window = self.lm.context_window
+        room = window - config.max_new_tokens if max_prompt_tokens is None else \
+            min(window - config.max_new_tokens, max_prompt_tokens)
         for i, enc in enumerate(encoded):
-            if len(enc.ids) + config.max_new_tokens > window:
-                if not config.truncate_prompt or config.max_new_tokens >= window:
+            if len(enc.ids) > room:
+                if config.truncate_prompt and room > 0:
+                    encoded[i] = EncodedPrompt(ids=enc.ids[-room:], request=enc.request)
+                elif len(enc.ids) + config.max_new_tokens > window:
                     raise ContextLengthError(len(enc.ids), config.max_new_tokens, window)
-                encoded[i] = EncodedPrompt(ids=enc.ids[-(window - config.max_new_tokens):], request=enc.request)
+                else:
+                    raise ContextLengthError(len(enc.ids), config.max_new_tokens, window, max_prompt_tokens)
         formats = [self._format(r, config) for r in requests]
         if config.no_repeat_ngram_size and any(f is not None for f in formats):
             raise ConfigError(f"no_repeat_ngram_size={config.no_repeat_ngram_size} cannot be combined with tools or a "
@@ -212,6 +219,20 @@ class DeAL:
             result.reward_total = scores.total[i]
 
     # -- public API ------------------------------------------------------------------------------------------
+    def prepare(self, prompt: PromptLike | Request, rewards: RewardLike = None, *,
+                max_prompt_tokens: int | None = None, **overrides: Any) -> Prepared:
+        """Validate and tokenize one call ahead of running it: `generate`, `agenerate`, `stream` and `astream`
+        take the result in place of a prompt. A server prepares in a worker thread (tokenizing waits for the
+        model's lock) and checks the prompt's size and settings against its limits before any search starts."""
+        return self._prepare([prompt], rewards, overrides, max_prompt_tokens)
+
+    def _one(self, prompt: PromptLike | Request | Prepared, rewards: RewardLike, overrides: dict[str, Any]) -> Prepared:
+        if not isinstance(prompt, Prepared):
+            return self._prepare([prompt], rewards, overrides)
+        if rewards is not None or overrides:
+            raise ConfigError("a prepared call takes no rewards or settings of its own: pass them to prepare()")
+        return prompt
+
     def _batch_steps(self, prepared: Prepared) -> Iterator[list[GenerationResult] | None]:
         """Yields None after every search step, then the results: lets callers stop or time-slice a search."""
         config, reward_sum, encoded = prepared
@@ -242,14 +263,15 @@ class DeAL:
                 results = item
         return results
 
-    async def agenerate(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> GenerationResult:
-        if not self.batching:
-            return (await self.agenerate_batch([prompt], rewards, **overrides))[0]
-        prepared = self._prepare([prompt], rewards, overrides)
+    async def agenerate(self, prompt: PromptLike | Prepared, rewards: RewardLike = None,
+                        **overrides: Any) -> GenerationResult:
+        """`generate` in a worker thread; cancelling the awaiting task stops the search at its next step."""
+        prepared = self._one(prompt, rewards, overrides)
+        steps = self._single_steps if self.batching else self._batch_steps
         result = None
-        async for item in iterate_in_thread(lambda: self._single_steps(prepared)):
+        async for item in iterate_in_thread(lambda: steps(prepared)):
             result = item if item is not None else result
-        return result
+        return result if self.batching else result[0]
 
     # -- one prompt, alone or sharing a search with concurrent calls ------------------------------------------
     def _follow(self, prepared: Prepared) -> Iterator[tuple[DeALSearch, int, StepUpdate]]:
@@ -275,21 +297,23 @@ class DeAL:
                 return
             yield None
 
-    async def astream(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> AsyncTextStream:
+    async def astream(self, prompt: PromptLike | Prepared, rewards: RewardLike = None, **overrides: Any) -> AsyncTextStream:
         """Async text deltas; `.result` is set once the stream is exhausted."""
         stream = self.stream(prompt, rewards, **overrides)
         return AsyncTextStream(stream)
 
-    def generate(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> GenerationResult:
+    def generate(self, prompt: PromptLike | Prepared, rewards: RewardLike = None, **overrides: Any) -> GenerationResult:
         """Align one prompt (a string or a list of chat messages). Keyword overrides change `DeALConfig` fields."""
+        prepared = self._one(prompt, rewards, overrides)
         if not self.batching:
-            return self.generate_batch([prompt], rewards, **overrides)[0]
-        *_, result = self._single_steps(self._prepare([prompt], rewards, overrides))
+            *_, results = self._batch_steps(prepared)
+            return results[0]
+        *_, result = self._single_steps(prepared)
         return result
 
-    def stream(self, prompt: PromptLike, rewards: RewardLike = None, **overrides: Any) -> TextStream:
+    def stream(self, prompt: PromptLike | Prepared, rewards: RewardLike = None, **overrides: Any) -> TextStream:
         """Stream committed text as it is decided. With beam_width > 1 the text arrives once, at the end."""
-        prepared = self._prepare([prompt], rewards, overrides)
+        prepared = self._one(prompt, rewards, overrides)
         config, reward_sum, encoded = prepared
         stream = TextStream(iter(()))
         calls = prepared.formats[0] is not None and prepared.requests[0].tools

@@ -23,10 +23,15 @@ class PromptError(DeALError, ValueError):
 class ContextLengthError(PromptError):
     """The prompt plus the requested new tokens exceed the model's context window."""
 
-    def __init__(self, prompt_tokens: int, max_new_tokens: int, context_window: int):
+    def __init__(self, prompt_tokens: int, max_new_tokens: int, context_window: int,
+                 max_prompt_tokens: int | None = None):
         self.prompt_tokens = prompt_tokens
         self.max_new_tokens = max_new_tokens
         self.context_window = context_window
+        if max_prompt_tokens is not None:  # a limit below the window (a server's), not the window itself
+            super().__init__(f"prompt has {prompt_tokens} tokens, over this server's limit of {max_prompt_tokens} "
+                             "prompt tokens: shorten it (or pass truncate_prompt=true to keep its last tokens)")
+            return
         room = context_window - prompt_tokens
         if room < 1:
             advice = f"shorten the prompt by at least {prompt_tokens - context_window + 1} tokens"
@@ -57,6 +62,14 @@ class ModelLoadError(DeALError, RuntimeError):
 
 class GenerationTimeout(DeALError, TimeoutError):
     """The search ran past the per-call timeout."""
+
+
+class LimitError(DeALError, ValueError):
+    """A request asks for more than a limit its server's operator set (`param` names the request field)."""
+
+    def __init__(self, message: str, param: str | None = None):
+        self.param = param
+        super().__init__(message)
 
 
 def check_text(text: str, where: str) -> str:

@@ -1,4 +1,4 @@
-"""`deal serve --ray --replicas N`: the `deal serve` application (`deal_core.server.create_app`, unchanged) as a
+"""`deal serve --ray --replicas N`: the `deal serve` application (`deal_core.serving.create_app`, unchanged) as a
 Ray Serve deployment, N replicas behind one HTTP endpoint.
 
 Each replica is a Ray actor that builds the FastAPI app (and so loads the model) once, when Ray starts it:
@@ -34,7 +34,7 @@ def deployment(model: str | None = None, reward_specs: list[dict[str, Any]] | No
     from ray import serve
 
     from deal_core.rewards import rewards_from_json
-    from deal_core.server import ServerLimits
+    from deal_core.serving import ServerLimits
 
     if replicas < 1 or max_ongoing_requests < 1 or num_cpus < 0 or num_gpus < 0:
         raise ConfigError(f"replicas ({replicas}) and max_ongoing_requests ({max_ongoing_requests}) must be >= 1, "
@@ -47,7 +47,7 @@ def deployment(model: str | None = None, reward_specs: list[dict[str, Any]] | No
         """Runs on each replica, once: load the model and build the same app `deal serve` runs."""
         from transformers.utils import logging as hf_logging
 
-        from deal_core.server import ServerLimits, create_app
+        from deal_core.serving import ServerLimits, create_app
 
         hf_logging.disable_progress_bar()
         rewards = None if reward_specs is None else rewards_from_json(reward_specs)

@@ -57,6 +57,9 @@ class Scheduler:
         self._waiting: list[Ticket] = []
         self._wake = threading.Condition()
         self._searches: dict[tuple, tuple[DeALSearch, dict[int, Ticket]]] = {}
+        # model time each search has used per call it serves; a new search starts level with the least served, so
+        # one costly call (long lookahead, many candidates) gets its share of the time, not one step in turn
+        self._used: dict[tuple, float] = {}
         self._thread: threading.Thread | None = None
 
     def submit(self, prepared: Prepared) -> Ticket:
@@ -79,8 +82,8 @@ class Scheduler:
                         return
                 arrived, self._waiting = self._waiting, []
             self._admit(arrived)
-            for key in list(self._searches):
-                self._step(key)
+            if self._searches:  # fair shares: the search whose calls have had the least model time goes next
+                self._step(min(self._searches, key=self._used.__getitem__))
 
     def _admit(self, arrived: list[Ticket]) -> None:
         for ticket in arrived:
@@ -96,11 +99,15 @@ class Scheduler:
                     search = DeALSearch(self.deal.lm, prepared.config, prepared.rewards, [])
                     search.isolate_errors = True  # a reward that fails ends its own call, not its neighbours'
                     self._searches[key] = (search, {})
+                    self._used[key] = min(self._used.values(), default=0.0)
                 search, tickets = self._searches[key]
                 [index] = search.admit(prepared.encoded, [prepared.config], [prepared.rewards], constraints)
                 tickets[index] = ticket
             except Exception as exc:  # noqa: BLE001 - the caller gets its own error; other calls go on
                 ticket.events.put(("error", exc))
+
+    def _retire(self, key: tuple) -> None:
+        del self._searches[key], self._used[key]
 
     def _step(self, key: tuple) -> None:
         search, tickets = self._searches[key]
@@ -115,15 +122,19 @@ class Scheduler:
             for i in gone:
                 tickets.pop(i, None)
         if not search.live:
-            del self._searches[key]
+            self._retire(key)
             return
+        start = time.perf_counter()
         try:
             update = search.step(min(t.time_left() for t in tickets.values()))
         except Exception as exc:  # noqa: BLE001 - a step that fails ends the calls sharing it, with its error
             for ticket in tickets.values():
                 ticket.events.put(("error", exc))
-            del self._searches[key]
+            self._retire(key)
             return
+        finally:
+            if key in self._used:
+                self._used[key] += (time.perf_counter() - start) / max(len(tickets), 1)
         for i, error in search.errors.items():
             if i in tickets:
                 tickets.pop(i).events.put(("error", error))

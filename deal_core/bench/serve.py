@@ -63,7 +63,7 @@ def _round(url: str, bodies: list[dict[str, Any]], workers: int, forwards: Forwa
 def run(model: str | None = None, data: str | None = None, limit: int = 16, max_new_tokens: int = 32,
         json_out: str | None = None, concurrency: tuple[int, ...] = (1, 4, 16, 32), settings: dict | None = None,
         **_: Any) -> dict[str, Any]:
-    from deal_core.server import create_app, running_server
+    from deal_core.serving import create_app, running_server
 
     if any(c < 1 for c in concurrency):
         raise ConfigError(f"concurrency levels must be >= 1, got {list(concurrency)}")

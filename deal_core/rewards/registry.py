@@ -182,8 +182,11 @@ def rewards_from_cli(specs: Iterable[str]) -> RewardSum:
     return RewardSum(terms=[parse_reward_spec(s) for s in _spec_list(specs, "rewards_from_cli", "'harmless:0.7'")])
 
 
-def reward_from_spec(spec: Mapping[str, Any]) -> WeightedReward:
-    """Inverse of `Reward.spec()` plus an optional weight: `{"name": "keywords", "keywords": [...], "weight": 2}`."""
+def reward_from_spec(spec: Mapping[str, Any], models: Mapping[str, str] | None = None) -> WeightedReward:
+    """Inverse of `Reward.spec()` plus an optional weight: `{"name": "keywords", "keywords": [...], "weight": 2}`.
+
+    `models` (a server's untrusted requests): a reward's `model` must be one of these names, which map to the
+    paths the operator chose; a spec never names a path or hub id itself."""
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         raise RewardSpecError(f"a reward spec is a dict with a 'name' string, got {short_repr(spec)}")
     fields = {k: v for k, v in spec.items() if k not in ("name", "weight")}
@@ -195,6 +198,8 @@ def reward_from_spec(spec: Mapping[str, Any]) -> WeightedReward:
             f"reward {spec['name']!r}: {', '.join(refused)} can only be set in Python code "
             f"(e.g. {cls.__name__}(..., {refused[0]}=True)), never from a spec"
         )
+    if models is not None and "model" in cls.model_fields:
+        fields = _allowed_model(spec["name"], fields, models, cls.model_fields["model"].is_required())
     try:
         return WeightedReward(weight=weight, reward=cls(**fields))
     except ValidationError as exc:
@@ -203,8 +208,22 @@ def reward_from_spec(spec: Mapping[str, Any]) -> WeightedReward:
         raise RewardSpecError(f"reward {spec['name']!r}: {exc}") from None
 
 
-def rewards_from_json(specs: Iterable[Mapping[str, Any]]) -> RewardSum:
-    return RewardSum(terms=[reward_from_spec(s) for s in _spec_list(specs, "rewards_from_json", '{"name": ...}')])
+def rewards_from_json(specs: Iterable[Mapping[str, Any]], models: Mapping[str, str] | None = None) -> RewardSum:
+    """Rewards from JSON specs; `models`: see `reward_from_spec` (None: trusted specs, any model path)."""
+    return RewardSum(terms=[reward_from_spec(s, models)
+                            for s in _spec_list(specs, "rewards_from_json", '{"name": ...}')])
+
+
+def _allowed_model(name: str, fields: dict[str, Any], models: Mapping[str, str], required: bool) -> dict[str, Any]:
+    value = fields.get("model")
+    if value is None and not required:
+        return fields
+    offered = f"one of {sorted(models)}" if models else "none (the operator adds them: deal serve --reward-model " \
+                                                         "NAME=PATH)"
+    if not isinstance(value, str) or value not in models:
+        raise RewardSpecError(f"reward {name!r}: model {short_repr(value)} is not a model this server offers; "
+                              f"name one it offers: {offered}")
+    return {**fields, "model": models[value]}
 
 
 def _spec_list(specs: Any, caller: str, example: str) -> list[Any]:

@@ -6,7 +6,8 @@
   through references counts in full), nested at most `MAX_DEPTH` deep (each `$ref` hop counts as a level).
   Checked without recursion, so a schema nested 5,000 deep is a clear error, not a `RecursionError`.
 - Time: every keyword check looks at the scoring call's deadline (`budget.deadline`), which bounds what static
-  limits cannot see (recursive schemas whose cost grows with the data).
+  limits cannot see (recursive schemas whose cost grows with the data); regex keywords are matched with a timeout
+  inside that deadline (`schema_patterns`), so a backtracking `pattern` cannot hold a check for long.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from deal_core.rewards.budget import time_left
+from deal_core.rewards.schema_patterns import KEYWORDS as REGEX_KEYWORDS
+from deal_core.rewards.schema_patterns import check_patterns
 
 MAX_DEPTH = 32
 MAX_NODES = 2_000
@@ -44,6 +47,7 @@ def safe_validators(schema: dict[str, Any], partial_of: Callable[[Any], Any]) ->
     from referencing.jsonschema import specification_with
 
     _check_literal(schema)
+    check_patterns(schema)
     cls = jsonschema.validators.validator_for(schema)
     try:
         cls.check_schema(schema)
@@ -51,7 +55,9 @@ def safe_validators(schema: dict[str, Any], partial_of: Callable[[Any], Any]) ->
         raise ValueError(f"json_schema is not a valid JSON Schema: {exc.message}") from None
     # Every keyword checks the deadline. `$schema` goes (the class is chosen): it would make jsonschema switch to
     # an unguarded class when a `$ref` leads back to the root.
-    guarded = jsonschema.validators.extend(cls, {k: _guarded(v) for k, v in cls.VALIDATORS.items()})
+    # Regex keywords match with `regex` and a timeout (schema_patterns), never with `re`, which cannot be stopped.
+    keywords = {k: REGEX_KEYWORDS.get(k, v) for k, v in cls.VALIDATORS.items()}
+    guarded = jsonschema.validators.extend(cls, {k: _guarded(v) for k, v in keywords.items()})
     specification = specification_with(cls.ID_OF(cls.META_SCHEMA) or "", default=Specification.OPAQUE)
     registry = Registry(retrieve=_refuse)
     out = []

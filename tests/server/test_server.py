@@ -14,7 +14,7 @@ import pytest
 
 from deal_core import DeAL
 from deal_core.rewards import Fluency, Keywords
-from deal_core.server import ServerLimits, create_app, running_server
+from deal_core.serving import ServerLimits, create_app, running_server
 
 running = running_server
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from deal_core import DeAL
 from deal_core.request import Request
-from deal_core.server import ServerLimits, create_app, running_server
+from deal_core.serving import ServerLimits, create_app, running_server
 from tests.conftest import load_example
 from tests.server.test_server import client
 

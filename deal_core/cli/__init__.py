@@ -12,10 +12,13 @@ import sys
 from typing import Annotated, Any, Optional
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from deal_core.errors import DeALError
+from deal_core.cli.options import given, options, with_options
+from deal_core.errors import DeALError, describe_validation_error
+from deal_core.serving.limits import ServerLimits
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="DeAL: decoding-time alignment as reward search.")
@@ -270,6 +273,7 @@ def batch(
 
 
 @app.command()
+@with_options(options(ServerLimits))
 def serve(
     model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -284,8 +288,10 @@ def serve(
     replicas: Annotated[Optional[int], typer.Option(min=1, help="With --ray: model replicas. [default: 1]")] = None,
     batching: Annotated[bool, typer.Option(help="Concurrent requests share forward passes (continuous batching); "
                                                 "--no-batching makes them take turns.")] = True,
+    **limit_options: Any,
 ) -> None:
-    """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health)."""
+    """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health). Every limit
+    below holds per request; a request over one gets a 400 naming it."""
     import importlib.util
 
     from deal_core.rewards import rewards_from_cli
@@ -295,17 +301,22 @@ def serve(
         _fail(f"deal serve needs {' and '.join(missing)}: pip install 'deal-align[server]'")
     if replicas is not None and not ray:
         _fail("--replicas is for Ray Serve: add --ray")
+    try:
+        limits = ServerLimits(**given(ServerLimits, limit_options))
+    except ValidationError as exc:
+        _fail(f"invalid server limits: {describe_validation_error(exc)}")
     rewards = rewards_from_cli(reward or [])
     if ray:
         from deal_core.ray_serve import require_serve, serve_forever
 
         require_serve()
         serve_forever(model=model, host=host, port=port, reward_specs=rewards.spec() if rewards.terms else None,
-                      replicas=replicas or 1)
+                      replicas=replicas or 1, limits=limits.model_dump())
         return
-    from deal_core.server import serve as run_server
+    from deal_core.serving import serve as run_server
 
-    run_server(model=model, host=host, port=port, rewards=rewards if rewards.terms else None, batching=batching)
+    run_server(model=model, host=host, port=port, rewards=rewards if rewards.terms else None, batching=batching,
+               limits=limits)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,3 @@
+from deal_core.cli import main
+
+main()

@@ -1,0 +1,139 @@
+"""OpenAI's request and response shapes for `deal serve`, and the step from an HTTP body to a `Request`.
+
+DeAL's own settings and rewards travel in one namespaced field, `"deal"` (the `openai` client's
+`extra_body={"deal": {"rewards": [...], "top_k": 8}}`); its fields are `DeALConfig`'s, checked by it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from deal_core.config import DeALConfig
+from deal_core.request import Request
+from deal_core.result import GenerationResult
+from deal_core.rewards import RewardSum, rewards_from_json
+from deal_core.serving.limits import ServerLimits, check_caps, check_settings
+
+FINISH = {"eos": "stop", "stop": "stop", "length": "length", "tool_calls": "tool_calls"}
+
+
+class APIError(Exception):
+    """An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}` with an HTTP status."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
+                 param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code, self.param = status, message, kind, code, param
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+class DeALOptions(BaseModel):
+    """The `deal` extension field: rewards (JSON specs) and any `DeALConfig` setting."""
+
+    model_config = ConfigDict(extra="allow")
+    rewards: list[dict[str, Any]] | None = None
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="allow")  # other OpenAI fields (user, metadata, store, …) are accepted, unused
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    temperature: float | None = None  # bounds: DeALConfig's
+    top_p: float | None = None
+    seed: int | None = None
+    n: int = 1
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    deal: DeALOptions | None = None
+
+
+class ChatRequest(_Common):
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+
+
+class CompletionRequest(_Common):
+    prompt: str | list[str]
+
+
+# OpenAI fields that are DeALConfig settings under another name
+_OPENAI_SETTINGS = {"max_tokens": "max_new_tokens", "max_completion_tokens": "max_new_tokens", "stop": "stop",
+                    "temperature": "temperature", "top_p": "top_p", "seed": "seed"}
+
+
+def _settings(body: _Common, options: dict[str, Any], base: DeALConfig,
+              limits: ServerLimits) -> tuple[dict[str, Any], dict[str, str]]:
+    """The request's DeALConfig overrides and, for each, the request field it came from. The server's limits
+    apply to a setting wherever it is given (`max_tokens`, `max_completion_tokens` or `deal.max_new_tokens`)."""
+    settings: dict[str, Any] = {}
+    asked: dict[str, str] = {}
+    for field, setting in _OPENAI_SETTINGS.items():
+        value = getattr(body, field, None)
+        if value is not None and setting not in settings:
+            settings[setting], asked[setting] = value, field
+    for setting, value in options.items():
+        if setting in settings and value is not None and value != settings[setting]:
+            raise APIError(400, f"deal.{setting}={value!r} contradicts {asked[setting]}={settings[setting]!r}: "
+                                "give it once", param=f"deal.{setting}")
+        settings[setting] = value
+        asked.setdefault(setting, f"deal.{setting}")
+    if "max_new_tokens" not in settings:  # the library's default budget, within the server's cap
+        settings["max_new_tokens"] = min(limits.max_tokens, base.max_new_tokens)
+    settings["timeout_s"] = settings.get("timeout_s") or limits.timeout_s
+    return settings, asked
+
+
+def to_request(body: _Common, messages: Any, limits: ServerLimits, default_rewards: RewardSum,
+               base: DeALConfig) -> Request:
+    """An OpenAI-style body as a `Request` (typed errors for everything a caller can get wrong, limits included)."""
+    if body.n != 1:
+        raise APIError(400, f"n={body.n} is not supported: DeAL returns one aligned answer per request", param="n")
+    if body.logprobs:
+        raise APIError(400, "logprobs are not supported", param="logprobs")
+    options = body.deal.model_dump(exclude_none=True) if body.deal else {}
+    specs = options.pop("rewards", None)
+    settings, asked = _settings(body, options, base, limits)
+    check_caps(settings, limits, asked)
+    request = Request.of(messages, None, **settings)  # settings checked by DeALConfig before the limits
+    check_settings(request.config(base), limits, asked)
+    rewards = default_rewards if specs is None else rewards_from_json(specs, models=limits.reward_models)
+    output: dict[str, Any] = {}
+    if isinstance(body, ChatRequest):
+        output = {"tools": body.tools, "tool_choice": body.tool_choice, "parallel_tool_calls": body.parallel_tool_calls,
+                  "response_format": body.response_format}
+    return Request.of(request, rewards, **output)
+
+
+def tool_calls(result: GenerationResult) -> list[dict[str, Any]]:
+    """The answer's calls in OpenAI's shape (arguments as a JSON string)."""
+    return [{"id": c.id, "type": "function",
+             "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+            for c in result.tool_calls]
+
+
+def deal_info(result: GenerationResult) -> dict[str, Any]:
+    return {"rewards": result.rewards, "reward_total": result.reward_total, "finish_reason": result.finish_reason,
+            "stats": result.stats.model_dump()}
+
+
+def completion_body(ident: str, created: int, model: str, result: GenerationResult, chat: bool) -> dict[str, Any]:
+    """A whole (non-streamed) answer: `chat.completion` or `text_completion`."""
+    message: dict[str, Any] = {"role": "assistant", "content": result.text}
+    if result.tool_calls:
+        message = {"role": "assistant", "content": result.text or None, "tool_calls": tool_calls(result)}
+    answer = {"message": message} if chat else {"text": result.text}
+    return {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
+            "model": model, "choices": [{"index": 0, **answer, "finish_reason": FINISH[result.finish_reason],
+                                         "logprobs": None}],
+            "usage": result.usage.model_dump(), "deal": deal_info(result)}
