@@ -424,6 +424,12 @@ def run_batch(
     out = Path(out_path)
     if out.exists() and out.is_dir():
         raise BatchInputError(f"output {str(out)!r} is a directory: pass a file path")
+    try:  # before any model loads: an output that cannot be written is the user's to fix
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.open("a", encoding="utf-8").close()
+    except OSError as exc:
+        raise BatchInputError(f"cannot write the output {str(out)!r}: {exc.strerror or exc}; pass a path in a "
+                              "writable directory") from None
     done = finished_ids(out, retry_errors)
     todo = [r for r in rows if id_key(r.id) not in done]
     report = BatchReport(rows=len(rows), skipped=len(rows) - len(todo), mode="ray" if ray else "local",

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from deal_core.decoder import DeAL, Prepared
 
 
+def length_class(prompt_tokens: int, short: int = 512) -> int:
+    """0 for prompts up to `short` tokens, then one class per doubling: calls share a search only within a class."""
+    return 0 if prompt_tokens <= short else math.ceil(math.log2(prompt_tokens / short))
+
+
 @dataclass(eq=False)
 class Ticket:
     """One submitted call: iterate it for `(search, index, update)` per step of its prompt."""
@@ -90,7 +95,8 @@ class Scheduler:
             if ticket.cancelled.is_set():
                 continue
             prepared = ticket.prepared
-            key = shared_key(prepared.config)
+            # rows of one search are padded to its longest: a long prompt gets a search of its own length class
+            key = (*shared_key(prepared.config), length_class(len(prepared.encoded[0].ids)))
             if prepared.config.sample:  # sampled proposals draw from one generator per search: never share it
                 key = (*key, id(ticket))
             try:
