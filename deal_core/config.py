@@ -10,6 +10,18 @@ from deal_core.errors import ConfigError, check_text, describe_validation_error
 
 MAX_STOPS, MAX_STOP_CHARS = 16, 256  # stop strings are looked for in a window of the newest tokens at every step
 MIN_TEMPERATURE = 0.01
+# Each field's `json_schema_extra` says its scope — SHARED by every prompt of one batched search (the scheduler groups
+# calls by these) or per CALL — and, where it differs, its name in the wrappers ("wrapper") and on the CLI ("cli").
+# The wrappers' fields (params.py), the CLI options (cli/options.py), the server's `deal` body and the scheduler's
+# grouping key are generated from these declarations; tests/architecture/test_declarations.py fails on a copy.
+SHARED, CALL = "shared", "call"
+
+
+def setting(default: Any, scope: str, description: str, *, wrapper: str | None = None, cli: str | None = None,
+            **bounds: Any) -> Any:
+    """One setting's declaration: default, scope, meaning, bounds, and its names elsewhere where they differ."""
+    extra = {"scope": scope, **({"wrapper": wrapper} if wrapper else {}), **({"cli": cli} if cli else {})}
+    return Field(default, description=description, json_schema_extra=extra, **bounds)
 
 
 class DeALConfig(BaseModel):
@@ -18,42 +30,36 @@ class DeALConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    top_k: int = Field(10, ge=1, le=200, description="Candidate next tokens proposed by the LM at each step.")
-    lookahead: int = Field(8, ge=0, le=128, description="Greedy rollout length used to score each candidate.")
-    beam_width: int = Field(1, ge=1, le=64, description="Search states kept per prompt (1 = the paper).")
-    commit: int = Field(
-        1, ge=1, description="Tokens committed per step (1 = the paper; lookahead+1 = segment-level search)."
-    )
-    reward_weight: float = Field(
-        3.0, ge=0.0, allow_inf_nan=False, description="λ: weight of the reward sum against the log-probability."
-    )
-    max_new_tokens: int = Field(128, ge=1, le=32768, description="Upper bound on generated tokens.")
-    temperature: float = Field(
-        0.0, ge=0.0, le=100.0, allow_inf_nan=False,
-        description="0: the candidates are the top_k most likely tokens (deterministic); 0.01-100: they are drawn "
-                    "from the distribution at this temperature (within top_p).",
-    )
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus mass the sampled proposals are drawn from.")
-    seed: int | None = Field(
-        None, ge=0, le=2**64 - 1, description="Seed for sampled proposals, 0 to 2**64-1 (None: nondeterministic)."
-    )
-    repetition_penalty: float = Field(
-        1.0, gt=0.0, le=10.0, allow_inf_nan=False,
-        description="transformers' repetition penalty on every token already in the prompt or response (1 = off; "
-                    "1.1-1.3 is typical), applied to the candidates and the lookahead alike.")
-    no_repeat_ngram_size: int = Field(
-        0, ge=0, le=64, description="Never repeat an n-gram of this many tokens (transformers' rule; 0 = off).")
-    alignment_prompt: str | None = Field(
-        None, description="Instruction prepended as a system message (the paper's start-state adaptation)."
-    )
-    stop: tuple[str, ...] = Field((), description="Stop strings; the output is cut before the first one.")
-    prune: bool = Field(True, description="Skip lookahead for candidates that provably cannot win (exact).")
-    reuse: bool = Field(True, description="Continue the winner's lookahead as next step's greedy candidate (exact).")
-    trace: bool = Field(False, description="Record every step's candidates, rewards and winner.")
-    timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit per call; None = no limit.")
-    truncate_prompt: bool = Field(
-        False, description="Keep only the last tokens of a prompt too long for the context window (else raise)."
-    )
+    top_k: int = setting(10, SHARED, "Candidate next tokens proposed by the LM at each step.", ge=1, le=200)
+    lookahead: int = setting(8, SHARED, "Greedy rollout length used to score each candidate.", ge=0, le=128)
+    beam_width: int = setting(1, SHARED, "Search states kept per prompt (1 = the paper).", ge=1, le=64)
+    commit: int = setting(1, SHARED, "Tokens committed per step (1 = the paper; lookahead+1 = segment-level "
+                                     "search).", ge=1)
+    reward_weight: float = setting(3.0, SHARED, "λ: weight of the reward sum against the log-probability.",
+                                   cli="--weight", ge=0.0, allow_inf_nan=False)
+    max_new_tokens: int = setting(128, CALL, "Upper bound on generated tokens.", wrapper="max_tokens", ge=1, le=32768)
+    temperature: float = setting(
+        0.0, SHARED, "0: the candidates are the top_k most likely tokens (deterministic); 0.01-100: they are drawn "
+                     "from the distribution at this temperature (within top_p).", ge=0.0, le=100.0, allow_inf_nan=False)
+    top_p: float = setting(1.0, SHARED, "Nucleus mass the sampled proposals are drawn from.", gt=0.0, le=1.0)
+    seed: int | None = setting(None, SHARED, "Seed for sampled proposals, 0 to 2**64-1 (None: nondeterministic).",
+                               ge=0, le=2**64 - 1)
+    repetition_penalty: float = setting(
+        1.0, SHARED, "transformers' repetition penalty on every token already in the prompt or response (1 = off; "
+                     "1.1-1.3 is typical), applied to the candidates and the lookahead alike.",
+        gt=0.0, le=10.0, allow_inf_nan=False)
+    no_repeat_ngram_size: int = setting(0, SHARED, "Never repeat an n-gram of this many tokens (transformers' rule; "
+                                                   "0 = off).", ge=0, le=64)
+    alignment_prompt: str | None = setting(None, CALL, "Instruction prepended as a system message (the paper's "
+                                                       "start-state adaptation).")
+    stop: tuple[str, ...] = setting((), CALL, "Stop strings; the output is cut before the first one.")
+    prune: bool = setting(True, SHARED, "Skip lookahead for candidates that provably cannot win (exact).")
+    reuse: bool = setting(True, SHARED, "Continue the winner's lookahead as next step's greedy candidate (exact).")
+    trace: bool = setting(False, SHARED, "Record every step's candidates, rewards and winner.")
+    timeout_s: float | None = setting(None, CALL, "Wall-clock limit per call; None = no limit.", wrapper="timeout",
+                                      gt=0)
+    truncate_prompt: bool = setting(False, CALL, "Keep only the last tokens of a prompt too long for the context "
+                                                 "window (else raise).")
 
     @model_validator(mode="before")
     @classmethod
@@ -113,3 +119,21 @@ def make_config(base: DeALConfig | None = None, /, **overrides: Any) -> DeALConf
         return DeALConfig(**values)
     except ValidationError as exc:
         raise ConfigError("invalid DeAL settings: " + describe_validation_error(exc)) from None
+
+
+def setting_info(name: str) -> dict[str, str]:
+    """A setting's declared metadata: scope, wrapper name and CLI name (defaults filled in)."""
+    extra = DeALConfig.model_fields[name].json_schema_extra
+    extra = extra if isinstance(extra, dict) else {}
+    return {"scope": str(extra["scope"]), "wrapper": str(extra.get("wrapper", name)),
+            "cli": str(extra.get("cli", "--" + name.replace("_", "-")))}
+
+
+def shared_settings() -> tuple[str, ...]:
+    """The settings every prompt of one batched search shares (a call with other values runs in another search)."""
+    return tuple(n for n in DeALConfig.model_fields if setting_info(n)["scope"] == SHARED)
+
+
+def wrapper_names() -> dict[str, str]:
+    """DeALConfig field → the name the wrappers (LangChain, LlamaIndex) give it: `max_tokens`, `timeout`, …"""
+    return {n: setting_info(n)["wrapper"] for n in DeALConfig.model_fields}

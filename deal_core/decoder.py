@@ -14,13 +14,14 @@ from deal_core.backends.base import Backend
 from deal_core.config import DeALConfig, make_config
 from deal_core.constraint import CALL_OPEN, ConstraintError, Matcher, check_grammar, grammar_for, split_tool_calls
 from deal_core.errors import ConfigError, ContextLengthError, PromptError
+from deal_core.messages import PromptLike
 from deal_core.model import load_model
-from deal_core.prompts import EncodedPrompt, PromptLike, encode_prompt
+from deal_core.prompts import EncodedPrompt, encode_prompt
 from deal_core.request import Request, ToolCall
 from deal_core.result import GenerationResult, SearchStats
 from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
 from deal_core.search import DeALSearch, Finished, StepUpdate
-from deal_core.streaming import DeltaTracker, IncrementalDecoder, cut_at_stop
+from deal_core.streaming import AsyncTextStream, DeltaTracker, IncrementalDecoder, TextStream, cut_at_stop
 
 
 @dataclass
@@ -36,44 +37,6 @@ class Prepared:
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.config, self.rewards, self.encoded))
-
-
-class TextStream:
-    """Iterator of text deltas; `.result` holds the `GenerationResult` once the stream is exhausted."""
-
-    def __init__(self, deltas: Iterator[str]):
-        self._deltas = deltas
-        self.result: GenerationResult | None = None
-
-    def __iter__(self) -> TextStream:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._deltas)
-
-    def close(self) -> None:
-        self._deltas.close()  # stops the search and frees its KV cache
-
-
-class AsyncTextStream:
-    """Async iterator over a `TextStream` driven in a worker thread; `.result` as for `TextStream`."""
-
-    def __init__(self, stream: TextStream):
-        self._stream = stream
-        self._items = iterate_in_thread(lambda: stream)
-
-    @property
-    def result(self) -> GenerationResult | None:
-        return self._stream.result
-
-    def __aiter__(self) -> AsyncTextStream:
-        return self
-
-    async def __anext__(self) -> str:
-        return await self._items.__anext__()
-
-    async def aclose(self) -> None:
-        await self._items.aclose()
 
 
 def _prompt_list(prompts: Sequence[PromptLike]) -> list[PromptLike]:

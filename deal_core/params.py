@@ -14,26 +14,41 @@ drop them before calling `call_settings`, which rejects any argument it does not
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator
 
-from deal_core.config import DeALConfig, make_config
+from deal_core.config import DeALConfig, make_config, wrapper_names
 from deal_core.decoder import DeAL
 from deal_core.errors import ConfigError, describe_validation_error
 from deal_core.model import EMBEDDED_MODEL, load_model
 from deal_core.result import GenerationResult
 from deal_core.rewards import Reward, RewardSum, as_reward_sum
 
-# The fields' names follow hosted-model APIs (OpenAI, LangChain, LlamaIndex); these map onto DeALConfig fields.
-_ALIASES = {"max_tokens": "max_new_tokens", "timeout": "timeout_s"}
+# The fields' names follow hosted-model APIs (OpenAI, LangChain, LlamaIndex): DeALConfig declares them ("wrapper").
+_ALIASES = {wrapper: name for name, wrapper in wrapper_names().items() if wrapper != name}  # max_tokens, timeout
 SEARCH_FIELDS = frozenset(set(DeALConfig.model_fields) | set(_ALIASES) | {"sample"})  # sample: the older switch
 # ...and DeALConfig's names accepted for those fields at construction: `max_new_tokens=` sets `max_tokens`.
 _FIELD_ALIASES = {config_name: field for field, config_name in _ALIASES.items()}
 
 
-class DeALParams(BaseModel):
+def _wrapper_type(annotation: Any) -> Any:
+    """A setting's type as a wrapper field: optional (None: DeALConfig's default); many strings as a list."""
+    if typing.get_origin(annotation) is tuple:
+        return list[typing.get_args(annotation)[0]] | None
+    return annotation | None
+
+
+def _search_fields() -> dict[str, Any]:
+    """Every DeALConfig setting as a wrapper field, under its wrapper name, with its description."""
+    return {wrapper: (_wrapper_type(DeALConfig.model_fields[name].annotation),
+                      Field(None, description=DeALConfig.model_fields[name].description))
+            for name, wrapper in wrapper_names().items()}
+
+
+class _Params(BaseModel):
     """Search settings as model fields (None: `DeALConfig`'s default). Any of them, and `rewards`, can be bound or
     passed per call; per-call values win. The model loads on first use (`_decoder()`)."""
 
@@ -43,21 +58,6 @@ class DeALParams(BaseModel):
     device: str | None = None
     dtype: str | None = None
     rewards: list[Reward | RewardSum] | None = None
-    top_k: int | None = None
-    lookahead: int | None = None
-    beam_width: int | None = None
-    commit: int | None = None
-    reward_weight: float | None = None
-    max_tokens: int | None = Field(None, description="max_new_tokens of the search.")
-    temperature: float | None = Field(None, description="None/0: the top-k candidates; > 0: sampled candidates.")
-    top_p: float | None = None
-    seed: int | None = None
-    repetition_penalty: float | None = Field(None, description="transformers' repetition penalty (1 = off).")
-    no_repeat_ngram_size: int | None = Field(None, description="Never repeat an n-gram of this many tokens (0 = off).")
-    alignment_prompt: str | None = None
-    stop: list[str] | None = Field(None, description="Stop strings; a single string is one stop string.")
-    timeout: float | None = None
-    trace: bool = False
     use_chat_template: bool | None = None
 
     _deal: DeAL | None = PrivateAttr(None)
@@ -82,7 +82,7 @@ class DeALParams(BaseModel):
             raise ConfigError(f"invalid {cls.__name__} settings: {describe_validation_error(exc)}") from None
         make_config(**call_settings(self, {})[1])
 
-    @field_validator("stop", mode="before")
+    @field_validator("stop", mode="before", check_fields=False)
     @classmethod
     def _one_stop_string(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
@@ -99,6 +99,10 @@ class DeALParams(BaseModel):
         return self._deal
 
 
+# The wrappers' base: `_Params` plus one field per DeALConfig setting, generated (never written out twice).
+DeALParams = create_model("DeALParams", __base__=_Params, __module__=__name__, **_search_fields())
+DeALParams.__doc__ = _Params.__doc__
+
 OUTPUT_ARGS = ("tools", "tool_choice", "parallel_tool_calls", "response_format")
 
 
@@ -109,12 +113,12 @@ def output_args(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: kwargs.pop(k) for k in OUTPUT_ARGS if k in kwargs}
 
 
-def _field_settings(params: DeALParams) -> dict[str, Any]:
+def _field_settings(params: _Params) -> dict[str, Any]:
     """The search settings `params` holds as fields (None = DeALConfig's default)."""
     return {name: getattr(params, name) for name in type(params).model_fields if name in SEARCH_FIELDS}
 
 
-def call_settings(params: DeALParams, overrides: Mapping[str, Any]) -> tuple[RewardSum, dict[str, Any]]:
+def call_settings(params: _Params, overrides: Mapping[str, Any]) -> tuple[RewardSum, dict[str, Any]]:
     """The rewards and DeALConfig overrides of one call: `params`' fields, then `overrides` (bound or per-call
     values, `rewards` and `stop` included). An argument that is no search setting is a `ConfigError`."""
     values = _field_settings(params)
@@ -130,7 +134,7 @@ def call_settings(params: DeALParams, overrides: Mapping[str, Any]) -> tuple[Rew
     return as_reward_sum(params.rewards if rewards is None else rewards), settings
 
 
-def search_params(params: DeALParams) -> dict[str, Any]:
+def search_params(params: _Params) -> dict[str, Any]:
     """The model, its field settings and reward specs: what identifies a wrapper for tracing and caching."""
     out = {k: v for k, v in _field_settings(params).items() if v is not None}
     out["model"] = params.model_name

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from deal_core.config import DeALConfig, make_config
 from deal_core.errors import ConfigError, DeALError, PromptError, check_text, describe_validation_error, short_repr
+from deal_core.messages import normalize_messages
 from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -286,8 +287,6 @@ def _indexed_tool(i: int, spec: Any) -> Tool:
 
 
 def _messages(prompt: Any) -> list[Message]:
-    from deal_core.prompts import normalize_messages
-
     if isinstance(prompt, Sequence) and not isinstance(prompt, (str, bytes)) and prompt and \
             all(isinstance(m, Message) for m in prompt):
         messages = list(prompt)

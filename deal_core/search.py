@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from deal_core.backends.base import Backend, Proposal, Rows
-from deal_core.config import DeALConfig
+from deal_core.config import DeALConfig, shared_settings
 from deal_core.constraint import Constraint
 from deal_core.errors import GenerationTimeout, RewardError
 from deal_core.prompts import EncodedPrompt
@@ -182,8 +182,7 @@ class Job:
     stop_span: int  # stop strings are looked for in the text of this many newest tokens (0: none)
 
 
-SHARED = ("top_k", "lookahead", "beam_width", "commit", "reward_weight", "temperature", "top_p", "seed", "prune",
-          "reuse", "trace", "repetition_penalty", "no_repeat_ngram_size")  # the settings every prompt of one search shares
+SHARED = shared_settings()  # the settings every prompt of one search shares (declared in DeALConfig)
 
 
 def shared_key(config: DeALConfig) -> tuple:

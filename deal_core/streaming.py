@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from deal_core.aio import iterate_in_thread
+
+if TYPE_CHECKING:
+    from deal_core.result import GenerationResult
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -66,3 +72,41 @@ class IncrementalDecoder:
                 self.text += after[len(before):]
                 self.prefix, self.read = self.read, len(tokens)
         return self.text
+
+
+class TextStream:
+    """Iterator of text deltas; `.result` holds the `GenerationResult` once the stream is exhausted."""
+
+    def __init__(self, deltas: Iterator[str]):
+        self._deltas = deltas
+        self.result: GenerationResult | None = None
+
+    def __iter__(self) -> TextStream:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._deltas)
+
+    def close(self) -> None:
+        self._deltas.close()  # stops the search and frees its KV cache
+
+
+class AsyncTextStream:
+    """Async iterator over a `TextStream` driven in a worker thread; `.result` as for `TextStream`."""
+
+    def __init__(self, stream: TextStream):
+        self._stream = stream
+        self._items = iterate_in_thread(lambda: stream)
+
+    @property
+    def result(self) -> GenerationResult | None:
+        return self._stream.result
+
+    def __aiter__(self) -> AsyncTextStream:
+        return self
+
+    async def __anext__(self) -> str:
+        return await self._items.__anext__()
+
+    async def aclose(self) -> None:
+        await self._items.aclose()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-from deal_core.decoder import AsyncTextStream, TextStream
+from deal_core.streaming import AsyncTextStream, TextStream
 from deal_core.result import GenerationResult
 
 Chunk = TypeVar("Chunk")

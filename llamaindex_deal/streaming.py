@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
-from deal_core.decoder import AsyncTextStream, TextStream
+from deal_core.streaming import AsyncTextStream, TextStream
 from deal_core.result import GenerationResult
 
 Response = TypeVar("Response")

@@ -97,3 +97,13 @@ class Recorder:
             return method(*args, **kwargs)
 
         return record
+
+
+REAL_MODEL_FIXTURES = {"embedded_lm"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that loads the real embedded model is slow, marked or not: `make test-fast` never runs one."""
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

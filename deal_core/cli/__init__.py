@@ -16,7 +16,9 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from deal_core.bench.tasks import TASKS, TUNABLE_SETTINGS
 from deal_core.cli.options import given, options, with_options
+from deal_core.config import DeALConfig
 from deal_core.errors import DeALError, describe_validation_error
 from deal_core.serving.limits import ServerLimits
 
@@ -33,31 +35,8 @@ def _options(
     _DEBUG["on"] = _DEBUG["on"] or debug
 
 
-def _help(field: str) -> str:
-    """An option's help, from `DeALConfig` (one place for every setting's meaning and default)."""
-    from deal_core.config import DeALConfig
-
-    info = DeALConfig.model_fields[field]
-    default = "" if info.default in (None, ()) else f" (default {info.default})"
-    return f"{info.description}{default}"
-
-
-# Search options shared by `generate` and `batch` (help text from DeALConfig).
-TopK = Annotated[Optional[int], typer.Option(help=_help("top_k"))]
-Lookahead = Annotated[Optional[int], typer.Option(help=_help("lookahead"))]
-BeamWidth = Annotated[Optional[int], typer.Option(help=_help("beam_width"))]
-Commit = Annotated[Optional[int], typer.Option(help=_help("commit"))]
-Weight = Annotated[Optional[float], typer.Option("--weight", help=_help("reward_weight"))]
-AlignmentPrompt = Annotated[Optional[str], typer.Option(help=_help("alignment_prompt"))]
-MaxNewTokens = Annotated[Optional[int], typer.Option(help=_help("max_new_tokens"))]
-Stop = Annotated[Optional[list[str]], typer.Option("--stop", help=_help("stop") + " Repeatable.")]
-Temperature = Annotated[Optional[float], typer.Option(help=_help("temperature"))]
-TopP = Annotated[Optional[float], typer.Option(help=_help("top_p"))]
-Seed = Annotated[Optional[int], typer.Option(help=_help("seed"))]
-RepetitionPenalty = Annotated[Optional[float], typer.Option(help=_help("repetition_penalty"))]
-NoRepeatNgram = Annotated[Optional[int], typer.Option(help=_help("no_repeat_ngram_size"))]
 Model = Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")]
-
+SEARCH = options(DeALConfig)  # every setting an option, from its declaration (cli/options.py)
 
 
 def _fail(message: str) -> None:
@@ -68,6 +47,7 @@ def _fail(message: str) -> None:
 
 
 @app.command()
+@with_options(SEARCH)
 def generate(
     prompt: Annotated[str, typer.Argument(help="The user prompt.")],
     keywords: Annotated[Optional[str], typer.Option(help="Comma-separated words the output should use.")] = None,
@@ -76,36 +56,18 @@ def generate(
     reward: Annotated[
         Optional[list[str]], typer.Option("--reward", help="Reward spec NAME[=ARG][:WEIGHT], repeatable.")
     ] = None,
-    top_k: TopK = None,
-    lookahead: Lookahead = None,
-    beam_width: BeamWidth = None,
-    commit: Commit = None,
-    weight: Weight = None,
-    alignment_prompt: AlignmentPrompt = None,
-    max_new_tokens: MaxNewTokens = None,
-    stop: Stop = None,
-    temperature: Temperature = None,
-    top_p: TopP = None,
-    seed: Seed = None,
-    repetition_penalty: RepetitionPenalty = None,
-    no_repeat_ngram_size: NoRepeatNgram = None,
     model: Model = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Plain greedy decoding for comparison.")] = False,
-    trace: Annotated[bool, typer.Option("--trace", help="Show each step's candidates and rewards.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    **search: Any,
 ) -> None:
-    """Generate an aligned response to PROMPT."""
+    """Generate an aligned response to PROMPT (--trace shows each step's candidates and rewards)."""
     from deal_core.config import make_config
     from deal_core.decoder import DeAL
     from deal_core.request import Request
     from deal_core.rewards import Keywords, Length, RewardSum, rewards_from_cli
 
-    settings = {
-        "top_k": top_k, "lookahead": lookahead, "beam_width": beam_width, "commit": commit, "reward_weight": weight,
-        "alignment_prompt": alignment_prompt, "max_new_tokens": max_new_tokens, "stop": tuple(stop) if stop else None,
-        "trace": trace or None, "temperature": temperature, "top_p": top_p, "seed": seed,
-        "repetition_penalty": repetition_penalty, "no_repeat_ngram_size": no_repeat_ngram_size,
-    }
+    settings = given(DeALConfig, search)
     config = make_config(**settings)  # bad settings fail here (greedy too), before the model loads
     try:
         rewards = rewards_from_cli(reward or [])
@@ -159,9 +121,10 @@ def prepare(
 
 
 @app.command()
+@with_options(options(DeALConfig, TUNABLE_SETTINGS))
 def bench(
     task: Annotated[
-        str, typer.Argument(help="demo | speed | commongen | length | harmless | jailbreak | tradeoff | serve | batch | tools")
+        str, typer.Argument(help=" | ".join(TASKS))
     ],
     model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
     data: Annotated[
@@ -169,9 +132,6 @@ def bench(
     ] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Number of examples (task default if omitted).")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Token budget per example.")] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="DeAL candidates per step (task default if omitted).")] = None,
-    lookahead: Annotated[Optional[int], typer.Option(help="DeAL lookahead tokens (task default if omitted).")] = None,
-    weight: Annotated[Optional[float], typer.Option("--weight", help="DeAL λ (task default if omitted).")] = None,
     json_out: Annotated[
         Optional[str], typer.Option("--json", help="Write JSON here (plus .md table and .png plot beside it).")
     ] = None,
@@ -181,6 +141,7 @@ def bench(
     split: Annotated[
         Optional[str], typer.Option(help="commongen/speed only: all | easy (3 concepts) | hard (4-5 concepts).")
     ] = None,
+    **search: Any,
 ) -> None:
     """Run a benchmark TASK and print a table."""
     from deal_core.bench import run_task
@@ -203,8 +164,7 @@ def bench(
         if split not in SPLITS:
             _fail(f"unknown --split {split!r}; choose one of: {', '.join(SPLITS)}")
         options["split"] = split
-    search = {"top_k": top_k, "lookahead": lookahead, "reward_weight": weight}
-    settings = {k: v for k, v in search.items() if v is not None}
+    settings = given(DeALConfig, search)
     make_config(**settings)  # bad settings and a missing data file fail here, before any model is loaded
     if data is not None:
         data_file(data)
@@ -213,6 +173,7 @@ def bench(
 
 
 @app.command()
+@with_options(SEARCH)
 def batch(
     in_path: Annotated[str, typer.Argument(metavar="IN", help='JSONL rows: {"id", "prompt"|"messages", "rewards"?}.')],
     out_path: Annotated[str, typer.Argument(metavar="OUT", help="JSONL results, appended; ids already there are "
@@ -221,19 +182,6 @@ def batch(
         Optional[list[str]], typer.Option("--reward", help="Default reward NAME[=ARG][:WEIGHT] of rows without their "
                                                            "own `rewards`, repeatable.")
     ] = None,
-    top_k: TopK = None,
-    lookahead: Lookahead = None,
-    beam_width: BeamWidth = None,
-    commit: Commit = None,
-    weight: Weight = None,
-    alignment_prompt: AlignmentPrompt = None,
-    max_new_tokens: MaxNewTokens = None,
-    stop: Stop = None,
-    temperature: Temperature = None,
-    top_p: TopP = None,
-    seed: Seed = None,
-    repetition_penalty: RepetitionPenalty = None,
-    no_repeat_ngram_size: NoRepeatNgram = None,
     model: Model = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows with the same rewards searched together.")] = 8,
     ray: Annotated[bool, typer.Option("--ray", help="Run on Ray (Ray Data over an actor pool of replicas).")] = False,
@@ -250,6 +198,7 @@ def batch(
     retry_errors: Annotated[
         bool, typer.Option("--retry-errors", help="Run again the rows OUT holds as errors.")
     ] = False,
+    **search: Any,
 ) -> None:
     """Align every row of a JSONL file, here or on a Ray cluster; a failed row is written with its error."""
     from deal_core.batch import RAY_EXTRA, ray_available, run_batch
@@ -259,12 +208,7 @@ def batch(
         _fail("--address, --replicas, --num-cpus and --num-gpus are for Ray runs: add --ray")
     if ray and not ray_available():
         _fail(f"--ray needs Ray (Ray Data and Ray Serve): {RAY_EXTRA}")
-    settings = {
-        "top_k": top_k, "lookahead": lookahead, "beam_width": beam_width, "commit": commit, "reward_weight": weight,
-        "alignment_prompt": alignment_prompt, "max_new_tokens": max_new_tokens, "stop": tuple(stop) if stop else None,
-        "temperature": temperature, "top_p": top_p, "seed": seed,
-        "repetition_penalty": repetition_penalty, "no_repeat_ngram_size": no_repeat_ngram_size,
-    }
+    settings = given(DeALConfig, search)
     specs = rewards_from_cli(reward or []).spec() if reward else None
     report = run_batch(in_path, out_path, model=model, reward_specs=specs, settings=settings, batch_size=batch_size,
                        ray=ray, address=address,

@@ -16,6 +16,8 @@ from langchain_deal import ChatDeAL, DeALLLM, RewardGuard, RewardGuardError, as_
 
 PROMPT = "Write a sentence using the words: kid, dance, room."
 
+pytestmark = pytest.mark.slow  # the real embedded model, loaded by the wrappers themselves
+
 
 @pytest.fixture
 def llm():

@@ -21,6 +21,8 @@ from llamaindex_deal import (
 
 MESSAGES = [ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content="Name a fruit.")]
 
+pytestmark = pytest.mark.slow  # the real embedded model, loaded by the wrappers themselves
+
 
 @pytest.fixture(scope="module")
 def llm():

@@ -246,3 +246,15 @@ def test_cli_errors_are_one_line(args, needle, tmp_path, capsys):
         main([str(rows) if a == "IN" else a for a in args])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
+
+
+def test_a_backtracking_pattern_in_response_format_or_a_tool_is_compiled_in_linear_time(server):
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a|aa)+$"}}, "required": ["s"]}
+    start = time.perf_counter()
+    fmt = post(server, {"messages": HI, "max_tokens": 24,
+                        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}})
+    tool = post(server, {"messages": HI, "max_tokens": 24, "tool_choice": "f",
+                         "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}]})
+    assert time.perf_counter() - start < 30
+    for response in (fmt, tool):
+        assert response.status_code in (200, 400), response.text  # an answer, or a typed budget error

@@ -47,7 +47,7 @@ def test_usage_is_built_once_and_sums():
 def test_call_settings_knows_no_framework_arguments():
     params = DeALParams(max_tokens=5, rewards=[Keywords(["dog"])])
     rewards, settings = call_settings(params, {"top_k": 3, "stop": "."})
-    assert settings == {"max_new_tokens": 5, "top_k": 3, "stop": ".", "trace": False}
+    assert settings == {"max_new_tokens": 5, "top_k": 3, "stop": "."}  # unset fields: DeALConfig decides
     assert rewards.labels == ["keywords"]
     assert call_settings(params, {"rewards": []})[0].terms == []  # an empty per-call list means no rewards
     for framework_arg in ("callbacks", "ls_provider", "max_retries", "api_key"):
