@@ -68,8 +68,7 @@ def test_each_call_is_one_request(tiny_lm):
     assert name == "generate" and kwargs == {} and len(args) == 1 and isinstance(args[0], Request)
     request = args[0]
     assert request.messages == tuple(to_messages(HISTORY))
-    assert request.settings == {"max_new_tokens": 4, "top_k": 2, "stop": ["\n"], "reward_weight": 2.0,
-                                "trace": False}
+    assert request.settings == {"max_new_tokens": 4, "top_k": 2, "stop": ["\n"], "reward_weight": 2.0}
     assert request.rewards.labels == ["keywords"]
 
     llm, deal = recorded(DeALLLM(max_tokens=4), tiny_lm)

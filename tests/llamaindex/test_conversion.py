@@ -52,7 +52,7 @@ def test_each_call_is_one_request(llm):
     (chat_name, (chat_request,), _), (complete_name, (complete_request,), _) = llm._deal.calls
     assert chat_name == complete_name == "generate"
     assert isinstance(chat_request, Request) and chat_request.messages == tuple(to_messages(HISTORY))
-    assert chat_request.settings == {"max_new_tokens": 6, "top_k": 2, "trace": False}
+    assert chat_request.settings == {"max_new_tokens": 6, "top_k": 2}
     assert chat_request.rewards.labels == ["keywords"]
     assert complete_request.text == PROMPT and complete_request.settings["stop"] == "."
 
