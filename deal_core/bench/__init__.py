@@ -13,6 +13,7 @@ TASKS: dict[str, str] = {
     "length": "deal_core.bench.length:run",
     "harmless": "deal_core.bench.safety:run_harmless",
     "jailbreak": "deal_core.bench.safety:run_jailbreak",
+    "overrefusal": "deal_core.bench.overrefusal:run",
     "tradeoff": "deal_core.bench.tradeoff:run",
     "serve": "deal_core.bench.serve:run",
     "batch": "deal_core.bench.batch:run",
@@ -24,7 +25,7 @@ TASKS: dict[str, str] = {
 # tradeoff sweeps the weight itself).
 _SEARCH = {"top_k", "lookahead", "reward_weight"}
 TUNABLE: dict[str, set[str]] = {
-    "commongen": _SEARCH, "length": _SEARCH, "harmless": _SEARCH, "jailbreak": _SEARCH,
+    "commongen": _SEARCH, "length": _SEARCH, "harmless": _SEARCH, "jailbreak": _SEARCH, "overrefusal": _SEARCH,
     "tradeoff": _SEARCH - {"reward_weight"},
     "serve": _SEARCH,
     "batch": _SEARCH,
