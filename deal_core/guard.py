@@ -1,6 +1,6 @@
 """Output guards: score a finished text with a reward and compare it to a threshold.
 
-    guard = Guard(Harmlessness(), threshold=0.5)
+    guard = Guard(Safety(), threshold=0.5)
     score = guard.check("the user's request", "the output")
     if not guard.passes(score):
         raise guard.error(score)

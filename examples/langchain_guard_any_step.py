@@ -2,14 +2,14 @@
 
 from langchain_core.runnables import RunnableLambda
 
-from deal_core.rewards import Harmlessness, Length
+from deal_core.rewards import Inoffensive, Length
 from langchain_deal import DeALLLM, RewardGuard, RewardGuardError
 
 # Stand-ins for any other model or tool in a chain: a canned reply and a plain (greedy, reward-free) local LLM.
 canned = RunnableLambda(lambda request: "Shut up, you worthless idiot." if "rude" in request else "Happy to help!")
 plain_llm = DeALLLM(max_tokens=40, top_k=1)
 
-reward = 0.8 * Harmlessness() + 0.2 * Length(max_words=30)
+reward = 0.8 * Inoffensive() + 0.2 * Length(max_words=30)  # rude words, not harm: see langchain_safety_chain
 for request in ["Be rude to me.", "Be nice to me."]:
     try:
         print(request, "->", RewardGuard(canned, reward, threshold=0.6).invoke(request))

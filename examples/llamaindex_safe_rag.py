@@ -1,9 +1,10 @@
 """Offline RAG with LlamaIndex: a real VectorStoreIndex over local documents, answered by DeALLLM aligned to
-Harmlessness + Grounding on the nodes the retriever returned; offensive passages are filtered before the prompt."""
+Safety + Grounding on the nodes the retriever returned; offensive passages (`Inoffensive`) are filtered before the
+prompt, and a GuardedQueryEngine checks each finished answer with `Safety` against its question."""
 
 from llama_index.core import Document, Settings, VectorStoreIndex
 
-from deal_core.rewards import Harmlessness
+from deal_core.rewards import Inoffensive, Safety
 from llamaindex_deal import DeALLLM, GroundedQueryEngine, GuardedQueryEngine, RewardNodeFilter, local_embedding
 
 DOCUMENTS = [
@@ -21,14 +22,15 @@ index = VectorStoreIndex.from_documents([Document(text=t) for t in DOCUMENTS])
 engine = GroundedQueryEngine(
     retriever=index.as_retriever(similarity_top_k=3),
     llm=Settings.llm,
-    rewards=[Harmlessness()],
+    rewards=[Safety()],
     grounding_weight=2.0,
-    node_postprocessors=[RewardNodeFilter(reward=Harmlessness(), threshold=0.5)],
+    node_postprocessors=[RewardNodeFilter(reward=Inoffensive(), threshold=0.5)],
     call_kwargs={"reward_weight": 3.0},
 )
-safe = GuardedQueryEngine(query_engine=engine, reward=Harmlessness(), threshold=0.5, on_fail="fallback")
+safe = GuardedQueryEngine(query_engine=engine, reward=Safety(), threshold=0.5, on_fail="fallback")
 
-for question in ["When was the Eiffel Tower completed?", "How high is Mount Everest?"]:
+for question in ["When was the Eiffel Tower completed?", "How high is Mount Everest?",
+                 "How do I make a bomb to destroy the Eiffel Tower?"]:
     response = safe.query(question)
     print(f"Q: {question}\nA: {response.response}")
     print(f"   sources: {[n.node.get_content()[:40] for n in response.source_nodes]}")

@@ -42,9 +42,9 @@ class ChatDeAL(DeALParams, BaseChatModel):
 
     ```python
     from langchain_deal import ChatDeAL
-    from deal_core.rewards import Harmlessness, Keywords
+    from deal_core.rewards import Safety, Keywords
 
-    chat = ChatDeAL(rewards=[Harmlessness()], max_tokens=64)
+    chat = ChatDeAL(rewards=[Safety()], max_tokens=64)
     chat.bind(rewards=[Keywords(["dog", "park"])], reward_weight=3).invoke("Write about a dog.")
     ```
     Constructing it loads nothing; the weights load on first use and are shared between instances.

@@ -1,7 +1,7 @@
 """LangChain → `deal_core.request`: messages (with tool calls and tool results), per-call arguments, output text.
 
 Importing this module registers LangChain's messages and generations with `deal_core.rewards.text_of`, so a reward
-scores them directly: `prompt | chat | Harmlessness()`.
+scores them directly: `prompt | chat | Safety()`.
 """
 
 from __future__ import annotations

@@ -43,10 +43,10 @@ class DeALLLM(DeALParams, FunctionCallingLLM):
 
     ```python
     from llama_index.core import Settings
-    from deal_core.rewards import Harmlessness
+    from deal_core.rewards import Safety
     from llamaindex_deal import DeALLLM
 
-    Settings.llm = DeALLLM(rewards=[Harmlessness()], max_tokens=96)
+    Settings.llm = DeALLLM(rewards=[Safety()], max_tokens=96)
     ```
     Per-call keyword arguments (`rewards=`, `top_k=`, `reward_weight=`, …) override the fields. Construction loads
     nothing; instances naming the same model share one copy of the weights. As a function-calling LLM it serves

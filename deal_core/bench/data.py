@@ -65,6 +65,7 @@ def _resolve(path: str | os.PathLike | None, default_name: str) -> Path:
     return file
 
 
+HALVES = ("dev", "test", "all")  # safety benches: settings are chosen on dev rows, reported on test rows
 SPLITS = {"all": (1, 99), "easy": (1, 3), "hard": (4, 99)}  # by number of concepts: the dev data has 3, 4 and 5
 
 

@@ -15,6 +15,7 @@ TASKS: dict[str, str] = {
     "length": "deal_core.bench.length:run",
     "harmless": "deal_core.bench.safety:run_harmless",
     "jailbreak": "deal_core.bench.safety:run_jailbreak",
+    "overrefusal": "deal_core.bench.overrefusal:run",
     "tradeoff": "deal_core.bench.tradeoff:run",
     "serve": "deal_core.bench.serve:run",
     "batch": "deal_core.bench.batch:run",
@@ -27,7 +28,7 @@ TASKS: dict[str, str] = {
 TUNABLE_SETTINGS = ("top_k", "lookahead", "reward_weight")
 _SEARCH = set(TUNABLE_SETTINGS)
 TUNABLE: dict[str, set[str]] = {
-    "commongen": _SEARCH, "length": _SEARCH, "harmless": _SEARCH, "jailbreak": _SEARCH,
+    "commongen": _SEARCH, "length": _SEARCH, "harmless": _SEARCH, "jailbreak": _SEARCH, "overrefusal": _SEARCH,
     "tradeoff": _SEARCH - {"reward_weight"},
     "serve": _SEARCH,
     "batch": _SEARCH,

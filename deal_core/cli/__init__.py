@@ -139,7 +139,8 @@ def bench(
         Optional[str], typer.Option(help="serve only: comma-separated concurrency levels (default 1,4,16,32).")
     ] = None,
     split: Annotated[
-        Optional[str], typer.Option(help="commongen/speed only: all | easy (3 concepts) | hard (4-5 concepts).")
+        Optional[str], typer.Option(help="commongen/speed: all | easy (3 concepts) | hard (4-5 concepts); "
+                                         "harmless/jailbreak/overrefusal: dev | test | all.")
     ] = None,
     **search: Any,
 ) -> None:
@@ -157,12 +158,13 @@ def bench(
         except ValueError:
             _fail(f"--concurrency takes comma-separated integers like 1,4,16, got {concurrency!r}")
     if split is not None:
-        from deal_core.bench.data import SPLITS
+        from deal_core.bench.data import HALVES, SPLITS
 
-        if task not in ("commongen", "speed"):
-            _fail(f"--split is for `deal bench commongen` and `deal bench speed`, not {task}")
-        if split not in SPLITS:
-            _fail(f"unknown --split {split!r}; choose one of: {', '.join(SPLITS)}")
+        known = HALVES if task in ("harmless", "jailbreak", "overrefusal") else SPLITS
+        if task not in ("commongen", "speed") and known is SPLITS:
+            _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal`, not {task}")
+        if split not in known:
+            _fail(f"unknown --split {split!r} for {task}; choose one of: {', '.join(known)}")
         options["split"] = split
     settings = given(DeALConfig, search)
     make_config(**settings)  # bad settings and a missing data file fail here, before any model is loaded

@@ -15,7 +15,7 @@ from deal_core.rewards.fluency import Fluency
 from deal_core.rewards.formats import JsonSchema, Regex
 from deal_core.rewards.grounding import Grounding
 from deal_core.rewards.keywords import Keywords
-from deal_core.rewards.learned import Harmlessness, Judge, RewardModel, Sentiment
+from deal_core.rewards.learned import Inoffensive, Judge, RewardModel, Sentiment
 from deal_core.rewards.length import Length
 from deal_core.rewards.registry import (
     REGISTRY,
@@ -25,9 +25,12 @@ from deal_core.rewards.registry import (
     rewards_from_cli,
     rewards_from_json,
 )
+from deal_core.rewards.safety import Safety
 from deal_core.rewards.tools import ToolArguments
 
 Callable = FunctionReward  # the issue-facing name: any fn(prompts, texts) -> floats
+# Until 0.x `Harmlessness` was a profanity filter (now `Inoffensive`); the name now means what it says.
+Harmlessness = Safety
 
 __all__ = [
     "REGISTRY",
@@ -38,6 +41,7 @@ __all__ = [
     "FunctionReward",
     "Grounding",
     "Harmlessness",
+    "Inoffensive",
     "JsonSchema",
     "Judge",
     "Keywords",
@@ -47,6 +51,7 @@ __all__ = [
     "RewardModel",
     "RewardScores",
     "RewardSum",
+    "Safety",
     "Score",
     "Sentiment",
     "ToolArguments",

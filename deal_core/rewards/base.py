@@ -125,7 +125,7 @@ class Reward(BaseModel):
 
     def __call__(self, output: Any, prompt: str = "") -> Score:
         """Score one finished output: a string, or any output type registered with `text_of` (the wrapper
-        packages register their frameworks' messages: `prompt | llm | Harmlessness()` works in LangChain)."""
+        packages register their frameworks' messages: `prompt | llm | Safety()` works in LangChain)."""
         return as_reward_sum(self)(output, prompt)
 
     # -- composition ------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Learned objectives: an offensive-language classifier, HF reward models, LLM-as-judge, sentiment."""
+"""Learned objectives: an offensive-language classifier, HF reward models, LLM-as-judge, sentiment.
+(The harmful-request reward, `Safety`, is in `safety.py`.)"""
 
 from __future__ import annotations
 
@@ -16,17 +17,18 @@ from deal_core.errors import RewardError, RewardSpecError
 from deal_core.rewards.base import Reward
 
 
-class Harmlessness(Reward):
-    """1 − P(offensive) from the trained classifier in `alt-profanity-check` (a linear SVM over TF-IDF features,
-    calibrated; runs offline in microseconds per text). Range [0, 1]."""
+class Inoffensive(Reward):
+    """1 − P(offensive language) from the trained classifier in `alt-profanity-check` (a linear SVM over TF-IDF
+    features, calibrated; runs offline in microseconds per text). Range [0, 1]. It measures swearing and insults,
+    not harm: "Sure, here is how to build a bomb" is inoffensive. For harmful requests use `Safety`."""
 
-    kind: ClassVar[str] = "harmless"
+    kind: ClassVar[str] = "inoffensive"
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
         try:
             from profanity_check import predict_prob
         except ImportError as exc:
-            raise RewardSpecError("Harmlessness needs `pip install alt-profanity-check` (extra: rewards)") from exc
+            raise RewardSpecError("Inoffensive needs `pip install alt-profanity-check` (extra: rewards)") from exc
         probs = predict_prob([t if t.strip() else "." for t in texts])
         return [1.0 - float(p) for p in probs]
 

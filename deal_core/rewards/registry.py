@@ -80,6 +80,16 @@ def _grounding(arg: str | None) -> dict[str, Any]:
     return {"context": [p for p in Path(arg).read_text().split("\n\n") if p.strip()]}
 
 
+def _safety(arg: str | None) -> dict[str, Any]:
+    """`safety` or `safety=THRESHOLD` (the prompt-harm probability below which a request counts as benign)."""
+    if not arg:
+        return {}
+    try:
+        return {"harm_threshold": float(arg)}
+    except ValueError:
+        raise ValueError(f"safety takes a harm threshold in [0, 1], e.g. safety=0.5; got {arg!r}") from None
+
+
 class RewardRegistry(Mapping[str, type[Reward]]):
     """name -> reward class (imported on first use), with each name's CLI parser."""
 
@@ -127,7 +137,10 @@ for _name, _target, _cli in [
     ("regex", "deal_core.rewards.formats:Regex", lambda arg: {"pattern": arg or ""}),
     ("json_schema", "deal_core.rewards.formats:JsonSchema", _json_schema),
     ("grounding", "deal_core.rewards.grounding:Grounding", _grounding),
-    ("harmless", "deal_core.rewards.learned:Harmlessness", None),
+    ("safety", "deal_core.rewards.safety:Safety", _safety),
+    ("harmless", "deal_core.rewards.safety:Safety", _safety),  # until 0.x: the profanity filter, now `inoffensive`
+    ("inoffensive", "deal_core.rewards.learned:Inoffensive", None),
+    ("offensive", "deal_core.rewards.learned:Inoffensive", None),
     ("sentiment", "deal_core.rewards.learned:Sentiment", lambda arg: {"target": arg or "positive"}),
     ("reward_model", "deal_core.rewards.learned:RewardModel", lambda arg: {"model": arg or ""}),
     ("judge", "deal_core.rewards.learned:Judge", lambda arg: {"question": arg} if arg else {}),
@@ -148,7 +161,7 @@ def register_reward(cls: type[Reward], cli: CliParser | None = None) -> type[Rew
 
 
 def parse_reward_spec(spec: str) -> WeightedReward:
-    """`name`, `name:weight`, `name=arg`, `name=arg:weight`; e.g. `harmless:0.7`, `keywords=dog,park:0.3`.
+    """`name`, `name:weight`, `name=arg`, `name=arg:weight`; e.g. `safety:0.7`, `keywords=dog,park:0.3`.
 
     A trailing `:<number>` is always the weight, and must be finite (`:nan`, `:inf`, `:1e400` are errors); any other
     trailing `:text` after `name=` belongs to the argument (`blocklist=hard:word`)."""
@@ -179,7 +192,7 @@ def parse_reward_spec(spec: str) -> WeightedReward:
 
 
 def rewards_from_cli(specs: Iterable[str]) -> RewardSum:
-    return RewardSum(terms=[parse_reward_spec(s) for s in _spec_list(specs, "rewards_from_cli", "'harmless:0.7'")])
+    return RewardSum(terms=[parse_reward_spec(s) for s in _spec_list(specs, "rewards_from_cli", "'safety:0.7'")])
 
 
 def reward_from_spec(spec: Mapping[str, Any], models: Mapping[str, str] | None = None) -> WeightedReward:

@@ -13,6 +13,7 @@ TASKS = {
     "length": ["--limit", "2", "--max-new-tokens", "10"],
     "harmless": ["--limit", "1", "--max-new-tokens", "6"],
     "jailbreak": ["--limit", "1", "--max-new-tokens", "6"],
+    "overrefusal": ["--limit", "1", "--max-new-tokens", "6"],
     "tradeoff": ["--limit", "1", "--max-new-tokens", "10"],
     "speed": ["--limit", "1", "--max-new-tokens", "12", "--split", "hard"],
     "serve": ["--limit", "2", "--max-new-tokens", "6", "--concurrency", "1,2", "--top-k", "3", "--lookahead", "2"],
@@ -41,6 +42,9 @@ def test_bench_task_smoke(task, tmp_path):
         assert all({"degenerate", "clean_all_concepts"} <= set(r) for r in rows)
         if task == "speed":
             assert len(rows[0]["concepts"]) >= 4
+    if task == "overrefusal":  # every benign set under every condition, CommonGen with and without Safety
+        assert {"commongen (hard): DeAL + Keywords", "commongen (hard): DeAL + Keywords + Safety",
+                "bfcl questions: DeAL + Safety", "look-dangerous benign: DeAL + Safety"} <= set(report["summary"])
     if task == "speed":
         assert out.with_suffix(".png").stat().st_size > 1000
     else:

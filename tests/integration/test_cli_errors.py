@@ -36,6 +36,7 @@ def deal(*args: str, cwd=None) -> subprocess.CompletedProcess:
     (["generate", "Hi", "--no-repeat-ngram-size", "-1"], "no_repeat_ngram_size"),
     (["bench", "demo", "--split", "hard"], "--split is for"),
     (["bench", "speed", "--split", "medium"], "unknown --split"),
+    (["bench", "harmless", "--split", "hard"], "choose one of: dev, test, all"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(args, needle, tmp_path):
     proc = deal(*args, cwd=tmp_path)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deal_core import DeAL, load_model
-from deal_core.rewards import Blocklist, Harmlessness, JsonSchema, Judge, Regex
+from deal_core.rewards import Blocklist, Inoffensive, JsonSchema, Judge, Regex
 
 
 @pytest.fixture(scope="module")
@@ -16,15 +16,15 @@ def deal(embedded_lm):
     return DeAL(embedded_lm, max_new_tokens=40)
 
 
-def test_harmlessness_and_blocklist_avoid_words_greedy_uses(deal):
+def test_inoffensive_and_blocklist_avoid_words_greedy_uses(deal):
     prompt = "Describe your favourite animal in one sentence."
     greedy = deal.greedy(prompt).text
     assert "majestic" in greedy.lower()
-    soft = deal.generate(prompt, rewards=Harmlessness() + Blocklist(["majestic"]), reward_weight=5.0)
-    hard = deal.generate(prompt, rewards=Harmlessness() + Blocklist(["majestic"], hard=True))
+    soft = deal.generate(prompt, rewards=Inoffensive() + Blocklist(["majestic"]), reward_weight=5.0)
+    hard = deal.generate(prompt, rewards=Inoffensive() + Blocklist(["majestic"], hard=True))
     for result in (soft, hard):
         assert "majestic" not in result.text.lower()
-        assert result.rewards["blocklist"] == 1.0 and result.rewards["harmless"] > 0.5
+        assert result.rewards["blocklist"] == 1.0 and result.rewards["inoffensive"] > 0.5
         assert not result.constraint_fallback
 
 
@@ -58,12 +58,12 @@ def test_json_schema_reward_keeps_json_valid(deal):
 def test_cli_with_learned_and_blocklist_rewards():
     proc = subprocess.run(
         [sys.executable, "-m", "deal_core.cli", "generate", "Describe your favourite animal in one sentence.",
-         "--reward", "harmless:1", "--reward", "blocklist=majestic,lion:1", "--json", "--max-new-tokens", "40"],
+         "--reward", "inoffensive:1", "--reward", "blocklist=majestic,lion:1", "--json", "--max-new-tokens", "40"],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(proc.stdout)
-    assert set(payload["rewards"]) == {"harmless", "blocklist"}
+    assert set(payload["rewards"]) == {"inoffensive", "blocklist"}
     assert "majestic" not in payload["text"].lower()
     assert payload["reward_specs"][1] == {"name": "blocklist", "terms": ["majestic", "lion"], "hard": False,
                                           "weight": 1.0}

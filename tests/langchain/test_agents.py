@@ -11,7 +11,7 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from deal_core.rewards import Harmlessness, ToolArguments
+from deal_core.rewards import Inoffensive, ToolArguments
 from langchain_deal import ChatDeAL
 from tests.conftest import load_example
 
@@ -83,12 +83,12 @@ def _answer_with(rewards) -> str:
     return state["messages"][-1].content
 
 
-def test_an_agent_answer_steered_by_harmlessness():
+def test_an_agent_answer_steered_by_inoffensive():
     """The tool returns an abusive review. Without the reward the agent quotes it (measured: 'The customer said:
     "This blender is fucking garbage ..."', harmlessness 0.000001); with it the search avoids the quote. What the
     135M model writes instead is no summary: it restates its call (measured, harmlessness 0.98), the best harmless
     continuation it ranks in its top-k at any lookahead tried (top_k 20, lookahead 16, beam 2)."""
-    plain, steered = _answer_with([]), _answer_with([Harmlessness()])
-    score = Harmlessness().score(["?", "?"], [plain, steered], [True, True])
+    plain, steered = _answer_with([]), _answer_with([Inoffensive()])
+    score = Inoffensive().score(["?", "?"], [plain, steered], [True, True])
     assert score[0] < 0.5 <= score[1], (plain, steered, score)
     assert not {"fucking", "idiots", "damn"} & set(steered.lower().replace(",", " ").split()), steered

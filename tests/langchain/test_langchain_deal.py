@@ -11,7 +11,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import ConfigurableField, RunnableLambda
 
 from deal_core.errors import ModelLoadError
-from deal_core.rewards import Blocklist, Harmlessness, Keywords, Score
+from deal_core.rewards import Blocklist, Inoffensive, Keywords, Score
 from langchain_deal import ChatDeAL, DeALLLM, RewardGuard, RewardGuardError, as_runnable
 
 PROMPT = "Write a sentence using the words: kid, dance, room."
@@ -125,41 +125,41 @@ def test_unknown_call_argument_is_a_clear_error(chat):
 
 
 def test_chat_metadata_and_usage(chat):
-    msg = chat.bind(rewards=[Harmlessness()], trace=True).invoke([("system", "Be brief."), ("human", "Say hi")])
+    msg = chat.bind(rewards=[Inoffensive()], trace=True).invoke([("system", "Be brief."), ("human", "Say hi")])
     usage = msg.usage_metadata
     assert usage["input_tokens"] > 5 and usage["output_tokens"] >= 1
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     assert msg.response_metadata["model_name"] == "SmolLM2-135M-Instruct"
-    assert "harmless" in msg.response_metadata["rewards"] and msg.response_metadata["trace"]
+    assert "inoffensive" in msg.response_metadata["rewards"] and msg.response_metadata["trace"]
 
 
 def test_reward_is_a_chain_step(chat):
     prompt = ChatPromptTemplate.from_messages([("human", "{q}")])
-    score = (prompt | chat | Harmlessness()).invoke({"q": "Say something kind."})
-    assert isinstance(score, Score) and 0 <= score.total <= 1 and "harmless" in score.components
-    combo = (prompt | chat | StrOutputParser() | as_runnable(0.5 * Harmlessness() + 0.5 * Keywords(["kind"])))
+    score = (prompt | chat | Inoffensive()).invoke({"q": "Say something kind."})
+    assert isinstance(score, Score) and 0 <= score.total <= 1 and "inoffensive" in score.components
+    combo = (prompt | chat | StrOutputParser() | as_runnable(0.5 * Inoffensive() + 0.5 * Keywords(["kind"])))
     result = combo.invoke({"q": "Say something kind."})
-    assert set(result.components) == {"harmless", "keywords"}
+    assert set(result.components) == {"inoffensive", "keywords"}
 
 
 def test_reward_guard_on_any_runnable():
     rude = RunnableLambda(lambda _: "You are a stupid idiot.")
     polite = RunnableLambda(lambda _: "Thank you, have a lovely day.")
-    guard = RewardGuard(rude, Harmlessness(), threshold=0.5)
+    guard = RewardGuard(rude, Inoffensive(), threshold=0.5)
     with pytest.raises(RewardGuardError, match="threshold 0.5"):
         guard.invoke("x")
-    assert RewardGuard(polite, Harmlessness(), threshold=0.5).invoke("x") == "Thank you, have a lovely day."
-    assert RewardGuard(rude, Harmlessness(), 0.5, on_fail="fallback", fallback="[removed]").invoke("x") == "[removed]"
+    assert RewardGuard(polite, Inoffensive(), threshold=0.5).invoke("x") == "Thank you, have a lovely day."
+    assert RewardGuard(rude, Inoffensive(), 0.5, on_fail="fallback", fallback="[removed]").invoke("x") == "[removed]"
 
     answers = iter(["You are a stupid idiot.", "Thank you kindly."])
     flaky = RunnableLambda(lambda _: next(answers))
-    assert RewardGuard(flaky, Harmlessness(), 0.5, on_fail="retry", max_retries=1).invoke("x") == "Thank you kindly."
-    assert asyncio.run(RewardGuard(polite, Harmlessness(), 0.5).ainvoke("x")).startswith("Thank")
+    assert RewardGuard(flaky, Inoffensive(), 0.5, on_fail="retry", max_retries=1).invoke("x") == "Thank you kindly."
+    assert asyncio.run(RewardGuard(polite, Inoffensive(), 0.5).ainvoke("x")).startswith("Thank")
     with pytest.raises(ValueError, match="fallback"):
-        RewardGuard(rude, Harmlessness(), 0.5, on_fail="fallback")
+        RewardGuard(rude, Inoffensive(), 0.5, on_fail="fallback")
 
 
 def test_reward_guard_attaches_score_to_chat_messages(chat):
-    guarded = RewardGuard(chat.bind(rewards=[Harmlessness()]), Harmlessness(), threshold=0.2)
+    guarded = RewardGuard(chat.bind(rewards=[Inoffensive()]), Inoffensive(), threshold=0.2)
     msg = guarded.invoke("Say hello.")
     assert msg.response_metadata["reward_guard"]["total"] >= 0.2

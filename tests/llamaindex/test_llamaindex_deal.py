@@ -9,7 +9,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.llms import ChatMessage
 
-from deal_core.rewards import Blocklist, Harmlessness, Keywords
+from deal_core.rewards import Blocklist, Inoffensive, Keywords
 from llamaindex_deal import (
     DeALLLM,
     GroundedQueryEngine,
@@ -144,14 +144,14 @@ def index():
 
 @pytest.mark.slow
 def test_rag_end_to_end_grounds_on_the_retrieved_nodes(index, llm):
-    engine = GroundedQueryEngine(retriever=index.as_retriever(similarity_top_k=2), llm=llm, rewards=[Harmlessness()],
+    engine = GroundedQueryEngine(retriever=index.as_retriever(similarity_top_k=2), llm=llm, rewards=[Inoffensive()],
                                  grounding_weight=2.0, call_kwargs={"reward_weight": 3.0, "max_tokens": 40})
     eiffel = engine.query("When was the Eiffel Tower completed?")
     everest = engine.query("How high is Mount Everest?")
     for response in (eiffel, everest):
         retrieved = [n.node.get_content() for n in response.source_nodes]
         assert response.metadata["grounding_context"] == retrieved
-        assert set(response.metadata["rewards"]) == {"harmless", "grounding"}
+        assert set(response.metadata["rewards"]) == {"inoffensive", "grounding"}
     assert eiffel.metadata["grounding_context"] != everest.metadata["grounding_context"]
     assert "1889" in eiffel.response
     assert asyncio.run(engine.aquery("How high is Mount Everest?")).response == everest.response
@@ -161,10 +161,10 @@ def test_node_filter_drops_offensive_passages_before_the_prompt(index):
     retriever = index.as_retriever(similarity_top_k=3)
     nodes = retriever.retrieve("Is the Eiffel Tower ugly?")
     assert any("idiot" in n.node.get_content() for n in nodes)
-    kept = RewardNodeFilter(reward=Harmlessness(), threshold=0.5).postprocess_nodes(
+    kept = RewardNodeFilter(reward=Inoffensive(), threshold=0.5).postprocess_nodes(
         nodes, query_str="Is the Eiffel Tower ugly?")
     assert kept and not any("idiot" in n.node.get_content() for n in kept)
-    reranked = RewardNodeFilter(reward=Harmlessness(), mode="rerank").postprocess_nodes(
+    reranked = RewardNodeFilter(reward=Inoffensive(), mode="rerank").postprocess_nodes(
         retriever.retrieve("Is the Eiffel Tower ugly?"), query_str="Is the Eiffel Tower ugly?")
     assert "idiot" in reranked[-1].node.get_content()
 
@@ -172,7 +172,7 @@ def test_node_filter_drops_offensive_passages_before_the_prompt(index):
 def test_guarded_query_engine_raises_or_falls_back(index, llm):
     engine = GroundedQueryEngine(retriever=index.as_retriever(similarity_top_k=1), llm=llm,
                                  call_kwargs={"max_tokens": 16})
-    ok = GuardedQueryEngine(query_engine=engine, reward=Harmlessness(), threshold=0.3).query("Where is Everest?")
+    ok = GuardedQueryEngine(query_engine=engine, reward=Inoffensive(), threshold=0.3).query("Where is Everest?")
     assert ok.metadata["reward_guard"]["total"] >= 0.3 and ok.source_nodes
     impossible = Keywords(["xyzzy"])
     with pytest.raises(ResponseGuardError, match="threshold 1"):

@@ -11,7 +11,7 @@ from deal_core.rewards import (
     Constraint,
     FunctionReward,
     Grounding,
-    Harmlessness,
+    Inoffensive,
     JsonSchema,
     Keywords,
     Regex,
@@ -50,8 +50,8 @@ def test_json_schema_ranks_viable_prefixes_above_broken_ones():
         JsonSchema({"type": "no-such-type"})
 
 
-def test_harmlessness_ranks_an_insult_below_a_polite_sentence():
-    insult, polite = Harmlessness().score("p", ["You are a stupid idiot.", "Thank you, have a lovely day."])
+def test_inoffensive_ranks_an_insult_below_a_polite_sentence():
+    insult, polite = Inoffensive().score("p", ["You are a stupid idiot.", "Thank you, have a lovely day."])
     assert insult < 0.2 < 0.8 < polite
 
 
@@ -91,14 +91,14 @@ def test_function_reward_and_bounds():
 
 
 def test_constraint_vetoes_below_threshold():
-    c = Constraint(reward=Harmlessness(), threshold=0.5)
+    c = Constraint(reward=Inoffensive(), threshold=0.5)
     assert c.score("p", ["you stupid idiot", "what a nice garden"]) == [-math.inf, 0.0]
-    assert c.name == "constraint(harmless>=0.5)"
+    assert c.name == "constraint(inoffensive>=0.5)"
 
 
 def test_cli_names_the_learned_rewards():
-    combo = rewards_from_cli(["harmless:0.7", "keywords=a,b,c:0.3", "sentiment=negative", "blocklist=x,y"])
-    assert [t.reward.name for t in combo.terms] == ["harmless", "keywords", "sentiment", "blocklist"]
+    combo = rewards_from_cli(["inoffensive:0.7", "keywords=a,b,c:0.3", "sentiment=negative", "blocklist=x,y"])
+    assert [t.reward.name for t in combo.terms] == ["inoffensive", "keywords", "sentiment", "blocklist"]
     assert [t.weight for t in combo.terms] == [0.7, 0.3, 1.0, 1.0]
     assert combo.terms[1].reward == Keywords(["a", "b", "c"])
 
