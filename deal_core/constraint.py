@@ -240,7 +240,8 @@ def _call_body(tool: Tool) -> str:
     return f"{json.dumps(head)} %json {json.dumps(closed(tool.parameters))} {json.dumps(tail)}"
 
 
-_NO_CALL_TEXT = "TEXT: /(.|\\n)*/ & ~/(.|\\n)*<tool_call>(.|\\n)*/"  # any text that does not open a call
+# any text that does not open a call, nor write markup of the tool format ("<tool_call_result>", measured)
+_NO_CALL_TEXT = "TEXT: /(.|\\n)*/ & ~/(.|\\n)*<tool(.|\\n)*/"
 
 
 def tool_grammar(tools: Sequence[Tool], mode: str, name: str | None, parallel: bool) -> str:

@@ -72,7 +72,10 @@ To call functions, answer with one JSON object per call, each inside <tool_call>
 <tool_call>
 {{"name": <function-name>, "arguments": <arguments-object>}}
 </tool_call>"""
-RESULTS_PROMPT = "\nUse {which} to answer: {question}"
+# Tool results reach the model as a user turn of their own words only: the results, one a line, then the question
+# again. No wording of ours is in it, so none can leak into the answer (the 135M model echoed "The tool X returned:"
+# and "Use this result to answer:" when they were, measured); restating the question makes it answer rather than echo.
+RESULTS_PROMPT = "{results}\n\n{question}"
 JSON_PROMPT = "Answer with JSON only: one JSON value that matches this JSON schema:\n{schema}"
 JSON_OBJECT_PROMPT = "Answer with one JSON object only."
 
@@ -90,33 +93,30 @@ def _with_system(messages: list[Message], text: str) -> list[Message]:
 
 def _plain_tool_turns(messages: list[Message]) -> list[Message]:
     """Tool calls and results as text, for templates that do not render them: an assistant's calls in the tool-call
-    format; consecutive tool results as one user turn that names each tool and restates the question (small models
+    format; consecutive tool results as one user turn that gives them and restates the question (small models
     answer from the results when asked again, and echo them otherwise)."""
     from deal_core.constraint import format_tool_call
     from deal_core.request import Message as RequestMessage
 
     out: list[Message] = []
-    names: dict[str, str] = {}
     question = ""
     results: list[str] = []
 
     def flush() -> None:
         if results:
-            which = "this result" if len(results) == 1 else "these results"
-            ask = RESULTS_PROMPT.format(which=which, question=question) if question else ""
-            out.append(RequestMessage(role="user", content="\n".join(results) + ask))
+            text = "\n".join(results)
+            out.append(RequestMessage(role="user", content=RESULTS_PROMPT.format(results=text, question=question)
+                                      if question else text))
             results.clear()
 
     for m in messages:
         if m.role == "tool":
-            name = m.name or names.get(m.tool_call_id or "", "")
-            results.append(f"The tool {name} returned: {m.content}" if name else f"A tool returned: {m.content}")
+            results.append(m.content)
             continue
         flush()
         if m.role == "user":
             question = m.content
         if m.role == "assistant" and m.tool_calls:
-            names.update({c.id: c.name for c in m.tool_calls if c.id})
             calls = "\n".join(format_tool_call(c) for c in m.tool_calls)
             m = m.model_copy(update={"content": f"{m.content}\n{calls}" if m.content else calls, "tool_calls": ()})
         out.append(m)
