@@ -57,13 +57,14 @@ def minimum_budget(tokenizer: Any, request: Request) -> int:
     return longest
 
 
-def _cut_call(body: str, why: str) -> dict[str, Any]:
-    """A call that is not runnable, as LangChain's `invalid_tool_calls` entries are: name, raw arguments, error."""
+def _cut_call(body: str, why: str, whole: bool = False) -> dict[str, Any]:
+    """A call that is not runnable, as LangChain's `invalid_tool_calls` entries are: name, raw arguments, error.
+    `whole`: `body` is a complete call's JSON, whose last "}" closes the call object, not the arguments."""
     name = _NAME.search(body)
     start = body.find(_ARGUMENTS)
     arguments = body[start + len(_ARGUMENTS):] if start >= 0 else ""
-    if arguments.endswith("}\n</tool_call>"):
-        arguments = arguments[: -len("}\n</tool_call>")]
+    if whole and arguments.endswith("}"):
+        arguments = arguments[:-1]
     return {"name": name.group(1) if name else None, "args": arguments, "error": why}
 
 
@@ -82,7 +83,8 @@ def read_calls(raw: str, complete: bool,
             cut.append(_cut_call(tail, "the answer reached max_new_tokens inside this call"))
     if closed_early and spans and not cut:
         cut.append(_cut_call(spans[-1].group(1), "max_new_tokens ran out while writing this call: its arguments "
-                                                 "were completed with placeholder values, so it was not returned"))
+                                                 "were completed with placeholder values, so it was not returned",
+                             whole=True))
         spans = spans[:-1]
     kept = raw[: spans[-1].end()] if spans else raw[:first]
     text, calls = split_tool_calls(kept)

@@ -24,6 +24,7 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import Field, SecretStr
 
 from deal_core.errors import ConfigError
+from deal_core.rewards import as_reward_sum
 from deal_core.params import DeALParams, call_settings, output_args, result_metadata, search_params
 from deal_core.request import Request
 from deal_core.result import GenerationResult
@@ -88,6 +89,16 @@ class ChatDeAL(DeALParams, BaseChatModel):
         return ModelProfile(text_inputs=True, image_inputs=False, audio_inputs=False, video_inputs=False,
                             pdf_inputs=False, text_outputs=True, tool_calling=True, tool_choice=True,
                             tool_call_streaming=True, structured_output=True)
+
+    def with_rewards(self, rewards: Any, **settings: Any) -> ChatDeAL:
+        """A copy of this model with `rewards` (and search settings such as `reward_weight`) as its own fields.
+        Unlike `.bind(rewards=...)`, the result is still a chat model, so `bind_tools`, `with_structured_output`
+        and `create_agent` (which calls `bind_tools` on the model it is given) keep the rewards."""
+        unknown = sorted(set(settings) - set(type(self).model_fields))
+        if unknown:
+            raise ConfigError(f"with_rewards got unknown settings {unknown}; they are ChatDeAL fields such as "
+                              "reward_weight, top_k, max_tokens")
+        return self.model_copy(update={"rewards": [as_reward_sum(rewards)], **settings})
 
     # -- tools and structured output -------------------------------------------------------------------------
     def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool], *,
