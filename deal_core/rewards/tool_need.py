@@ -73,16 +73,23 @@ class ToolNeed(Reward):
     cost: ClassVar[str] = "expensive"
     threshold: float = Field(DEFAULT_THRESHOLD, ge=-1.0, le=1.0,
                              description="Best tool similarity from which the request counts as needing a tool.")
+    margin: float = Field(0.15, ge=0.0, description="Tools this far below the best one are not candidates.")
     tools: tuple[dict[str, Any], ...] = Field((), description="For the reward: the bound tools, each a mapping "
                                             "with 'name', 'description' and 'parameters' (`Tool.model_dump()`).")
 
-    def decide(self, request: Request) -> tuple[str, float]:
-        """("required" or "none", the best pending tool's similarity) for an `"auto"` request."""
+    def decide(self, request: Request) -> tuple[str | dict, float]:
+        """The tool choice for an `"auto"` request, and the best pending tool's similarity: `"none"` below the
+        threshold; the one tool that reaches it, by name, when only one does (a tool already called since the
+        user's last message never counts) or that is within `margin` of the best; else `"required"` (the model
+        picks among the tools)."""
         pending = pending_tools(request)
         if not pending:
             return "none", 0.0
-        best = max(similarities(request.text, pending))
-        return ("required" if best >= self.threshold else "none"), best
+        sims = similarities(request.text, pending)
+        needed = [t for t, s in zip(pending, sims) if s >= max(self.threshold, max(sims) - self.margin)]
+        if len(needed) == 1:
+            return {"type": "function", "function": {"name": needed[0].name}}, max(sims)
+        return ("required" if needed else "none"), max(sims)
 
     def _sigmoid(self, sim: float) -> float:
         return float(1.0 / (1.0 + np.exp(-SHARPNESS * (sim - self.threshold))))

@@ -21,7 +21,7 @@ CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</
 def test_tool_need_decides_auto_from_the_request_and_what_was_already_called():
     need = ToolNeed()
     asks = Request.of("What is the weather in Paris?", tools=[WEATHER, TIME])
-    assert decide_auto(asks, need).tool_choice == "required"
+    assert decide_auto(asks, need).choice == ("required", "get_weather")  # the one tool the request needs
     for chat in ("Tell me a joke about cats.", "Write a sentence using the words: dog, frisbee, park."):
         assert decide_auto(Request.of(chat, tools=[WEATHER, TIME]), need).tool_choice == "none"
     called = Request.of([
@@ -30,6 +30,8 @@ def test_tool_need_decides_auto_from_the_request_and_what_was_already_called():
             {"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
         {"role": "tool", "content": "Sunny, 21 degrees", "tool_call_id": "a"}], tools=[WEATHER])
     assert decide_auto(called, need).tool_choice == "none"  # gathered: answer now
+    both = Request.of("What is the weather in Paris, and what time is it in Tokyo?", tools=[WEATHER, TIME])
+    assert decide_auto(both, need).choice == ("required", None)
     forced = Request.of("Tell me a joke.", tools=[WEATHER], tool_choice="required")
     assert decide_auto(forced, need) is forced and decide_auto(asks, None) is asks
 
