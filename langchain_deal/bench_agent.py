@@ -2,7 +2,7 @@
 through LangChain's real `create_agent` loop with four tools bound (a calculator, unit conversion, a weather stub and
 a country lookup table), the default `tool_choice="auto"` (decided by `ToolNeed`) and no middleware.
 
-Success: the final answer contains the task's value. Also reported: tool calls per task, and leaks: answers holding
+Success: the final answer contains the task's value (never a number of the question itself). Also reported: tool calls per task, and leaks: answers holding
 a phrase of the library's prompt wording (the tool prompt, the call format, earlier result wording)."""
 
 from __future__ import annotations
