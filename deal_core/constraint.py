@@ -67,7 +67,7 @@ CLOSE_MARGIN = 2  # ...and taken when it needs no fewer than the tokens left min
 CLOSE_GUARD = 8  # within this many tokens of that point, no token may lengthen the way out beyond the budget
 SMALL_CHOICE = 64  # at most this many allowed tokens (a structural position: "," or "]"): each is tried
 _STRUCTURE = (b'"', b"[", b"{")  # in a large choice (a string, a number), tokens holding these may open more output
-_RISKY: dict[int, np.ndarray] = {}  # per grammar tokenizer: bitmask of the tokens holding one of _STRUCTURE
+_RISKY: dict[int, tuple[Any, np.ndarray]] = {}  # per grammar tokenizer (kept alive): tokens holding _STRUCTURE
 
 
 class Matcher:
@@ -185,15 +185,15 @@ class Matcher:
 def _risky(tokenizer: Any, closers: list[int], words: int) -> np.ndarray:
     """Bitmask of the tokens holding a quote or an opening bracket, the closers excepted (cached per tokenizer)."""
     key = id(tokenizer)
-    if key not in _RISKY:
+    if key not in _RISKY or len(_RISKY[key][1]) != words:
         size = tokenizer.vocab_size
         flags = np.zeros(words * 32, dtype=bool)
         for token in range(size):
             text = tokenizer.decode_bytes([token])
             flags[token] = any(c in text for c in _STRUCTURE)
         flags[list(closers)] = False
-        _RISKY[key] = np.packbits(flags, bitorder="little").view(np.int32)
-    return _RISKY[key]
+        _RISKY[key] = (tokenizer, np.packbits(flags, bitorder="little").view(np.int32))
+    return _RISKY[key][1]
 
 
 def allowed_tokens(bitmask: np.ndarray, vocab: int) -> np.ndarray:
