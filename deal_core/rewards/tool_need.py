@@ -80,16 +80,18 @@ class ToolNeed(Reward):
     def decide(self, request: Request) -> tuple[str | dict, float]:
         """The tool choice for an `"auto"` request, and the best pending tool's similarity: `"none"` below the
         threshold; the one tool that reaches it, by name, when only one does (a tool already called since the
-        user's last message never counts) or that is within `margin` of the best; else `"required"` (the model
-        picks among the tools)."""
-        pending = pending_tools(request)
+        user's last message never counts) within `margin` of the best tool (called ones included); else
+        `"required"` (the model picks among the tools)."""
+        pending = {t.name for t in pending_tools(request)}
         if not pending:
             return "none", 0.0
-        sims = similarities(request.text, pending)
-        needed = [t for t, s in zip(pending, sims) if s >= max(self.threshold, max(sims) - self.margin)]
+        sims = similarities(request.text, request.tools)
+        best = max(sims)  # over every tool: once the one the request needs is called, the rest fall short of it
+        needed = [t for t, s in zip(request.tools, sims)
+                  if t.name in pending and s >= max(self.threshold, best - self.margin)]
         if len(needed) == 1:
-            return {"type": "function", "function": {"name": needed[0].name}}, max(sims)
-        return ("required" if needed else "none"), max(sims)
+            return {"type": "function", "function": {"name": needed[0].name}}, best
+        return ("required" if needed else "none"), best
 
     def _sigmoid(self, sim: float) -> float:
         return float(1.0 / (1.0 + np.exp(-SHARPNESS * (sim - self.threshold))))
