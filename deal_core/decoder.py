@@ -87,6 +87,9 @@ def _prompt_list(prompts: Sequence[PromptLike]) -> list[PromptLike]:
     return list(prompts)
 
 
+DEFAULT_TOOL_NEED = ToolNeed()  # decides tool_choice="auto" (deal_core/rewards/tool_need.py)
+
+
 class DeAL:
     """Decoding-time alignment over a causal LM.
 
@@ -101,7 +104,7 @@ class DeAL:
         config: DeALConfig | None = None,
         use_chat_template: bool | None = None,
         batching: bool = False,
-        tool_need: ToolNeed | None = ToolNeed(),
+        tool_need: ToolNeed | None = DEFAULT_TOOL_NEED,
         **settings: Any,
     ):
         self.lm: Backend = model if isinstance(model, Backend) else load_model(model)

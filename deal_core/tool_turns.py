@@ -78,9 +78,8 @@ def read_calls(raw: str, complete: bool,
     end = spans[-1].end() if spans else first
     tail = raw[end:].strip()
     cut = []
-    if tail.startswith(CALL_OPEN[: len(tail)]) or CALL_OPEN in tail:
-        if tail:
-            cut.append(_cut_call(tail, "the answer reached max_new_tokens inside this call"))
+    if tail and (tail.startswith(CALL_OPEN[: len(tail)]) or CALL_OPEN in tail):
+        cut.append(_cut_call(tail, "the answer reached max_new_tokens inside this call"))
     if closed_early and spans and not cut:
         cut.append(_cut_call(spans[-1].group(1), "max_new_tokens ran out while writing this call: its arguments "
                                                  "were completed with placeholder values, so it was not returned",

@@ -24,10 +24,10 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import Field, SecretStr
 
 from deal_core.errors import ConfigError
-from deal_core.rewards import as_reward_sum
 from deal_core.params import DeALParams, call_settings, output_args, result_metadata, search_params
 from deal_core.request import Request
 from deal_core.result import GenerationResult
+from deal_core.rewards import as_reward_sum
 from langchain_deal.convert import search_overrides, to_messages
 from langchain_deal.streaming import astream_chunks, stream_chunks
 

@@ -130,8 +130,7 @@ def run(model: str | None = None, data: str | None = None, limit: int = 0, max_n
     if limit:
         decoded, rows = decoded_part(deal, held, limit, max_new_tokens)
         summary["decoded_held_out"] = decoded
-        table += "\n\nDecoded (held-out, first {} of each kind, {}, max_new_tokens={}):\n\n".format(
-            limit, deal.lm.name, max_new_tokens) + markdown_table(
+        table += f"\n\nDecoded (held-out, first {limit} of each kind, {deal.lm.name}, max_new_tokens={max_new_tokens}):\n\n" + markdown_table(
             ["measure", "value"], [[k, f"{100 * v:.0f}%"] for k, v in decoded.items()])
     return write_report("tool-need", deal, summary, rows, table, json_out, None,
                         {"limit": limit, "max_new_tokens": max_new_tokens})
