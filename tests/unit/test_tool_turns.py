@@ -73,3 +73,17 @@ def test_tool_arguments_counts_an_unrequested_extra_call_against_the_answer():
     scores = ToolArguments().score(["What is the weather in Paris?", "Weather in Paris and the time in Tokyo?"],
                                    [extra, both], [True, True])
     assert scores == pytest.approx([2 / 3, 1.0])
+
+
+def test_bench_tools_data_fills_both_splits(tmp_path):
+    """Issue 26: `deal bench tools --data FILE` replaced only the simple rows."""
+    from deal_core.bench.data import data_dir
+    from deal_core.bench.tools import bfcl_rows
+
+    mixed = tmp_path / "mixed.jsonl"
+    lines = [(data_dir() / name).read_text().splitlines()[:2] for name in
+             ("bfcl_simple_dev.jsonl", "bfcl_multiple_dev.jsonl")]
+    mixed.write_text("\n".join(lines[0] + lines[1]) + "\n")
+    rows = bfcl_rows(str(mixed), 5)
+    assert [r.split for r in rows] == ["simple", "simple", "multiple", "multiple"]
+    assert [r.split for r in bfcl_rows(None, 1)] == ["simple", "multiple"]
