@@ -72,9 +72,11 @@ To call functions, answer with one JSON object per call, each inside <tool_call>
 <tool_call>
 {{"name": <function-name>, "arguments": <arguments-object>}}
 </tool_call>"""
-# Tool results reach the model as a user turn of their own words only: the results, one a line, then the question
-# again. No wording of ours is in it, so none can leak into the answer (the 135M model echoed "The tool X returned:"
-# and "Use this result to answer:" when they were, measured); restating the question makes it answer rather than echo.
+# Tool results reach the model as a user turn without wording of ours: each result after its call, one a line
+# (`calculator({"a": 156, "operation": "divide", "b": 12}) = 13`), then the question again. None can leak into the
+# answer (the 135M model echoed "The tool X returned:" and "Use this result to answer:" when they were there,
+# measured); restating the question makes it answer rather than echo; with the call shown it answered "156 / 12 = 13"
+# where the bare result "13" gave "156 / 12 = 12.5" (measured, SmolLM2-135M).
 RESULTS_PROMPT = "{results}\n\n{question}"
 JSON_PROMPT = "Answer with JSON only: one JSON value that matches this JSON schema:\n{schema}"
 JSON_OBJECT_PROMPT = "Answer with one JSON object only."
@@ -98,9 +100,12 @@ def _plain_tool_turns(messages: list[Message]) -> list[Message]:
     from deal_core.constraint import format_tool_call
     from deal_core.request import Message as RequestMessage
 
+    import json
+
     out: list[Message] = []
     question = ""
     results: list[str] = []
+    made: dict[str, str] = {}  # call id -> the call as `name({"arg": ...})`
 
     def flush() -> None:
         if results:
@@ -111,12 +116,15 @@ def _plain_tool_turns(messages: list[Message]) -> list[Message]:
 
     for m in messages:
         if m.role == "tool":
-            results.append(m.content)
+            call = made.get(m.tool_call_id or "")
+            results.append(f"{call} = {m.content}" if call else m.content)
             continue
         flush()
         if m.role == "user":
             question = m.content
         if m.role == "assistant" and m.tool_calls:
+            made.update({c.id: f"{c.name}({json.dumps(c.arguments, ensure_ascii=False)})" for c in m.tool_calls
+                         if c.id})
             calls = "\n".join(format_tool_call(c) for c in m.tool_calls)
             m = m.model_copy(update={"content": f"{m.content}\n{calls}" if m.content else calls, "tool_calls": ()})
         out.append(m)

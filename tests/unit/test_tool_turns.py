@@ -53,7 +53,8 @@ def test_tool_results_reach_the_model_without_template_wording(tiny_lm):
             {"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
         {"role": "tool", "content": "Sunny, 21 degrees", "tool_call_id": "a"}], tools=[WEATHER], tool_choice="none")
     last = render_messages(tiny_lm, request)[-1]
-    assert last.role == "user" and last.content == "Sunny, 21 degrees\n\nWhat is the weather in Paris?"
+    expected = 'get_weather({"city": "Paris"}) = Sunny, 21 degrees\n\nWhat is the weather in Paris?'
+    assert last.role == "user" and last.content == expected
 
 
 @pytest.mark.parametrize(("body", "score"), [
