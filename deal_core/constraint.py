@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 _JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-_CALLS = re.compile(re.escape(CALL_OPEN) + r"\n(.*?)\n" + re.escape(CALL_CLOSE), re.S)
+_CALLS = re.compile(re.escape(CALL_OPEN) + r"\n(.*?)\n" + re.escape(CALL_CLOSE), re.DOTALL)
 
 
 class ConstraintError(DeALError, ValueError):
@@ -64,6 +64,10 @@ class Constraint(Protocol):
 CLOSERS = ('""', '"}', '"]', '"', "}", "]", ",", "0", "false", "null", "{}")
 CLOSE_WINDOW = 64  # the closing path is looked for when at most this many tokens are left
 CLOSE_MARGIN = 2  # ...and taken when it needs no fewer than the tokens left minus this margin
+CLOSE_GUARD = 8  # within this many tokens of that point, no token may lengthen the way out beyond the budget
+SMALL_CHOICE = 64  # at most this many allowed tokens (a structural position: "," or "]"): each is tried
+_STRUCTURE = (b'"', b"[", b"{")  # in a large choice (a string, a number), tokens holding these may open more output
+_RISKY: dict[int, tuple[Any, np.ndarray]] = {}  # per grammar tokenizer (kept alive): tokens holding _STRUCTURE
 
 
 class Matcher:
@@ -75,8 +79,9 @@ class Matcher:
     output; `closed_early` records it (the answer's finish_reason is then "length")."""
 
     def __init__(self, matcher: Any, closers: tuple[int, ...] = (), closed_early: bool = False,
-                 eos: frozenset[int] = frozenset()):
+                 eos: frozenset[int] = frozenset(), risky: np.ndarray | None = None):
         self._m, self._closers, self.closed_early, self._eos = matcher, closers, closed_early, eos
+        self._risky = risky
 
     @classmethod
     def build(cls, tokenizer: Any, grammar: str) -> Matcher:
@@ -90,10 +95,10 @@ class Matcher:
             ids = tokenizer.tokenize_str(text)
             if len(ids) == 1:
                 closers.append(ids[0])
-        return cls(matcher, tuple(closers), eos=frozenset(tokenizer.eos_tokens))
+        return cls(matcher, tuple(closers), eos=frozenset(tokenizer.eos_tokens), risky=_risky(tokenizer, closers, len(matcher.compute_bitmask()) // 4))
 
     def fork(self) -> Matcher:
-        return Matcher(self._m.deep_copy(), self._closers, self.closed_early, self._eos)
+        return Matcher(self._m.deep_copy(), self._closers, self.closed_early, self._eos, self._risky)
 
     def consume(self, token: int) -> None:
         if not self._m.consume_token(token):
@@ -110,8 +115,10 @@ class Matcher:
         if self._m.is_accepting():
             return self._fitting(bits, budget)
         path = self.closing_path(budget)
-        if path is None or len(path) + CLOSE_MARGIN < budget:
+        if path is None or len(path) + CLOSE_MARGIN + CLOSE_GUARD < budget:
             return bits
+        if len(path) + CLOSE_MARGIN < budget:
+            return self._guarded(bits, budget)
         self.closed_early = True
         only = np.zeros_like(bits)
         only[path[0] // 32] = np.int32(np.uint32(1 << (path[0] % 32)).view(np.int32))
@@ -125,6 +132,21 @@ class Matcher:
             return bits
         out = bits.copy()
         for token in starts:
+            probe = Matcher(self._m.deep_copy(), self._closers, eos=self._eos)
+            path = probe.closing_path(budget - 1) if probe._m.consume_token(token) else None
+            if path is None or 1 + len(path) + CLOSE_MARGIN > budget:
+                out[token // 32] &= np.int32(~np.uint32(1 << (token % 32)).view(np.int32))
+        return out
+
+    def _guarded(self, bits: np.ndarray, budget: int) -> np.ndarray:
+        """Near the end of the budget, the tokens after which the output could no longer be closed in time are
+        masked: at a structural position (few choices: another array item, another key) each choice is tried; in a
+        string or number the tokens that may open more structure (a quote, a bracket) are masked, closers aside."""
+        choices = np.flatnonzero(allowed_tokens(bits, len(bits) * 32))
+        if len(choices) > SMALL_CHOICE:
+            return bits & ~self._risky if self._risky is not None else bits
+        out = bits.copy()
+        for token in (int(t) for t in choices if t not in self._eos):
             probe = Matcher(self._m.deep_copy(), self._closers, eos=self._eos)
             path = probe.closing_path(budget - 1) if probe._m.consume_token(token) else None
             if path is None or 1 + len(path) + CLOSE_MARGIN > budget:
@@ -158,6 +180,20 @@ class Matcher:
     @property
     def accepting(self) -> bool:
         return self._m.is_accepting()
+
+
+def _risky(tokenizer: Any, closers: list[int], words: int) -> np.ndarray:
+    """Bitmask of the tokens holding a quote or an opening bracket, the closers excepted (cached per tokenizer)."""
+    key = id(tokenizer)
+    if key not in _RISKY or len(_RISKY[key][1]) != words:
+        size = tokenizer.vocab_size
+        flags = np.zeros(words * 32, dtype=bool)
+        for token in range(size):
+            text = tokenizer.decode_bytes([token])
+            flags[token] = any(c in text for c in _STRUCTURE)
+        flags[list(closers)] = False
+        _RISKY[key] = (tokenizer, np.packbits(flags, bitorder="little").view(np.int32))
+    return _RISKY[key][1]
 
 
 def allowed_tokens(bitmask: np.ndarray, vocab: int) -> np.ndarray:
@@ -204,7 +240,8 @@ def _call_body(tool: Tool) -> str:
     return f"{json.dumps(head)} %json {json.dumps(closed(tool.parameters))} {json.dumps(tail)}"
 
 
-_NO_CALL_TEXT = "TEXT: /(.|\\n)*/ & ~/(.|\\n)*<tool_call>(.|\\n)*/"  # any text that does not open a call
+# any text that does not open a call, nor write markup of the tool format ("<tool_call_result>", measured)
+_NO_CALL_TEXT = "TEXT: /(.|\\n)*/ & ~/(.|\\n)*<tool(.|\\n)*/"
 
 
 def tool_grammar(tools: Sequence[Tool], mode: str, name: str | None, parallel: bool) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from deal_core.aio import iterate_in_thread
 from deal_core.backends.base import Backend
 from deal_core.config import DeALConfig, make_config
-from deal_core.constraint import CALL_OPEN, ConstraintError, Matcher, check_grammar, grammar_for, split_tool_calls
+from deal_core.constraint import CALL_OPEN, ConstraintError, Matcher, check_grammar, grammar_for
 from deal_core.errors import ConfigError, ContextLengthError, PromptError
 from deal_core.messages import PromptLike
 from deal_core.model import load_model
@@ -20,8 +20,10 @@ from deal_core.prompts import EncodedPrompt, encode_prompt
 from deal_core.request import Request, ToolCall
 from deal_core.result import GenerationResult, SearchStats
 from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
+from deal_core.rewards.tool_need import ToolNeed
 from deal_core.search import DeALSearch, Finished, StepUpdate
 from deal_core.streaming import AsyncTextStream, DeltaTracker, IncrementalDecoder, TextStream, cut_at_stop
+from deal_core.tool_turns import decide_auto, minimum_budget, read_calls
 
 
 @dataclass
@@ -48,6 +50,9 @@ def _prompt_list(prompts: Sequence[PromptLike]) -> list[PromptLike]:
     return list(prompts)
 
 
+DEFAULT_TOOL_NEED = ToolNeed()  # decides tool_choice="auto" (deal_core/rewards/tool_need.py)
+
+
 class DeAL:
     """Decoding-time alignment over a causal LM.
 
@@ -62,6 +67,7 @@ class DeAL:
         config: DeALConfig | None = None,
         use_chat_template: bool | None = None,
         batching: bool = False,
+        tool_need: ToolNeed | None = DEFAULT_TOOL_NEED,
         **settings: Any,
     ):
         self.lm: Backend = model if isinstance(model, Backend) else load_model(model)
@@ -72,6 +78,8 @@ class DeAL:
         # forward passes (deal_core/scheduler.py) instead of taking turns on the model
         self.batching = batching
         self._batcher: Any = None
+        # tool_choice="auto" decided by the request's need for a bound tool (None: left to the model)
+        self.tool_need = tool_need
 
     # -- preparing a call ------------------------------------------------------------------------------------
     def _prepare(
@@ -82,10 +90,14 @@ class DeAL:
         `max_prompt_tokens` caps a prompt below the context window (a server's limit)."""
         if not prompts:
             raise PromptError("no prompts given: pass at least one prompt")
-        requests = [Request.of(p, rewards, **overrides) for p in prompts]
+        requests = [decide_auto(Request.of(p, rewards, **overrides), self.tool_need) for p in prompts]
         first, config = requests[0], requests[0].config(self.config)
         if any(r.rewards != first.rewards or r.config(self.config) != config for r in requests[1:]):
             raise ConfigError("the requests of one batch must share their settings and rewards: run them apart")
+        with self.lm.lock:  # a turn that must call gets room for its arguments (tool_turns.minimum_budget)
+            need = max(minimum_budget(self.lm.grammar_tokenizer(), r) for r in requests)
+        if need > config.max_new_tokens:
+            config = config.model_copy(update={"max_new_tokens": need})
         reward_sum = self.rewards if first.rewards is None else first.rewards
         with self.lm.lock:  # a fast tokenizer must not be used from two threads at once ("Already borrowed")
             encoded = [encode_prompt(self.lm, r, config.alignment_prompt, self.use_chat_template) for r in requests]
@@ -137,19 +149,19 @@ class DeAL:
         raw, _ = cut_at_stop(self.lm.decode(done.tokens), config.stop)
         slot = index if slot is None else slot
         request, grammar = prepared.requests[slot], prepared.formats[slot]
-        text, calls, parsed, reason = raw, [], None, done.reason
+        text, calls, cut, parsed, reason = raw, [], [], None, done.reason
         tools = grammar is not None and bool(request.tools) and request.choice[0] != "none"
-        if tools:
-            text, found = split_tool_calls(raw)
+        if tools:  # a call the budget cut is no call (tool_turns.read_calls); the complete ones before it stand
+            text, found, cut = read_calls(raw, done.complete, done.closed_early)
+            if not done.complete and not found and not cut:
+                text, cut = "", [{"name": None, "args": raw, "error": "max_new_tokens ran out before the call began"}]
             calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=n, arguments=a) for n, a in found]
-            # cut off while writing one more call: the complete calls stand, finish_reason says "length"
-            reason = "tool_calls" if calls and done.complete and not done.closed_early else reason
-        if done.closed_early:  # the budget, not the model, ended the answer (it is still complete and valid)
+            reason = "tool_calls" if calls and not cut and done.complete else reason
+        if done.closed_early or cut:  # the budget, not the model, ended the answer
             reason = "length"
-        if not done.complete and not calls:
-            kind = "tool call" if tools else "JSON answer"
-            raise ConstraintError(f"the answer reached max_new_tokens={config.max_new_tokens} before its {kind} was "
-                                  f"complete ({raw[-80:]!r}): raise max_new_tokens")
+        if not done.complete and not tools:
+            raise ConstraintError(f"the answer reached max_new_tokens={config.max_new_tokens} before its JSON answer "
+                                  f"was complete ({raw[-80:]!r}): raise max_new_tokens")
         fmt = request.response_format
         if grammar is not None and not tools and fmt is not None and fmt.type != "text":
             parsed = json.loads(raw)
@@ -162,6 +174,7 @@ class DeAL:
             finish_reason=reason,
             prompt_tokens=len(search.prompts[index].ids),
             tool_calls=calls,
+            invalid_tool_calls=cut,
             parsed=parsed,
             raw_text=raw if raw != text else None,
             constraint_fallback=done.fallback,

@@ -28,7 +28,12 @@ To call functions, answer with one JSON object per call, each inside <tool_call>
 <tool_call>
 {{"name": <function-name>, "arguments": <arguments-object>}}
 </tool_call>"""
-RESULTS_PROMPT = "\nUse {which} to answer: {question}"
+# Tool results reach the model as a user turn without wording of ours: each result after its call, one a line
+# (`calculator({"a": 156, "operation": "divide", "b": 12}) = 13`), then the question again. None can leak into the
+# answer (the 135M model echoed "The tool X returned:" and "Use this result to answer:" when they were there,
+# measured); restating the question makes it answer rather than echo; with the call shown it answered "156 / 12 = 13"
+# where the bare result "13" gave "156 / 12 = 12.5" (measured, SmolLM2-135M).
+RESULTS_PROMPT = "{results}\n\n{question}"
 JSON_PROMPT = "Answer with JSON only: one JSON value that matches this JSON schema:\n{schema}"
 JSON_OBJECT_PROMPT = "Answer with one JSON object only."
 
@@ -46,33 +51,36 @@ def _with_system(messages: list[Message], text: str) -> list[Message]:
 
 def _plain_tool_turns(messages: list[Message]) -> list[Message]:
     """Tool calls and results as text, for templates that do not render them: an assistant's calls in the tool-call
-    format; consecutive tool results as one user turn that names each tool and restates the question (small models
+    format; consecutive tool results as one user turn that gives them and restates the question (small models
     answer from the results when asked again, and echo them otherwise)."""
     from deal_core.constraint import format_tool_call
     from deal_core.request import Message as RequestMessage
 
+    import json
+
     out: list[Message] = []
-    names: dict[str, str] = {}
     question = ""
     results: list[str] = []
+    made: dict[str, str] = {}  # call id -> the call as `name({"arg": ...})`
 
     def flush() -> None:
         if results:
-            which = "this result" if len(results) == 1 else "these results"
-            ask = RESULTS_PROMPT.format(which=which, question=question) if question else ""
-            out.append(RequestMessage(role="user", content="\n".join(results) + ask))
+            text = "\n".join(results)
+            out.append(RequestMessage(role="user", content=RESULTS_PROMPT.format(results=text, question=question)
+                                      if question else text))
             results.clear()
 
     for m in messages:
         if m.role == "tool":
-            name = m.name or names.get(m.tool_call_id or "", "")
-            results.append(f"The tool {name} returned: {m.content}" if name else f"A tool returned: {m.content}")
+            call = made.get(m.tool_call_id or "")
+            results.append(f"{call} = {m.content}" if call else m.content)
             continue
         flush()
         if m.role == "user":
             question = m.content
         if m.role == "assistant" and m.tool_calls:
-            names.update({c.id: c.name for c in m.tool_calls if c.id})
+            made.update({c.id: f"{c.name}({json.dumps(c.arguments, ensure_ascii=False)})" for c in m.tool_calls
+                         if c.id})
             calls = "\n".join(format_tool_call(c) for c in m.tool_calls)
             m = m.model_copy(update={"content": f"{m.content}\n{calls}" if m.content else calls, "tool_calls": ()})
         out.append(m)

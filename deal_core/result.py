@@ -68,6 +68,9 @@ class GenerationResult(BaseModel):
     finish_reason: Literal["eos", "stop", "length", "tool_calls"]
     prompt_tokens: int
     tool_calls: list[ToolCall] = Field(default_factory=list, description="Calls the answer makes (with tools).")
+    invalid_tool_calls: list[dict[str, Any]] = Field(
+        default_factory=list, description="Calls the budget cut (each {'name', 'args': raw text, 'error'}): never "
+        "returned as runnable calls; raise max_new_tokens and ask again.")
     parsed: Any = Field(None, description="The answer as JSON, with a json_schema or json_object response format.")
     raw_text: str | None = Field(None, description="The text as generated, where it differs from `text` "
                                  "(tool-call markup); rewards score this.")

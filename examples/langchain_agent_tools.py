@@ -1,17 +1,18 @@
 """A LangChain agent on the embedded 135M model: two tools, calls enforced by the search.
 
-DeAL guarantees each call's format (a bound tool's name, arguments valid for its schema). Two things help a model
-this small to *choose* well: the `ToolArguments` reward (string arguments copied from the request) and a middleware
-that forces a tool call while some tool is still unused (small models rarely decide to call one themselves).
+DeAL guarantees each call's format (a bound tool's name, arguments valid for its schema). With the default
+`tool_choice="auto"`, `ToolNeed` decides each turn whether a tool is needed; for a task that must use every tool, the
+shipped `ForceThenAnswer` middleware forces a call while a tool is still unused, then an answer in words. The
+`ToolArguments` reward keeps string arguments to what the request says.
 """
 
 from langchain.agents import create_agent
-from langchain.agents.middleware import wrap_model_call
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import tool
 
 from deal_core.rewards import ToolArguments
 from langchain_deal import ChatDeAL
+from langchain_deal.middleware import ForceThenAnswer
 
 
 @tool
@@ -26,17 +27,9 @@ def get_time(city: str) -> str:
     return f"It is 09:30 in {city}"
 
 
-@wrap_model_call
-def each_tool_once(request, handler):
-    """tool_choice="any" while a tool is unused, then "none": the agent gathers, then answers."""
-    used = {m.name for m in request.messages if isinstance(m, ToolMessage)}
-    pending = [t for t in request.tools if t.name not in used]
-    return handler(request.override(tool_choice="any" if pending else "none"))
-
-
 def build_agent():
-    model = ChatDeAL(max_tokens=64, rewards=[ToolArguments()])
-    return create_agent(model, tools=[get_weather, get_time], middleware=[each_tool_once])
+    model = ChatDeAL(max_tokens=64).with_rewards([ToolArguments()])
+    return create_agent(model, tools=[get_weather, get_time], middleware=[ForceThenAnswer()])
 
 
 def main() -> None:

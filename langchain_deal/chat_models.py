@@ -13,7 +13,7 @@ from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.messages.tool import tool_call, tool_call_chunk
+from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -27,8 +27,17 @@ from deal_core.errors import ConfigError
 from deal_core.params import DeALParams, call_settings, output_args, result_metadata, search_params
 from deal_core.request import Request
 from deal_core.result import GenerationResult
+from deal_core.rewards import as_reward_sum
 from langchain_deal.convert import search_overrides, to_messages
 from langchain_deal.streaming import astream_chunks, stream_chunks
+
+
+def _metadata(result: GenerationResult, model_name: str) -> dict[str, Any]:
+    """`result_metadata` with LangChain's finish reasons: "stop" where the model ended (DeAL says "eos")."""
+    meta = result_metadata(result, model_name)
+    if meta.get("finish_reason") == "eos":
+        meta["finish_reason"] = "stop"
+    return meta
 
 
 def _usage(result: GenerationResult) -> UsageMetadata:
@@ -80,6 +89,16 @@ class ChatDeAL(DeALParams, BaseChatModel):
         return ModelProfile(text_inputs=True, image_inputs=False, audio_inputs=False, video_inputs=False,
                             pdf_inputs=False, text_outputs=True, tool_calling=True, tool_choice=True,
                             tool_call_streaming=True, structured_output=True)
+
+    def with_rewards(self, rewards: Any, **settings: Any) -> ChatDeAL:
+        """A copy of this model with `rewards` (and search settings such as `reward_weight`) as its own fields.
+        Unlike `.bind(rewards=...)`, the result is still a chat model, so `bind_tools`, `with_structured_output`
+        and `create_agent` (which calls `bind_tools` on the model it is given) keep the rewards."""
+        unknown = sorted(set(settings) - set(type(self).model_fields))
+        if unknown:
+            raise ConfigError(f"with_rewards got unknown settings {unknown}; they are ChatDeAL fields such as "
+                              "reward_weight, top_k, max_tokens")
+        return self.model_copy(update={"rewards": [as_reward_sum(rewards)], **settings})
 
     # -- tools and structured output -------------------------------------------------------------------------
     def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool], *,
@@ -141,8 +160,11 @@ class ChatDeAL(DeALParams, BaseChatModel):
 
     def _result(self, result: GenerationResult) -> ChatResult:
         calls = [tool_call(name=c.name, args=c.arguments, id=c.id) for c in result.tool_calls]
-        message = AIMessage(content=result.text, tool_calls=calls, usage_metadata=_usage(result),
-                            response_metadata=result_metadata(result, self.model_name))
+        # calls the budget cut are not runnable: LangChain's invalid_tool_calls, which agents do not execute
+        cut = [invalid_tool_call(name=c["name"], args=c["args"], id=None, error=c["error"])
+               for c in result.invalid_tool_calls]
+        message = AIMessage(content=result.text, tool_calls=calls, invalid_tool_calls=cut,
+                            usage_metadata=_usage(result), response_metadata=_metadata(result, self.model_name))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     @staticmethod
@@ -150,12 +172,14 @@ class ChatDeAL(DeALParams, BaseChatModel):
         return ChatGenerationChunk(message=AIMessageChunk(content=delta))
 
     def _last_chunk(self, result: GenerationResult) -> ChatGenerationChunk:
-        """Usage, metadata and the tool calls (whole, one chunk each by `index`: they are decided at the end)."""
+        """Usage, metadata and the tool calls (whole, one chunk each by `index`: they are decided at the end). Calls
+        the budget cut are left out: a chunk's arguments are re-parsed leniently when chunks are merged, which would
+        make them runnable; `finish_reason="length"` says the budget ended the answer."""
         chunks = [tool_call_chunk(name=c.name, args=json.dumps(c.arguments), id=c.id, index=i)
                   for i, c in enumerate(result.tool_calls)]
         return ChatGenerationChunk(message=AIMessageChunk(
             content="", tool_call_chunks=chunks, usage_metadata=_usage(result), chunk_position="last",
-            response_metadata=result_metadata(result, self.model_name)))
+            response_metadata=_metadata(result, self.model_name)))
 
     # -- the calls -------------------------------------------------------------------------------------------
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,

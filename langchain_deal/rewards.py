@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.runnables.utils import Input, Output
 
@@ -12,6 +13,18 @@ from deal_core.rewards import Reward, RewardSum, Score, as_reward_sum, text_of
 from langchain_deal import convert  # noqa: F401  (registers LangChain messages with text_of)
 
 __all__ = ["RewardGuard", "RewardGuardError", "as_runnable"]
+
+
+def _messages(value: Any) -> list[BaseMessage] | None:
+    """The messages of an agent state (`{"messages": [...]}`) or a message list; None for anything else."""
+    if isinstance(value, dict) and isinstance(value.get("messages"), list):
+        value = value["messages"]
+    if isinstance(value, list) and value and all(isinstance(m, (BaseMessage, dict)) for m in value):
+        try:
+            return convert_to_messages(value)
+        except (ValueError, TypeError, NotImplementedError):
+            return None
+    return None
 
 
 def as_runnable(reward: Reward | RewardSum, name: str | None = None) -> Runnable[Any, Score]:
@@ -48,15 +61,26 @@ class RewardGuard(Runnable[Input, Output]):
     def InputType(self) -> Any:  # LangChain's property name
         return self.runnable.InputType
 
+    def bind_tools(self, tools: Any, **kwargs: Any) -> RewardGuard:
+        """The guarded chat model with tools bound, still guarded: `create_agent(RewardGuard(chat, ...), tools)`."""
+        return RewardGuard(self.runnable.bind_tools(tools, **kwargs), self.reward, self.threshold, self.on_fail,
+                           self.fallback, self.max_retries, self.retry_kwargs, self.prompt_key)
+
     def _prompt(self, value: Any) -> str:
         if self.prompt_key and isinstance(value, dict):
             return str(value.get(self.prompt_key, ""))
+        messages = _messages(value)
+        if messages is not None:  # agent state or a message list: the user's last message
+            return next((m.text for m in reversed(messages) if isinstance(m, HumanMessage)), "")
         try:
             return text_of(value)
         except TypeError:
             return ""
 
     def _check(self, output: Any, value: Any) -> tuple[bool, Score]:
+        messages = _messages(output)
+        if messages is not None:  # agent state: the last AI message is the answer
+            output = next((m for m in reversed(messages) if isinstance(m, AIMessage)), "")
         score = self.guard.check(self._prompt(value), text_of(output))
         metadata = getattr(output, "response_metadata", None)
         if isinstance(metadata, dict):

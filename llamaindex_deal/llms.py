@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -114,7 +115,11 @@ class DeALLLM(DeALParams, FunctionCallingLLM):
         return Request.of(to_messages(messages, self.system_prompt), rewards, **output, **settings)
 
     def _extra(self, result: GenerationResult) -> dict[str, Any]:
-        return {**result_metadata(result, self.model_name), "usage": result.usage.model_dump()}
+        """Response metadata; calls the budget cut are under "invalid_tool_calls" (never ToolCallBlocks)."""
+        extra = {**result_metadata(result, self.model_name), "usage": result.usage.model_dump()}
+        if result.invalid_tool_calls:
+            extra["invalid_tool_calls"] = result.invalid_tool_calls
+        return extra
 
     def _completion(self, result: GenerationResult, delta: str | None = None) -> CompletionResponse:
         return CompletionResponse(text=result.text, delta=delta, additional_kwargs=self._extra(result))
@@ -123,8 +128,12 @@ class DeALLLM(DeALParams, FunctionCallingLLM):
         blocks: list[Any] = [TextBlock(text=result.text)]
         blocks += [ToolCallBlock(tool_call_id=c.id, tool_name=c.name, tool_kwargs=c.arguments)
                    for c in result.tool_calls]
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks), delta=delta,
-                            additional_kwargs=self._extra(result))
+        # also where parts of LlamaIndex read calls (structured streaming, token counting): OpenAI's shape
+        calls = {"tool_calls": [{"id": c.id, "type": "function", "function": {
+            "name": c.name, "arguments": json.dumps(c.arguments)}} for c in result.tool_calls]} if result.tool_calls \
+            else {}
+        message = ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks, additional_kwargs=calls)
+        return ChatResponse(message=message, delta=delta, additional_kwargs=self._extra(result))
 
     @staticmethod
     def _completion_delta(text: str, delta: str) -> CompletionResponse:

@@ -20,6 +20,8 @@ TASKS: dict[str, str] = {
     "serve": "deal_core.bench.serve:run",
     "batch": "deal_core.bench.batch:run",
     "tools": "deal_core.bench.tools:run",
+    "tool-need": "deal_core.bench.tool_need:run",
+    "agent": "langchain_deal.bench_agent:run",  # needs langchain (extra: langchain)
 }
 
 

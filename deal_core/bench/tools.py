@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from deal_core.bench.bfcl import BfclRow, check_calls, load_bfcl, tools_of
+from deal_core.bench.bfcl import SPLITS, BfclRow, check_calls, load_bfcl, tools_of
 from deal_core.bench.common import bar_plot, console, markdown_table, write_report
 from deal_core.constraint import CALL_CLOSE, CALL_OPEN
 from deal_core.decoder import DeAL
@@ -78,10 +79,22 @@ def _answer(deal: DeAL, row: BfclRow, mode: Mode, max_new_tokens: int) -> tuple[
     return calls, len(result.token_ids), time.perf_counter() - start, result.raw_text or result.text
 
 
+def bfcl_rows(data: str | None, limit: int) -> list[BfclRow]:
+    """`limit` rows of each split: the shipped files; from `data`, a folder holding files of the shipped names, or
+    one file whose rows go to the split their id names ("simple_…", "multiple_…"; others count as simple)."""
+    if data is None or Path(data).is_dir():
+        folder = None if data is None else Path(data)
+        return [r for split in SPLITS for r in load_bfcl(split, limit, None if folder is None else folder / SPLITS[split])]
+    rows = load_bfcl("simple", None, data)
+    by_split = {s: [replace(r, split="multiple" if r.id.startswith("multiple") else "simple") for r in rows
+                    if r.id.startswith("multiple") == (s == "multiple")] for s in SPLITS}
+    return [r for split in SPLITS for r in by_split[split][:limit]]
+
+
 def run(model: str | None = None, data: str | None = None, limit: int = 30, max_new_tokens: int = 96,
         json_out: str | None = None, settings: dict | None = None, **_: Any) -> dict[str, Any]:
     deal = DeAL(model)
-    rows = [r for split in ("simple", "multiple") for r in load_bfcl(split, limit, data if split == "simple" else None)]
+    rows = bfcl_rows(data, limit)
     chosen = modes(settings or {})
     out = console()
     results: dict[str, list[dict[str, Any]]] = {m.name: [] for m in chosen}

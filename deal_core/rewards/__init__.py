@@ -26,6 +26,7 @@ from deal_core.rewards.registry import (
     rewards_from_json,
 )
 from deal_core.rewards.safety import Safety
+from deal_core.rewards.tool_need import ToolNeed
 from deal_core.rewards.tools import ToolArguments
 
 Callable = FunctionReward  # the issue-facing name: any fn(prompts, texts) -> floats
@@ -55,6 +56,7 @@ __all__ = [
     "Score",
     "Sentiment",
     "ToolArguments",
+    "ToolNeed",
     "WeightedReward",
     "as_reward_sum",
     "parse_reward_spec",

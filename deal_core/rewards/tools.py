@@ -22,31 +22,54 @@ def _normal(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+_NAME = regex.compile(r'^\s*\{"name": "([^"]*)"')
+_WORD = regex.compile(r"[a-z]+")
+
+
+def _looping(value: str) -> bool:
+    """A value that repeats itself: some word of 2+ letters three times or more ("Paris Paris Paris")."""
+    words = _WORD.findall(value)
+    return any(words.count(w) >= 3 for w in set(words) if len(w) > 1)
+
+
+def _asked_for(name: str, request: str) -> bool:
+    """A word of the tool's name (3+ letters) is in the request: `get_time` for "what time is it in Tokyo"."""
+    return any(w in request for w in _WORD.findall(name.lower()) if len(w) > 2)
+
+
 class ToolArguments(Reward):
     """Share of the string arguments written so far that appear in the request, case and spacing aside (a value
     still being written counts when it is a piece of the request): small models fill arguments with made-up or
     looping text, and copying from the request is usually right ("the weather in Paris" → `{"city": "Paris"}`).
-    Text without string arguments scores 1. Range [0, 1]."""
+    A finished empty string, or a value that repeats a word three times, earns nothing (a budget or a loop, not the
+    request, wrote it). A call after the first whose tool name shares no word with the request counts as one more
+    value that earns nothing (an extra call the request did not ask for). Text without string arguments scores 1.
+    Range [0, 1]."""
 
     kind: ClassVar[str] = "tool_arguments"
 
     def _one(self, prompt: str, text: str) -> float:
-        values = []
-        for call in text.split(CALL_OPEN)[1:]:
+        request = _normal(prompt)
+        values, credit = [], 0.0
+        for index, call in enumerate(text.split(CALL_OPEN)[1:]):
+            name = _NAME.match(call)
+            if index and name and not _asked_for(name.group(1), request):
+                values.append(None)  # an unrequested extra call: no credit
             start = call.find(_ARGUMENTS)
-            if start >= 0:
-                arguments = call[start + len(_ARGUMENTS):]
-                found = [a or b for a, b in _VALUE.findall(arguments)] + _OPEN_VALUE.findall(arguments)
-                for raw in found:
-                    try:
-                        values.append(json.loads(f'"{raw}"'))
-                    except ValueError:
-                        values.append(raw)
-        values = [_normal(v) for v in values if v.strip()]
+            if start < 0:
+                continue
+            arguments = call[start + len(_ARGUMENTS):]
+            finished = [a or b for a, b in _VALUE.findall(arguments)]
+            for raw in finished + [v for v in _OPEN_VALUE.findall(arguments) if v.strip()]:
+                try:
+                    values.append(_normal(json.loads(f'"{raw}"')))
+                except ValueError:
+                    values.append(_normal(raw))
         if not values:
             return 1.0
-        request = _normal(prompt)
-        return sum(v in request for v in values) / len(values)
+        for value in values:
+            credit += bool(value) and not _looping(value) and value in request
+        return credit / len(values)
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
         return [self._one(p, t) for p, t in zip(prompts, texts)]

@@ -40,11 +40,3 @@ class TestChatDeALIntegration(ChatModelIntegrationTests):
         "valid JSON; method='json_schema' (the default) passes the same request"))
     def test_json_mode(self, model) -> None:
         super().test_json_mode(model)
-
-    @pytest.mark.xfail(strict=True, reason=(
-        "tool_choice='auto' leaves the decision to the model, and the 135M model answers from memory instead of "
-        "calling: 'The weather in San Francisco, CA, is typically described as a mix of warm and cool, ...' "
-        "(measured). With tool_choice='any' it calls get_weather(location='San Francisco, CA'): see "
-        "tests/langchain/test_agents.py, which runs agents with the tool choice forced where a call is needed"))
-    def test_agent_loop(self, model) -> None:
-        super().test_agent_loop(model)

@@ -72,3 +72,13 @@ def test_react_agent_keeps_working():
 def test_react_agent_calls_its_tool():
     calls, _ = _react("What is 6 times 7?")
     assert calls and calls[0].tool_name == "multiply"
+
+
+def test_stream_structured_predict_yields_the_object():
+    """Issue 26: it yielded an empty object (LlamaIndex reads calls from additional_kwargs["tool_calls"])."""
+    llm = DeALLLM(max_tokens=48, rewards=[ToolArguments()])
+    last = None
+    for last in llm.stream_structured_predict(Person, PromptTemplate("Extract the person: {text}"),
+                                              text="Alice is 31 years old and lives in Oslo."):
+        pass
+    assert (last.name, last.age, last.city) == ("Alice", 31, "Oslo"), last

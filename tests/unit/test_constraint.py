@@ -201,8 +201,9 @@ def test_bad_tool_requests_say_what_to_change(tiny_long_lm):
     broken = Tool(name="f", parameters={"type": "object", "properties": {"a": {"type": "strnig"}}})
     with pytest.raises(ConfigError, match="tool 'f' cannot be enforced"):
         deal.generate(_ask(tools=(broken,), tool_choice="f"))
-    with pytest.raises(ConfigError, match="shortest complete form"):  # not even the shortest call fits
-        deal.generate(_ask(tools=(WEATHER,), tool_choice="required"), max_new_tokens=5)
+    # a turn that must call gets at least its shortest complete call plus room per argument (tool_turns.py)
+    squeezed = deal.generate(_ask(tools=(WEATHER,), tool_choice="required"), max_new_tokens=5)
+    assert len(squeezed.token_ids) > 5 and squeezed.tool_calls, squeezed.raw_text
     long = {"type": "object", "properties": {"text": {"type": "string", "minLength": 5000}}, "required": ["text"]}
     with pytest.raises(ConstraintError, match="before its JSON answer was complete"):
         deal.generate(_ask(response_format=ResponseFormat(type="json_schema", json_schema=long)))
@@ -227,6 +228,41 @@ def test_a_long_winded_model_still_closes_its_json_within_the_budget(tiny_long_l
         deal.generate(_ask(response_format=ResponseFormat(type="json_schema", json_schema=free)), max_new_tokens=12)
     calls = deal.generate(_ask(tools=(WEATHER, ADD), tool_choice="required"), max_new_tokens=40)
     assert calls.tool_calls and all(c.name in ("get_weather", "add") for c in calls.tool_calls)
+
+
+ORDER = {"type": "object", "required": ["customer", "items"], "properties": {
+    "customer": {"type": "string"},
+    "items": {"type": "array", "items": {"type": "object", "required": ["name", "quantity"], "properties": {
+        "name": {"type": "string"}, "quantity": {"type": "integer"}}}}}}
+
+
+def test_arrays_of_objects_close_at_every_budget_from_the_shortest_form_up(tiny_long_lm):
+    """A model that keeps adding items (and never closes a string) still gets valid JSON at every budget: near the
+    end no token may lengthen the way out past the budget (Matcher._guarded)."""
+    deal = DeAL(tiny_long_lm, top_k=3, lookahead=2)
+    fmt = ResponseFormat(type="json_schema", json_schema=ORDER)
+    shortest = len(Matcher.build(tiny_long_lm.grammar_tokenizer(), grammar_for(_ask(response_format=fmt)))
+                   .closing_path(4096))
+    for budget in range(shortest, shortest + 40, 3):
+        result = deal.generate(_ask(response_format=fmt), max_new_tokens=budget)
+        assert len(result.token_ids) <= budget
+        jsonschema.validate(result.parsed, ORDER)
+
+
+def test_a_call_the_budget_cut_is_never_returned_as_a_call(tiny_long_lm):
+    """The random model never closes a free string: the budget closes the call, so it is no call; it is reported
+    in invalid_tool_calls with its raw arguments, and the answer says "length"."""
+    note = Tool(name="take_note", description="Write a note", parameters={
+        "type": "object", "properties": {"text": {"type": "string"}, "tag": {"type": "string"}},
+        "required": ["text", "tag"]})
+    deal = DeAL(tiny_long_lm, top_k=3, lookahead=2, tool_need=None)
+    for choice in ("required", "auto"):
+        result = deal.generate(_ask(tools=(note,), tool_choice=choice, parallel_tool_calls=False),
+                               max_new_tokens=40)
+        assert not result.tool_calls and result.finish_reason == "length", result.raw_text
+        if "<tool_call>" in (result.raw_text or ""):
+            [cut] = result.invalid_tool_calls
+            assert cut["name"] == "take_note" and "max_new_tokens" in cut["error"]
 
 
 def test_tool_arguments_scores_values_not_keys():

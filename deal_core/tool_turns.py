@@ -1,0 +1,90 @@
+"""Tool turns: deciding `tool_choice="auto"`, the minimum budget of a turn that calls, and reading calls back so that
+a call cut by the budget is never returned as a runnable call.
+
+- **"auto"**: a `ToolNeed` (see `deal_core/rewards/tool_need.py`) turns it into a forced call when the request needs
+  a bound tool, and into `"none"` otherwise. Without the embedder package (extra `rewards`) "auto" is left to the
+  model.
+- **Minimum budget**: a turn that must call gets at least the shortest complete call of its longest tool plus
+  `TOKENS_PER_ARGUMENT` tokens per parameter, so a small `max_tokens` does not squeeze arguments into `""` or `0`.
+- **Cut calls**: when the budget closed a call (the search finished it along its shortest path), or ended inside
+  one, that call goes to `GenerationResult.invalid_tool_calls` with its raw text and the reason; the complete calls
+  before it stand, and `finish_reason` is "length".
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from deal_core.constraint import _CALLS, CALL_OPEN, ConstraintError, Matcher, split_tool_calls, tool_grammar
+from deal_core.errors import DeALError
+
+if TYPE_CHECKING:
+    from deal_core.request import Request
+    from deal_core.rewards.tool_need import ToolNeed
+
+TOKENS_PER_ARGUMENT = 8  # room for each parameter's value beyond its shortest form ("", 0): measured on BFCL values
+_NAME = re.compile(r'"name": "((?:[^"\\]|\\.)*)"')
+_ARGUMENTS = '"arguments": '
+
+
+def decide_auto(request: Request, need: ToolNeed | None) -> Request:
+    """The request with `"auto"` replaced by the `ToolNeed` decision ("required" or "none"); unchanged otherwise."""
+    if need is None or not request.tools or request.choice[0] != "auto":
+        return request
+    try:
+        mode, _ = need.decide(request)
+    except DeALError:  # the embedder is not installed: the model decides
+        return request
+    return request.model_copy(update={"tool_choice": mode})
+
+
+def minimum_budget(tokenizer: Any, request: Request) -> int:
+    """Tokens a turn that must call needs at least (0 when it need not call)."""
+    mode, name = request.choice
+    if not request.tools or mode != "required":
+        return 0
+    longest = 0
+    for tool in request.tools:
+        if name is not None and tool.name != name:
+            continue
+        try:
+            path = Matcher.build(tokenizer, tool_grammar([tool], "required", None, False)).closing_path(4096) or []
+        except ConstraintError:  # a schema llguidance rejects: the format check says so, naming the tool
+            return 0
+        params = tool.parameters.get("properties", {}) if isinstance(tool.parameters, dict) else {}
+        longest = max(longest, len(path) + TOKENS_PER_ARGUMENT * len(params))
+    return longest
+
+
+def _cut_call(body: str, why: str, whole: bool = False) -> dict[str, Any]:
+    """A call that is not runnable, as LangChain's `invalid_tool_calls` entries are: name, raw arguments, error.
+    `whole`: `body` is a complete call's JSON, whose last "}" closes the call object, not the arguments."""
+    name = _NAME.search(body)
+    start = body.find(_ARGUMENTS)
+    arguments = body[start + len(_ARGUMENTS):] if start >= 0 else ""
+    if whole and arguments.endswith("}"):
+        arguments = arguments[:-1]
+    return {"name": name.group(1) if name else None, "args": arguments, "error": why}
+
+
+def read_calls(raw: str, complete: bool,
+               closed_early: bool) -> tuple[str, list[tuple[str, dict[str, Any]]], list[dict[str, Any]]]:
+    """The text before the calls, the runnable calls, and the calls the budget cut (see the module docstring)."""
+    first = raw.find(CALL_OPEN)
+    if first < 0:
+        return raw, [], []
+    spans = list(_CALLS.finditer(raw, first))
+    end = spans[-1].end() if spans else first
+    tail = raw[end:].strip()
+    cut = []
+    if tail and (tail.startswith(CALL_OPEN[: len(tail)]) or CALL_OPEN in tail):
+        cut.append(_cut_call(tail, "the answer reached max_new_tokens inside this call"))
+    if closed_early and spans and not cut:
+        cut.append(_cut_call(spans[-1].group(1), "max_new_tokens ran out while writing this call: its arguments "
+                                                 "were completed with placeholder values, so it was not returned",
+                             whole=True))
+        spans = spans[:-1]
+    kept = raw[: spans[-1].end()] if spans else raw[:first]
+    text, calls = split_tool_calls(kept)
+    return text.rstrip(), calls, cut

@@ -1,0 +1,101 @@
+"""Tool turns: the "auto" decision (ToolNeed on the real embedder), cut calls read back as invalid, tool results
+rendered without template wording, ToolArguments giving empty, looping and unrequested values no credit."""
+
+from __future__ import annotations
+
+import pytest
+
+from deal_core.prompts import render_messages
+from deal_core.request import Request, Tool
+from deal_core.rewards import ToolArguments
+from deal_core.rewards.tool_need import ToolNeed
+from deal_core.tool_turns import decide_auto, read_calls
+
+WEATHER = Tool(name="get_weather", description="Get the current weather in a city", parameters={
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+TIME = Tool(name="get_time", description="Get the local time in a city", parameters={
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+
+
+def test_tool_need_decides_auto_from_the_request_and_what_was_already_called():
+    need = ToolNeed()
+    asks = Request.of("What is the weather in Paris?", tools=[WEATHER, TIME])
+    assert decide_auto(asks, need).choice == ("required", "get_weather")  # the one tool the request needs
+    for chat in ("Tell me a joke about cats.", "Write a sentence using the words: dog, frisbee, park."):
+        assert decide_auto(Request.of(chat, tools=[WEATHER, TIME]), need).tool_choice == "none"
+    called = Request.of([
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "content": "Sunny, 21 degrees", "tool_call_id": "a"}], tools=[WEATHER])
+    assert decide_auto(called, need).tool_choice == "none"  # gathered: answer now
+    both = Request.of("What is the weather in Paris, and what time is it in Tokyo?", tools=[WEATHER, TIME])
+    assert decide_auto(both, need).choice == ("required", None)
+    forced = Request.of("Tell me a joke.", tools=[WEATHER], tool_choice="required")
+    assert decide_auto(forced, need) is forced and decide_auto(asks, None) is asks
+
+
+def test_a_call_closed_or_ended_by_the_budget_is_no_call():
+    text, calls, cut = read_calls("Sure. " + CALL, complete=True, closed_early=False)
+    assert (text, calls, cut) == ("Sure.", [("get_weather", {"city": "Paris"})], [])
+    text, calls, cut = read_calls(CALL, complete=True, closed_early=True)
+    assert calls == [] and cut[0]["name"] == "get_weather" and cut[0]["args"] == '{"city": "Paris"}'
+    text, calls, cut = read_calls(CALL + "\n" + CALL.replace("Paris", "Ro")[:-20], complete=False,
+                                  closed_early=False)
+    assert calls == [("get_weather", {"city": "Paris"})] and len(cut) == 1 and "inside" in cut[0]["error"]
+
+
+def test_tool_results_reach_the_model_without_template_wording(tiny_lm):
+    request = Request.of([
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "content": "Sunny, 21 degrees", "tool_call_id": "a"}], tools=[WEATHER], tool_choice="none")
+    last = render_messages(tiny_lm, request)[-1]
+    expected = 'get_weather({"city": "Paris"}) = Sunny, 21 degrees\n\nWhat is the weather in Paris?'
+    assert last.role == "user" and last.content == expected
+
+
+@pytest.mark.parametrize(("body", "score"), [
+    ('{"city": ""}', 0.0),  # a finished empty value: the budget or nothing wrote it
+    ('{"city": "', 1.0),  # a value just opened is not judged yet
+    ('{"city": "Paris Paris Paris"}', 0.0),  # looping
+    ('{"city": "Paris"}', 1.0),
+])
+def test_tool_arguments_gives_empty_and_looping_values_no_credit(body, score):
+    text = '<tool_call>\n{"name": "get_weather", "arguments": ' + body
+    assert ToolArguments().score(["Weather in Paris Paris?"], [text], [True]) == [score]
+
+
+def test_tool_arguments_counts_an_unrequested_extra_call_against_the_answer():
+    extra = CALL + "\n" + CALL.replace("get_weather", "get_time")
+    both = CALL + "\n" + CALL.replace("get_weather", "get_time").replace("Paris", "Tokyo")
+    scores = ToolArguments().score(["What is the weather in Paris?", "Weather in Paris and the time in Tokyo?"],
+                                   [extra, both], [True, True])
+    assert scores == pytest.approx([2 / 3, 1.0])
+
+
+def test_bench_tools_data_fills_both_splits(tmp_path):
+    """Issue 26: `deal bench tools --data FILE` replaced only the simple rows."""
+    from deal_core.bench.data import data_dir
+    from deal_core.bench.tools import bfcl_rows
+
+    mixed = tmp_path / "mixed.jsonl"
+    lines = [(data_dir() / name).read_text().splitlines()[:2] for name in
+             ("bfcl_simple_dev.jsonl", "bfcl_multiple_dev.jsonl")]
+    mixed.write_text("\n".join(lines[0] + lines[1]) + "\n")
+    rows = bfcl_rows(str(mixed), 5)
+    assert [r.split for r in rows] == ["simple", "simple", "multiple", "multiple"]
+    assert [r.split for r in bfcl_rows(None, 1)] == ["simple", "multiple"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "ToolNeed misses arithmetic phrased with 'times': 'What is 23 times 17?' scores 0.17 against the calculator "
+    "('Do arithmetic on two numbers: add, subtract, multiply or divide'), under the 0.20 threshold (measured; "
+    "'What is 156 divided by 12?' scores 0.38). The model's own log-odds of opening a call are not combined yet"))
+def test_tool_need_calls_the_calculator_for_times():
+    calculator = Tool(name="calculator", description="Do arithmetic on two numbers: add, subtract, multiply or "
+                      "divide.", parameters={"type": "object", "properties": {"a": {"type": "number"},
+                                             "operation": {"type": "string"}, "b": {"type": "number"}}})
+    assert decide_auto(Request.of("What is 23 times 17?", tools=[calculator]), ToolNeed()).choice[0] == "required"
