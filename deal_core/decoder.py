@@ -99,9 +99,11 @@ class DeAL:
         config: DeALConfig | None = None,
         use_chat_template: bool | None = None,
         batching: bool = False,
+        engine: str | None = None,
         **settings: Any,
     ):
-        self.lm: Backend = model if isinstance(model, Backend) else load_model(model)
+        # engine: "auto" | "llamacpp" | "transformers" for a model given by name (see deal_core.backends.loader)
+        self.lm: Backend = model if isinstance(model, Backend) else load_model(model, engine=engine)
         self.rewards = as_reward_sum(rewards)
         self.config = make_config(config, **settings)
         self.use_chat_template = use_chat_template

@@ -33,6 +33,12 @@ def embedded_lm() -> LanguageModel:
     return load_model()
 
 
+@pytest.fixture(scope="session")
+def embedded_llamacpp():
+    """The embedded GGUF file on the llama.cpp engine."""
+    return load_model(engine="llamacpp")
+
+
 def _tiny_llama(positions: int) -> LanguageModel:
     """Two-layer Llama with random weights and the embedded model's tokenizer; peaked logits, so no near-ties."""
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
