@@ -22,17 +22,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import llama_cpp as C
-import numpy as np
-import torch
-from jinja2 import TemplateError
-from llama_cpp._logger import set_verbose
+# llama.cpp's OpenMP threads spin between operations by default; on a shared or busy CPU a spinning thread waits for
+# one that is not scheduled, and a token can cost 50× more (measured here: 2.3 s instead of 45 ms per step on a
+# loaded 2-core machine). Passive waiting is read once, when llama.cpp's OpenMP runtime loads: set it before.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import llama_cpp as C  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from jinja2 import TemplateError  # noqa: E402
+from llama_cpp._logger import set_verbose  # noqa: E402
 
 from deal_core.backends.base import Generated
 from deal_core.backends.transformers import Sampler
 from deal_core.errors import ConfigError, ModelLoadError, PromptError
 
 MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ: sequence ids one llama.cpp context can hold at once
+SCRATCH = MAX_SEQUENCES - 1  # the scratch sequence (see `_decode`); rows get the others
 
 
 class _Seq:
@@ -83,6 +89,7 @@ class LlamaCppModel:
         C.llama_backend_init()
         set_verbose(False)  # llama.cpp's log goes through llama-cpp-python's logger: errors only
         mparams = C.llama_model_default_params()
+        mparams.use_extra_bufts = False  # TEMP: AMX crash
         self._model = C.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self._model:
             raise ModelLoadError(f"llama.cpp could not load {self.path}: not a GGUF model file it supports")
@@ -92,6 +99,9 @@ class LlamaCppModel:
         cparams.n_seq_max, cparams.n_outputs_max, cparams.kv_unified = MAX_SEQUENCES, MAX_SEQUENCES, True
         cparams.n_threads = cparams.n_threads_batch = threads
         cparams.no_perf = True
+        # Flash attention off: on the CPU it returned logits 0.5-1 nats off for a row whose cells lie between other
+        # rows' cells in the unified cache (tests/unit/test_backend_conformance.py caught it; llama.cpp 0.3.36)
+        cparams.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self._ctx = C.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             C.llama_model_free(self._model)
@@ -100,7 +110,7 @@ class LlamaCppModel:
         self._mem = C.llama_get_memory(self._ctx)
         self._vocab = C.llama_model_get_vocab(self._model)
         self.n_vocab = C.llama_vocab_n_tokens(self._vocab)
-        self._free = list(range(MAX_SEQUENCES - 1, -1, -1))
+        self._free = list(range(SCRATCH - 1, -1, -1))
         self._released: list[int] = []
         self._batch = C.llama_batch_init(self.n_batch, 0, 1)
         weakref.finalize(self, C.llama_batch_free, self._batch)
@@ -125,7 +135,7 @@ class LlamaCppModel:
             gc.collect()  # rows caught in reference cycles
             self._flush()
         if not self._free:
-            raise ConfigError(f"the llama.cpp engine holds at most {MAX_SEQUENCES} rows at once (prompts × "
+            raise ConfigError(f"the llama.cpp engine holds at most {SCRATCH} rows at once (prompts × "
                               "beam_width × top_k, all searches together): lower top_k, beam_width or concurrency")
         return self._free.pop()
 
@@ -136,37 +146,53 @@ class LlamaCppModel:
 
     # -- the forward pass --------------------------------------------------------------------------------------
     def _decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> torch.Tensor:
-        """Feed (token, position, sequence id, wants logits) entries; the logits of those that want them, in order."""
+        """Feed (token, position, sequence id, wants logits) entries; the logits of those that want them, in order.
+
+        llama.cpp's CPU kernels round differently for one row than for several (a matrix-vector product against a
+        matrix product: up to 0.7 nats on a log-probability, measured on the embedded model), so a row's scores would
+        depend on what else is in its batch. Every pass therefore has at least two token rows and two outputs: a
+        scratch token at position 0 of a scratch sequence fills in, and every row computes exactly what it computes
+        in any other batch."""
         self._flush()
         out, start = [], 0
         while start < len(entries):
             chunk, outputs = [], 0
             for entry in entries[start:]:
-                if len(chunk) == self.n_batch or outputs + entry[3] > MAX_SEQUENCES:
+                if len(chunk) == self.n_batch - 1 or outputs + entry[3] > MAX_SEQUENCES - 1:
                     break
                 chunk.append(entry)
                 outputs += entry[3]
             start += len(chunk)
-            b = self._batch
-            for j, (token, pos, seq, logits) in enumerate(chunk):
-                b.token[j], b.pos[j], b.n_seq_id[j], b.logits[j] = token, pos, 1, logits
-                b.seq_id[j][0] = seq
-            b.n_tokens = len(chunk)
-            rc = C.llama_decode(self._ctx, b)
-            if rc == 1:
-                gc.collect()
-                self._flush()
-                rc = C.llama_decode(self._ctx, b)
-            if rc != 0:
-                raise ConfigError(f"llama.cpp could not decode (code {rc}): its KV cache holds n_ctx={self.n_ctx} "
-                                  "tokens for all rows together; load the model with a larger n_ctx or run fewer "
-                                  "prompts at once") if rc == 1 else RuntimeError(f"llama_decode failed ({rc})")
-            if outputs:
+            scratch = len(chunk) < 2 or outputs < 2
+            if scratch:
+                C.llama_memory_seq_rm(self._mem, SCRATCH, -1, -1)
+                chunk.append((0, 0, SCRATCH, True))
+            self._run(chunk)
+            wanted = outputs + scratch
+            if wanted:
                 ptr = C.llama_get_logits(self._ctx)
-                out.append(torch.from_numpy(np.ctypeslib.as_array(ptr, shape=(outputs, self.n_vocab)).copy()))
+                logits = np.ctypeslib.as_array(ptr, shape=(wanted, self.n_vocab))[:outputs]
+                out.append(torch.from_numpy(logits.copy()))
         if not out:
             return torch.empty((0, self.n_vocab))
         return out[0] if len(out) == 1 else torch.cat(out)
+
+    def _run(self, chunk: Sequence[tuple[int, int, int, bool]]) -> None:
+        b = self._batch
+        for j, (token, pos, seq, logits) in enumerate(chunk):
+            b.token[j], b.pos[j], b.n_seq_id[j], b.logits[j] = token, pos, 1, logits
+            b.seq_id[j][0] = seq
+        b.n_tokens = len(chunk)
+        rc = C.llama_decode(self._ctx, b)
+        if rc == 1:  # no room in the KV cache: rows that reference cycles still hold may free some
+            gc.collect()
+            self._flush()
+            rc = C.llama_decode(self._ctx, b)
+        if rc == 1:
+            raise ConfigError(f"llama.cpp's KV cache is full: it holds n_ctx={self.n_ctx} tokens for all rows together; "
+                              "load the model with a larger n_ctx or run fewer prompts at once")
+        if rc != 0:
+            raise RuntimeError(f"llama_decode failed (code {rc})")
 
     def _scatter(self, size: int, rows: Sequence[int], logits: torch.Tensor) -> torch.Tensor:
         """[size, vocab] with `logits` in `rows` and NaN elsewhere (rows that were not fed have no scores)."""
