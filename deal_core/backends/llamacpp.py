@@ -27,11 +27,11 @@ from typing import Any
 # loaded 2-core machine). Passive waiting is read once, when llama.cpp's OpenMP runtime loads: set it before.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import llama_cpp as C  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from jinja2 import TemplateError  # noqa: E402
-from llama_cpp._logger import set_verbose  # noqa: E402
+import llama_cpp as C
+import numpy as np
+import torch
+from jinja2 import TemplateError
+from llama_cpp._logger import set_verbose
 
 from deal_core.backends.base import Generated
 from deal_core.backends.transformers import Sampler
@@ -45,7 +45,7 @@ class _Seq:
     """One sequence id; when no row refers to it any more, its id is queued for release (cells dropped later, under
     the model's lock: a finalizer may run on another thread while llama.cpp is decoding)."""
 
-    __slots__ = ("id", "__weakref__")
+    __slots__ = ("__weakref__", "id")
 
     def __init__(self, engine: LlamaCppModel):
         self.id = engine._acquire()
