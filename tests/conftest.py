@@ -33,6 +33,16 @@ def embedded_lm() -> LanguageModel:
     return load_model()
 
 
+LLAMACPP_OPT_IN = "llama-cpp-python is not installed: the llama.cpp engine is opt-in (make GGUF=1)"
+
+
+@pytest.fixture(scope="session")
+def embedded_llamacpp():
+    """The embedded GGUF file on the llama.cpp engine (opt-in: `make GGUF=1` compiles it)."""
+    pytest.importorskip("llama_cpp", reason=LLAMACPP_OPT_IN)
+    return load_model(engine="llamacpp")
+
+
 def _tiny_llama(positions: int) -> LanguageModel:
     """Two-layer Llama with random weights and the embedded model's tokenizer; peaked logits, so no near-ties."""
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())

@@ -34,7 +34,7 @@ def test_wrapper_fields_are_the_settings_under_their_wrapper_names():
     for name, wrapper in wrapper_names().items():
         field = DeALParams.model_fields[wrapper]
         assert field.default is None and field.description == DeALConfig.model_fields[name].description, name
-    own = {"model", "device", "dtype", "rewards", "use_chat_template"}
+    own = {"model", "engine", "device", "dtype", "rewards", "use_chat_template"}
     assert set(DeALParams.model_fields) == own | set(wrapper_names().values())
 
 

@@ -1,0 +1,136 @@
+"""The llama.cpp engine on the embedded GGUF file: the same prompts as the transformers path, Ollama's store, exact
+search, output constraints and the features above the seam. (The forward verbs' conformance is in
+tests/unit/test_backend_conformance.py.)"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import jsonschema
+import pytest
+
+from deal_core import DeAL, load_model
+from deal_core.errors import ModelLoadError
+from deal_core.model import embedded_gguf_path
+from deal_core.prompts import encode_prompt
+from deal_core.request import Message, Request, ResponseFormat
+from deal_core.rewards import Fluency, Keywords
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: the llama.cpp engine is opt-in "
+                                        "(make GGUF=1)")
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Write a sentence about a dog."}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a colour — and café, ü?"}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
+     {"role": "user", "content": "Count to three.\n\nThen stop."}],
+]
+
+
+@pytest.mark.parametrize("messages", CONVERSATIONS, ids=["user", "system", "multi-turn"])
+def test_chat_template_from_the_gguf_renders_the_same_token_ids(embedded_lm, embedded_llamacpp, messages):
+    assert embedded_llamacpp.encode_chat(messages) == embedded_lm.encode_chat(messages)
+    prefill = [*messages, {"role": "assistant", "content": "Sure, here"}]
+    assert (embedded_llamacpp.encode_chat(prefill, continue_final=True)
+            == embedded_lm.encode_chat(prefill, continue_final=True))
+    assert embedded_llamacpp.render_chat(messages) == embedded_lm.render_chat(messages)
+    ids = embedded_lm.encode_chat(messages)
+    for keep in (False, True):
+        assert embedded_llamacpp.decode(ids, keep_special=keep) == embedded_lm.decode(ids, keep_special=keep)
+
+
+def test_vocabulary_and_limits_match_the_transformers_path(embedded_lm, embedded_llamacpp):
+    for text in ("plain words", "  spaces\tand\nlines", "naïve café 東京 🙂", "<|im_start|>user"):
+        assert embedded_llamacpp.encode_text(text) == embedded_lm.encode_text(text), text
+    # llama.cpp ends on every end-of-generation token of the vocabulary (here also <|endoftext|>)
+    assert embedded_lm.eos_token_ids <= embedded_llamacpp.eos_token_ids
+    assert embedded_llamacpp.context_window == embedded_lm.context_window
+    assert embedded_llamacpp.has_chat_template and embedded_llamacpp.renders_tools == embedded_lm.renders_tools
+
+
+def test_top1_search_equals_llama_cpp_pythons_own_greedy_generation(embedded_llamacpp):
+    """The engine's own decoding loop (llama-cpp-python's `Llama.generate`, its own context and sampler)."""
+    from llama_cpp import Llama
+
+    own = Llama(model_path=str(embedded_gguf_path()), n_ctx=512, n_threads=2, verbose=False)
+    deal = DeAL(embedded_llamacpp, max_new_tokens=24)
+    for prompt in ("Write one sentence about a dog in a park.", "What is the capital of France?",
+                   "Give me three words that rhyme with cat."):
+        ids = encode_prompt(embedded_llamacpp, prompt).ids
+        expected = []
+        for token in own.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
+            if token in embedded_llamacpp.eos_token_ids or len(expected) == 24:
+                break
+            expected.append(token)
+        assert deal.generate(prompt, top_k=1, reward_weight=0.0).token_ids == expected, prompt
+        assert deal.greedy(prompt).token_ids == expected, prompt
+
+
+def test_search_agrees_with_the_transformers_engine_on_the_same_file(embedded_lm, embedded_llamacpp):
+    """Different kernels (4-bit llama.cpp vs de-quantized fp32 torch): the same greedy answer on easy prompts."""
+    prompt = "What is the capital of France? Answer in one word."
+    a = DeAL(embedded_lm, max_new_tokens=8).greedy(prompt)
+    b = DeAL(embedded_llamacpp, max_new_tokens=8).greedy(prompt)
+    assert "Paris" in a.text and "Paris" in b.text
+
+
+def test_rewards_constraints_and_streaming_run_unchanged(embedded_llamacpp):
+    deal = DeAL(embedded_llamacpp, rewards=Keywords(keywords=["dog", "frisbee", "park"]) + Fluency(), max_new_tokens=32)
+    prompt = "Write one sentence that uses all of these words: dog, frisbee, park."
+    result = deal.generate(prompt)
+    assert result.rewards["keywords"] > deal.greedy(prompt).rewards.get("keywords", 0) - 1e-9
+    stream = deal.stream(prompt)
+    assert "".join(stream) == stream.result.text == result.text
+    person = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 10},
+                                               "age": {"type": "integer", "minimum": 0, "maximum": 150}},
+              "required": ["name", "age"]}
+    request = Request(messages=(Message(role="user", content="Invent a person as JSON."),),
+                      response_format=ResponseFormat(type="json_schema", json_schema=person))
+    answer = DeAL(embedded_llamacpp, max_new_tokens=40).generate(request)
+    jsonschema.validate(json.loads(answer.text), person)
+    stopped = deal.generate(prompt, stop=["."], reward_weight=0.0)
+    assert "." not in stopped.text
+
+
+def _ollama_store(tmp_path, name="smollm2", tag="135m", layers=None):
+    gguf = embedded_gguf_path()
+    digest = "sha256:" + hashlib.sha256(str(gguf).encode()).hexdigest()  # any digest: the store only names blobs
+    (tmp_path / "blobs").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "blobs" / digest.replace(":", "-")).symlink_to(gguf)
+    manifest = tmp_path / "manifests" / "registry.ollama.ai" / "library" / name / tag
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": "sha256:" + "0" * 64,
+                   "size": 2},
+        "layers": layers if layers is not None else [
+            {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:" + "1" * 64, "size": 10},
+            {"mediaType": "application/vnd.ollama.image.model", "digest": digest, "size": gguf.stat().st_size}]}))
+    return tmp_path
+
+
+def test_ollama_store_model_loads_and_decodes_like_the_embedded_file(tmp_path, monkeypatch, embedded_llamacpp):
+    monkeypatch.setenv("OLLAMA_MODELS", str(_ollama_store(tmp_path)))
+    lm = load_model("ollama:smollm2:135m")
+    assert lm.path.resolve() == embedded_gguf_path().resolve() and lm.name == "ollama:smollm2:135m"
+    prompt = "Write one sentence about a cat."
+    assert DeAL(lm, max_new_tokens=12).greedy(prompt).token_ids == \
+        DeAL(embedded_llamacpp, max_new_tokens=12).greedy(prompt).token_ids
+
+
+def test_ollama_errors_say_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("OLLAMA_MODELS", str(_ollama_store(tmp_path, layers=[])))
+    with pytest.raises(ModelLoadError, match="ollama pull llama3"):
+        load_model("ollama:llama3")
+    with pytest.raises(ModelLoadError, match="names no layer"):
+        load_model("ollama:smollm2:135m")
+    with pytest.raises(ModelLoadError, match="not an Ollama model name"):
+        load_model("ollama:../x")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(str(tmp_path / "missing.gguf"))
+    with pytest.raises(ModelLoadError, match="runs GGUF files"):
+        load_model(str(tmp_path), engine="llamacpp")
+    with pytest.raises(ModelLoadError, match="not one of"):
+        load_model(engine="vllm")
