@@ -16,8 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 from deal_core.rewards.budget import time_left
-from deal_core.rewards.schema_patterns import KEYWORDS as REGEX_KEYWORDS
-from deal_core.rewards.schema_patterns import check_patterns
 
 MAX_DEPTH = 32
 MAX_NODES = 2_000
@@ -45,6 +43,9 @@ def safe_validators(schema: dict[str, Any], partial_of: Callable[[Any], Any]) ->
     import jsonschema
     from referencing import Registry, Specification
     from referencing.jsonschema import specification_with
+
+    from deal_core.rewards.schema_patterns import KEYWORDS as REGEX_KEYWORDS  # needs jsonschema (rewards extra)
+    from deal_core.rewards.schema_patterns import check_patterns
 
     _check_literal(schema)
     check_patterns(schema)
