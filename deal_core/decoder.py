@@ -97,7 +97,7 @@ class DeAL:
         if any(r.rewards != first.rewards or r.config(self.config) != config for r in requests[1:]):
             raise ConfigError("the requests of one batch must share their settings and rewards: run them apart")
         with self.lm.lock:  # a turn that must call gets room for its arguments (tool_turns.minimum_budget)
-            need = max(minimum_budget(self.lm.grammar_tokenizer(), r) for r in requests)
+            need = max((minimum_budget(self.lm.grammar_tokenizer(), r) for r in requests if r.tools), default=0)
         if need > config.max_new_tokens:
             config = config.model_copy(update={"max_new_tokens": need})
         reward_sum = self.rewards if first.rewards is None else first.rewards
