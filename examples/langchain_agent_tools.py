@@ -28,7 +28,7 @@ def get_time(city: str) -> str:
 
 
 def build_agent():
-    model = ChatDeAL(max_tokens=64).with_rewards([ToolArguments()])
+    model = ChatDeAL(max_tokens=128).with_rewards([ToolArguments()])
     return create_agent(model, tools=[get_weather, get_time], middleware=[ForceThenAnswer()])
 
 

@@ -154,11 +154,14 @@ class GuardModelCalls(_Policy):
 
 
 class ForceThenAnswer(_Policy):
-    """`tool_choice="any"` while a bound tool has not been called since the user's last message, then `"none"`:
-    the agent gathers, then answers in words."""
+    """While some bound tools have not been called since the user's last message, a call is forced: `"any"` on the
+    first turn, then the first unused tool by name (so a model cannot call the same tool again and again); then
+    `"none"`: the agent gathers, then answers in words."""
 
     def _first(self, request: ModelRequest) -> ModelRequest:
         last_user = max((i for i, m in enumerate(request.messages) if isinstance(m, HumanMessage)), default=-1)
         used = {m.name for m in request.messages[last_user + 1:] if isinstance(m, ToolMessage)}
         pending = [t for t in request.tools if getattr(t, "name", None) not in used]
-        return request.override(tool_choice="any" if pending else "none")
+        if not pending:
+            return request.override(tool_choice="none")
+        return request.override(tool_choice="any" if not used else pending[0].name)
