@@ -92,9 +92,11 @@ def test_chat_openai_inside_create_agent_completes_a_two_tool_task(embedded_serv
     from langchain_openai import ChatOpenAI
 
     example = load_example("langchain_agent_tools")  # the same tools and middleware, over HTTP this time
-    model = ChatOpenAI(base_url=f"{embedded_server}/v1", api_key="unused", model="", max_tokens=64,
+    from langchain_deal.middleware import ForceThenAnswer
+
+    model = ChatOpenAI(base_url=f"{embedded_server}/v1", api_key="unused", model="", max_tokens=128,
                        extra_body={"deal": {"rewards": [{"name": "tool_arguments"}]}})
-    agent = create_agent(model, tools=[example.get_weather, example.get_time], middleware=[example.each_tool_once])
+    agent = create_agent(model, tools=[example.get_weather, example.get_time], middleware=[ForceThenAnswer()])
     state = agent.invoke({"messages": [{"role": "user", "content":
                                         "What is the weather in Paris, and what time is it in Tokyo?"}]})
     calls = {(c["name"], c["args"]["city"]) for m in state["messages"] for c in getattr(m, "tool_calls", [])}
