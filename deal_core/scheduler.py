@@ -107,7 +107,9 @@ class Scheduler:
                     self._searches[key] = (search, {})
                     self._used[key] = min(self._used.values(), default=0.0)
                 search, tickets = self._searches[key]
+                start = time.perf_counter()  # a prefill is model time too: charged to the search it joins
                 [index] = search.admit(prepared.encoded, [prepared.config], [prepared.rewards], constraints)
+                self._used[key] += time.perf_counter() - start
                 tickets[index] = ticket
             except Exception as exc:  # noqa: BLE001 - the caller gets its own error; other calls go on
                 ticket.events.put(("error", exc))

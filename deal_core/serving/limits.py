@@ -25,7 +25,7 @@ class ServerLimits(BaseModel):
     max_request_bytes: int = Field(1_000_000, ge=1, description="Largest request body, however it is sent.")
     max_tokens: int = Field(1024, ge=1, description="Most completion tokens one request may ask for (max_tokens, "
                                                     "max_completion_tokens or deal.max_new_tokens).")
-    max_prompt_tokens: int = Field(4096, ge=1, description="Most prompt tokens (longer prompts are a 400, or keep "
+    max_prompt_tokens: int = Field(1024, ge=1, description="Most prompt tokens (longer prompts are a 400, or keep "
                                                            "their last tokens with deal.truncate_prompt).")
     max_top_k: int = Field(20, ge=1, description="Most candidates per step (deal.top_k).")
     max_lookahead: int = Field(16, ge=0, description="Longest rollout per candidate (deal.lookahead).")
