@@ -34,7 +34,7 @@ from jinja2 import TemplateError
 from llama_cpp._logger import set_verbose
 
 from deal_core.backends.base import Generated
-from deal_core.backends.transformers import Sampler
+from deal_core.backends.transformers import Sampler, answer_logodds
 from deal_core.errors import ConfigError, ModelLoadError, PromptError
 
 MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ: sequence ids one llama.cpp context can hold at once
@@ -338,9 +338,7 @@ class LlamaCppModel:
                        rows.length + extra)
 
     def answer_logodds(self, scores: torch.Tensor, yes: Sequence[int], no: Sequence[int]) -> list[float]:
-        """log P(any of `yes`) − log P(any of `no`) per row of next-token scores."""
-        logp = torch.log_softmax(scores.float(), -1)
-        return (torch.logsumexp(logp[:, list(yes)], -1) - torch.logsumexp(logp[:, list(no)], -1)).tolist()
+        return answer_logodds(scores, yes, no)
 
     def generate(self, ids: Sequence[int], *, max_new_tokens: int, n: int = 1, sample: bool = False,
                  top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),

@@ -284,9 +284,7 @@ class LanguageModel:
         return KVBatch(self.model, DynamicCache(layers, config=self.model.config), mask)
 
     def answer_logodds(self, scores: torch.Tensor, yes: Sequence[int], no: Sequence[int]) -> list[float]:
-        """log P(any of `yes`) − log P(any of `no`) per row of next-token scores."""
-        logp = torch.log_softmax(scores.float(), -1)
-        return (torch.logsumexp(logp[:, list(yes)], -1) - torch.logsumexp(logp[:, list(no)], -1)).tolist()
+        return answer_logodds(scores, yes, no)
 
     def generate(self, ids: Sequence[int], *, max_new_tokens: int, n: int = 1, sample: bool = False,
                  top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),
@@ -325,3 +323,9 @@ class LanguageModel:
             logp = torch.log_softmax(logits, -1)
             picked = logp.gather(1, torch.tensor(list(continuation), device=self.device)[:, None])
         return picked[:, 0].tolist()
+
+
+def answer_logodds(scores: torch.Tensor, yes: Sequence[int], no: Sequence[int]) -> list[float]:
+    """log P(any of `yes`) − log P(any of `no`) per row of next-token scores (any engine's logits as a tensor)."""
+    logp = torch.log_softmax(scores.float(), -1)
+    return (torch.logsumexp(logp[:, list(yes)], -1) - torch.logsumexp(logp[:, list(no)], -1)).tolist()
