@@ -12,7 +12,7 @@ from typing import Any
 from deal_core.aio import iterate_in_thread
 from deal_core.backends.base import Backend
 from deal_core.config import DeALConfig, make_config
-from deal_core.constraint import CALL_OPEN, ConstraintError, Matcher, check_grammar, grammar_for
+from deal_core.constraint import CALL_OPEN, ConstraintError, Matcher, check_grammar, grammar_for, open_strings
 from deal_core.errors import ConfigError, ContextLengthError, PromptError
 from deal_core.messages import PromptLike
 from deal_core.model import load_model
@@ -161,10 +161,12 @@ class DeAL:
             reason = "tool_calls" if calls and not cut and done.complete else reason
         if done.closed_early or cut:  # the budget, not the model, ended the answer
             reason = "length"
-        if not done.complete and not tools:
-            raise ConstraintError(f"the answer reached max_new_tokens={config.max_new_tokens} before its JSON answer "
-                                  f"was complete ({raw[-80:]!r}): raise max_new_tokens")
         fmt = request.response_format
+        if not done.complete and not tools:
+            rules = open_strings(fmt.json_schema if fmt is not None else None)
+            why = f" (the budget cannot close strings with {', '.join(rules)}: only the model can)" if rules else ""
+            raise ConstraintError(f"the answer reached max_new_tokens={config.max_new_tokens} before its JSON answer "
+                                  f"was complete ({raw[-80:]!r}){why}: raise max_new_tokens")
         if grammar is not None and not tools and fmt is not None and fmt.type != "text":
             parsed = json.loads(raw)
         result = GenerationResult(

@@ -97,7 +97,9 @@ class Scheduler:
             prepared = ticket.prepared
             # rows of one search are padded to its longest: a long prompt gets a search of its own length class
             key = (*shared_key(prepared.config), length_class(len(prepared.encoded[0].ids)))
-            if prepared.config.sample:  # sampled proposals draw from one generator per search: never share it
+            # sampled proposals draw from one generator per search, and a reward whose cost the caller's pattern or
+            # schema sets would stall its neighbours' steps: such a call gets a search of its own
+            if prepared.config.sample or not prepared.rewards.bounded_cost:
                 key = (*key, id(ticket))
             try:
                 constraints = self.deal._constraints(prepared)

@@ -324,3 +324,31 @@ def test_no_repeat_ngram_size_is_refused_with_an_output_format(tiny_long_lm):
     assert called.finish_reason == "tool_calls"
     n = len(called.token_ids) + 1
     assert called.rewards["fluency"] == pytest.approx(math.exp(called.logprob / n))
+
+
+NUMBERS = {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 7},
+                                            "x": {"type": "number", "multipleOf": 0.5}}, "required": ["n", "x"]}
+OPEN_STRINGS = {"email": {"type": "string", "format": "email"}, "code": {"type": "string", "pattern": "ab+c"}}
+
+
+def test_numbers_with_multiple_of_close_at_every_budget(tiny_long_lm):
+    """Issue 22 item 7: `multipleOf` is closed like any number (the random model writes long digit runs)."""
+    deal = DeAL(tiny_long_lm, top_k=3, lookahead=2)
+    fmt = ResponseFormat(type="json_schema", json_schema=NUMBERS)
+    shortest = len(Matcher.build(tiny_long_lm.grammar_tokenizer(), grammar_for(_ask(response_format=fmt)))
+                   .closing_path(4096))
+    for budget in range(shortest, shortest + 16, 3):
+        result = deal.generate(_ask(response_format=fmt), max_new_tokens=budget)
+        assert len(result.token_ids) <= budget
+        jsonschema.validate(result.parsed, NUMBERS)
+
+
+@pytest.mark.parametrize("field", sorted(OPEN_STRINGS))
+def test_a_string_only_the_model_can_finish_is_a_typed_error_naming_its_rule(tiny_long_lm, field):
+    """Issue 22 item 7: a `format` or `pattern` string has no closing path (only the model can write an e-mail
+    address): a budget reached inside one is a ConstraintError that names the rule, never a malformed answer."""
+    schema = {"type": "object", "properties": {field: OPEN_STRINGS[field]}, "required": [field]}
+    fmt = ResponseFormat(type="json_schema", json_schema=schema)
+    rule = "format: email" if field == "email" else "pattern"
+    with pytest.raises(ConstraintError, match=f"cannot close strings with {rule}"):
+        DeAL(tiny_long_lm, top_k=3, lookahead=2).generate(_ask(response_format=fmt), max_new_tokens=16)
