@@ -10,7 +10,7 @@ PACKAGES = ("deal_core", "langchain_deal", "llamaindex_deal")
 MAX_LINES = 350
 # Files still over MAX_LINES, each held at the size it had when this check was added: they may shrink, never grow.
 # Remove a line here when its file is split.
-OVERSIZED = {"deal_core/search.py": 586, "deal_core/batch.py": 490, "deal_core/bench/bfcl.py": 477,
+OVERSIZED = {"deal_core/batch.py": 490, "deal_core/bench/bfcl.py": 477,
              "deal_core/backends/llamacpp.py": 387}
 
 

@@ -23,7 +23,7 @@ from deal_core.prompts import EncodedPrompt
 from deal_core.request import Message, Request, ResponseFormat, Tool
 from deal_core.rewards import Keywords, as_reward_sum
 from deal_core.search import DeALSearch
-from tests.unit.table_backend import EOS, WORDS, TableBackend, masked, next_logprobs
+from deal_core.backends.table import EOS, WORDS, TableBackend, masked, next_logprobs
 from tests.unit.test_search_oracle import COMBOS, random_case, reference_deal
 
 
@@ -77,10 +77,11 @@ def test_constrained_search_matches_the_oracle_over_masked_distributions(seed):
         max_new_tokens=case["max_new_tokens"])
     for combo in COMBOS:
         config = make_config(None, **case, **combo)
-        search = DeALSearch(backend, config, as_reward_sum(reward), [EncodedPrompt(ids, prompt)], [Alternating()])
+        search = DeALSearch(backend, config)
+        search.admit([EncodedPrompt(ids, prompt)], [config], [as_reward_sum(reward)], [Alternating()])
         finished = {}
-        for update in search.run():
-            finished.update(update.finished)
+        while search.live:
+            finished.update(search.step().finished)
         assert (finished[0].tokens, finished[0].reason) == (expected, reason), (case, combo)
         assert all(a % 2 != b % 2 for a, b in zip(expected, expected[1:]))
         assert finished[0].complete == (len(expected) >= 3)
