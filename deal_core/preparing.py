@@ -66,7 +66,10 @@ def prepare(lm: Backend, prompts: Sequence[PromptLike | Request], rewards: Rewar
         raise ConfigError(f"no_repeat_ngram_size={config.no_repeat_ngram_size} cannot be combined with tools or a "
                           "response_format: JSON repeats short token runs by design, so the rule could forbid "
                           "every token the format allows; pass no_repeat_ngram_size=0 for this request")
-    return Prepared(config, defaults.rewards if first.rewards is None else first.rewards, encoded, requests, formats)
+    reward_sum = defaults.rewards if first.rewards is None else first.rewards
+    for term in reward_sum.terms:  # rewards that ask a model (Judge) ask the search's own backend
+        term.reward.use_backend(lm)
+    return Prepared(config, reward_sum, encoded, requests, formats)
 
 
 def _fitted(lm: Backend, enc: EncodedPrompt, config: DeALConfig, max_prompt_tokens: int | None) -> EncodedPrompt:

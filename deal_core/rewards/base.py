@@ -75,6 +75,9 @@ class Reward(BaseModel):
         """Whether `upper_bound` can be below `bounds()[1]` (the search only asks such rewards)."""
         return type(self).upper_bound is not Reward.upper_bound
 
+    def use_backend(self, lm: Any) -> None:
+        """Called with the search's backend before a call runs: a reward that asks a model (`Judge`) may use it."""
+
     @abstractmethod
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> Sequence[float]:
         ...

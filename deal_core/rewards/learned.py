@@ -158,7 +158,8 @@ class RewardModel(Reward):
 
 class Judge(Reward):
     """LLM-as-judge: asks a causal LM a yes/no `question` about the response and rewards P(`reward_answer`)
-    among {yes, no}. `model=None` uses the embedded model, shared with the search (no second copy in memory).
+    among {yes, no}. `model=None` asks the search's own model (the backend of the DeAL that runs it, whatever its
+    engine; the embedded model when scored outside a search): no second copy in memory.
     The judge prompt up to the response (template, question, request) is encoded once per request and its KV cache
     kept, so each text costs a forward of its own tokens only. Range [0, 1].
     """
@@ -170,6 +171,7 @@ class Judge(Reward):
     reward_answer: Literal["yes", "no"] = "no"
     model: str | None = None
     _prefixes: dict[str, tuple[Any, str]] = PrivateAttr(default_factory=dict)  # request -> (KV batch, tail)
+    _backend: Any = PrivateAttr(None)  # the search's backend (`use_backend`), for model=None
 
     PREFIX_CACHE_SIZE: ClassVar[int] = 16
     _MARK: ClassVar[str] = "\x00RESPONSE\x00"
@@ -203,10 +205,15 @@ class Judge(Reward):
             self._prefixes[request] = (lm.prefill([head])[0], tail)
         return self._prefixes[request]
 
+    def use_backend(self, lm: Any) -> None:
+        """Judge with `lm` (the search's backend) when no `model` is named; cached prompts of another one go."""
+        if self.model is None and lm is not self._backend:
+            self._backend, self._prefixes = lm, {}
+
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
         from deal_core.model import load_model
 
-        lm = load_model(self.model)
+        lm = self._backend if self.model is None and self._backend is not None else load_model(self.model)
         yes, no = self._answer_ids(lm)
         groups: dict[str, list[int]] = {}
         for i, prompt in enumerate(prompts):

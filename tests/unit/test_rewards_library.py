@@ -152,3 +152,19 @@ def test_reward_model_errors_are_clear(tmp_path, tiny_classifier):
         RewardModel(tiny_classifier, label="neutral").score("p", ["x"])
     with pytest.raises(RewardSpecError, match="unknown reward"):
         parse_reward_spec("rewardmodel=/x")
+
+
+def test_a_judge_without_a_model_asks_the_searchs_own_backend(tiny_lm, monkeypatch):
+    """Issue 23: `Judge(model=None)` takes the backend of the DeAL that runs it (any engine), never a second copy."""
+    import deal_core.model
+    from deal_core import DeAL
+    from deal_core.rewards import Judge
+
+    def no_second_model(*args, **kwargs):
+        raise AssertionError("the judge loaded a model of its own")
+
+    monkeypatch.setattr(deal_core.model, "load_model", no_second_model)
+    judge = Judge("Is this polite?")
+    result = DeAL(tiny_lm, rewards=judge, max_new_tokens=4, top_k=2, lookahead=1).generate("Hello there")
+    assert 0.0 <= result.rewards["judge"] <= 1.0
+    assert result.stats.reward_calls > 0 and judge._backend is tiny_lm
