@@ -4,8 +4,8 @@ One llama.cpp context holds every row as a sequence id in one unified KV cache. 
 `llama_memory_seq_cp` (the cells are shared, nothing is copied), cropping and dropping are `llama_memory_seq_rm`,
 and every row keeps its own positions. So the search's columns are bookkeeping here: left padding and holes are
 counted per row and never reach the engine. Logits are computed only for the positions the search reads.
-Proposals reuse the transformers backend's `Sampler` on a torch tensor of the logits; the chat template is the one
-in the GGUF metadata, rendered by transformers' renderer and tokenized by llama.cpp.
+Proposals come from the engine-neutral `Proposer` (backends/proposer.py) on a torch tensor of the logits; the chat
+template is the one in the GGUF metadata, rendered by transformers' renderer and tokenized by llama.cpp.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from jinja2 import TemplateError
 from llama_cpp._logger import set_verbose
 
 from deal_core.backends.base import Generated
-from deal_core.backends.transformers import Sampler, answer_logodds
+from deal_core.backends.proposer import Proposer, answer_logodds
 from deal_core.errors import ConfigError, ModelLoadError, PromptError
 
 MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ: sequence ids one llama.cpp context can hold at once
@@ -191,8 +191,8 @@ class LlamaCppModel:
             self._flush()
             rc = C.llama_decode(self._ctx, b)
         if rc == 1:
-            raise ConfigError(f"llama.cpp's KV cache is full: it holds n_ctx={self.n_ctx} tokens for all rows together; "
-                              "load the model with a larger n_ctx or run fewer prompts at once")
+            raise ConfigError(f"llama.cpp's KV cache is full: it holds n_ctx={self.n_ctx} tokens for all rows "
+                              "together; load the model with a larger n_ctx or run fewer prompts at once")
         if rc != 0:
             raise RuntimeError(f"llama_decode failed (code {rc})")
 
@@ -288,8 +288,8 @@ class LlamaCppModel:
             yield
 
     def proposer(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 seed: int | None = None, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> Sampler:
-        return Sampler(top_k, sample, temperature, top_p, seed, torch.device("cpu"), repetition_penalty,
+                 seed: int | None = None, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> Proposer:
+        return Proposer(top_k, sample, temperature, top_p, seed, torch.device("cpu"), repetition_penalty,
                        no_repeat_ngram_size)
 
     def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[SeqRows, torch.Tensor]:
@@ -345,7 +345,7 @@ class LlamaCppModel:
                  repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> list[Generated]:
         """Greedy decoding (or n samples at temperature 1, nucleus `top_p`) of n sequences decoded together.
         Repetition settings use transformers' processors, so both engines apply the same rules."""
-        sampler = Sampler(1, sample, 1.0, top_p, seed, torch.device("cpu"), repetition_penalty, no_repeat_ngram_size)
+        sampler = Proposer(1, sample, 1.0, top_p, seed, torch.device("cpu"), repetition_penalty, no_repeat_ngram_size)
         with self.session():
             rows, logits = self.prefill([list(ids)])
             if n > 1:
@@ -355,7 +355,7 @@ class LlamaCppModel:
             logps, ended, live = [0.0] * n, [False] * n, list(range(n))
             while True:
                 props = sampler.propose(logits, live, None, [list(ids) + new[i] for i in live] if
-                                        sampler.processors else None)
+                                        sampler.rules else None)
                 for i, prop in zip(live, props):
                     token, logp = sampler.candidates(prop)[0] if sample else (prop.greedy, prop.greedy_logp)
                     logps[i] += logp

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,16 +18,13 @@ import torch
 from jinja2 import TemplateError
 from transformers import (
     DynamicCache,
-    LogitsProcessorList,
-    NoRepeatNGramLogitsProcessor,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    RepetitionPenaltyLogitsProcessor,
 )
 
-from deal_core.backends.base import Generated, Proposal
-from deal_core.constraint import ConstraintError, allowed_tokens
-from deal_core.errors import ConfigError, PromptError
+from deal_core.backends.base import Generated
+from deal_core.backends.proposer import Proposer, answer_logodds
+from deal_core.errors import PromptError
 
 
 def _padded(sequences: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,64 +63,6 @@ class KVBatch:
                          use_cache=True, **kwargs)
         self.cache = out.cache
         return out.logits
-
-
-class Sampler:
-    """Top-k proposals, or candidates drawn from the nucleus (top-p) of the tempered distribution."""
-
-    def __init__(self, top_k: int, sample: bool, temperature: float, top_p: float, seed: int | None,
-                 device: torch.device, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0):
-        self.k, self.sample, self.temperature, self.top_p = top_k, sample, temperature, top_p
-        self.device = device
-        # transformers' own processors, applied per row to the token history (prompt + response so far)
-        self.processors = LogitsProcessorList(
-            ([RepetitionPenaltyLogitsProcessor(repetition_penalty)] if repetition_penalty != 1.0 else [])
-            + ([NoRepeatNGramLogitsProcessor(no_repeat_ngram_size)] if no_repeat_ngram_size else []))
-        self.generator = None
-        if sample:
-            self.generator = torch.Generator(device=device)
-            if seed is not None:
-                self.generator.manual_seed(seed)
-            else:
-                self.generator.seed()
-
-    def propose(self, logits: torch.Tensor, rows: Sequence[int] | None = None,
-                allowed: Sequence[Any] | None = None,
-                histories: Sequence[Sequence[int]] | None = None) -> list[Proposal]:
-        logits = (logits if rows is None else logits[list(rows)]).float()
-        if self.processors:
-            if histories is None:
-                raise ValueError("repetition_penalty / no_repeat_ngram_size need each row's token history")
-            logits = torch.cat([self.processors(torch.tensor([list(h)], device=self.device), logits[i: i + 1])
-                                for i, h in enumerate(histories)])
-            if not torch.isfinite(logits).any(-1).all():
-                raise ConfigError("repetition_penalty / no_repeat_ngram_size left no token to choose from; relax them")
-        if allowed is not None and any(a is not None for a in allowed):
-            logits = logits.clone()
-            for i, bits in enumerate(allowed):
-                if bits is not None:
-                    ok = torch.from_numpy(allowed_tokens(bits, logits.shape[-1])).to(logits.device)
-                    if not ok.any():
-                        raise ConstraintError("the output format allows no next token (an unsatisfiable schema?)")
-                    logits[i].masked_fill_(~ok, -torch.inf)
-        logp = torch.log_softmax(logits, dim=-1)
-        if not self.sample:
-            values, indices = logp.topk(self.k, dim=-1)
-            return [Proposal([t for t, v in zip(ts, vs) if v > -math.inf], [v for v in vs if v > -math.inf])
-                    for ts, vs in zip(indices.tolist(), values.tolist())]
-        values, indices = logp.max(dim=-1)
-        return [Proposal([t], [v], dist=row) for t, v, row in zip(indices.tolist(), values.tolist(), logp)]
-
-    def candidates(self, proposal: Proposal) -> list[tuple[int, float]]:
-        if proposal.dist is None:
-            return list(zip(proposal.tokens, proposal.logps))
-        probs = torch.softmax(proposal.dist.double() / self.temperature, dim=-1)  # float64: small temperatures
-        sorted_probs, order = probs.sort(descending=True)
-        keep = int((sorted_probs.cumsum(-1) - sorted_probs < self.top_p).sum().clamp(min=1))
-        keep = min(keep, int((sorted_probs > 0).sum().clamp(min=1)))  # masked tokens have probability 0
-        drawn = torch.multinomial(sorted_probs[:keep], min(self.k, keep), replacement=False,
-                                  generator=self.generator)
-        return [(t, float(proposal.dist[t])) for t in order[drawn].tolist()]
 
 
 @dataclass(eq=False)
@@ -218,8 +156,8 @@ class LanguageModel:
             yield
 
     def proposer(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 seed: int | None = None, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> Sampler:
-        return Sampler(top_k, sample, temperature, top_p, seed, self.device, repetition_penalty,
+                 seed: int | None = None, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> Proposer:
+        return Proposer(top_k, sample, temperature, top_p, seed, self.device, repetition_penalty,
                        no_repeat_ngram_size)
 
     def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[KVBatch, torch.Tensor]:
@@ -323,9 +261,3 @@ class LanguageModel:
             logp = torch.log_softmax(logits, -1)
             picked = logp.gather(1, torch.tensor(list(continuation), device=self.device)[:, None])
         return picked[:, 0].tolist()
-
-
-def answer_logodds(scores: torch.Tensor, yes: Sequence[int], no: Sequence[int]) -> list[float]:
-    """log P(any of `yes`) − log P(any of `no`) per row of next-token scores (any engine's logits as a tensor)."""
-    logp = torch.log_softmax(scores.float(), -1)
-    return (torch.logsumexp(logp[:, list(yes)], -1) - torch.logsumexp(logp[:, list(no)], -1)).tolist()

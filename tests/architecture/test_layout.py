@@ -11,7 +11,7 @@ MAX_LINES = 350
 # Files still over MAX_LINES, each held at the size it had when this check was added: they may shrink, never grow.
 # Remove a line here when its file is split.
 OVERSIZED = {"deal_core/batch.py": 490, "deal_core/bench/bfcl.py": 477,
-             "deal_core/backends/llamacpp.py": 387}
+             "deal_core/backends/llamacpp.py": 385}
 
 
 def _modules() -> dict[str, Path]:
