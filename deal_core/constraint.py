@@ -61,7 +61,8 @@ class Constraint(Protocol):
 
 # Tokens that end what is open in JSON, most useful first: the closing path prefers them (see Matcher.closing_path).
 # "" first (an empty string value); "," before "0" (inside a number, a digit would only make it longer)
-CLOSERS = ('""', '"}', '"]', '"', "}", "]", ",", "0", "false", "null", "{}")
+ENDS = ('""', '"}', '"]', '"', "}", "]", ",")  # tokens that end a value (a string, an object, an array, an item)
+CLOSERS = (*ENDS, "0", "false", "null", "{}")  # ...then the shortest values, for a key that still needs one
 CLOSE_WINDOW = 64  # the closing path is looked for when at most this many tokens are left
 CLOSE_MARGIN = 2  # ...and taken when it needs no fewer than the tokens left minus this margin
 CLOSE_GUARD = 8  # within this many tokens of that point, no token may lengthen the way out beyond the budget
@@ -79,9 +80,13 @@ class Matcher:
     output; `closed_early` records it (the answer's finish_reason is then "length")."""
 
     def __init__(self, matcher: Any, closers: tuple[int, ...] = (), closed_early: bool = False,
-                 eos: frozenset[int] = frozenset(), risky: np.ndarray | None = None):
+                 eos: frozenset[int] = frozenset(), risky: np.ndarray | None = None, ends: int = 0):
         self._m, self._closers, self.closed_early, self._eos = matcher, closers, closed_early, eos
-        self._risky = risky
+        self._risky, self._ends = risky, closers[:ends]
+
+    def _with(self, matcher: Any) -> Matcher:
+        """A matcher at `matcher`'s position with this one's closers and masks."""
+        return Matcher(matcher, self._closers, self.closed_early, self._eos, self._risky, len(self._ends))
 
     @classmethod
     def build(cls, tokenizer: Any, grammar: str) -> Matcher:
@@ -90,15 +95,17 @@ class Matcher:
         matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
         if matcher.is_error():
             raise ConstraintError(f"the output format cannot be enforced: {matcher.get_error()}")
-        closers = []
-        for text in CLOSERS:
+        closers, ends = [], 0
+        for i, text in enumerate(CLOSERS):
             ids = tokenizer.tokenize_str(text)
             if len(ids) == 1:
                 closers.append(ids[0])
-        return cls(matcher, tuple(closers), eos=frozenset(tokenizer.eos_tokens), risky=_risky(tokenizer, closers, len(matcher.compute_bitmask()) // 4))
+                ends += i < len(ENDS)
+        risky = _risky(tokenizer, closers, len(matcher.compute_bitmask()) // 4)
+        return cls(matcher, tuple(closers), eos=frozenset(tokenizer.eos_tokens), risky=risky, ends=ends)
 
     def fork(self) -> Matcher:
-        return Matcher(self._m.deep_copy(), self._closers, self.closed_early, self._eos, self._risky)
+        return self._with(self._m.deep_copy())
 
     def consume(self, token: int) -> None:
         if not self._m.consume_token(token):
@@ -132,7 +139,7 @@ class Matcher:
             return bits
         out = bits.copy()
         for token in starts:
-            probe = Matcher(self._m.deep_copy(), self._closers, eos=self._eos)
+            probe = self._with(self._m.deep_copy())
             path = probe.closing_path(budget - 1) if probe._m.consume_token(token) else None
             if path is None or 1 + len(path) + CLOSE_MARGIN > budget:
                 out[token // 32] &= np.int32(~np.uint32(1 << (token % 32)).view(np.int32))
@@ -147,7 +154,7 @@ class Matcher:
             return bits & ~self._risky if self._risky is not None else bits
         out = bits.copy()
         for token in (int(t) for t in choices if t not in self._eos):
-            probe = Matcher(self._m.deep_copy(), self._closers, eos=self._eos)
+            probe = self._with(self._m.deep_copy())
             path = probe.closing_path(budget - 1) if probe._m.consume_token(token) else None
             if path is None or 1 + len(path) + CLOSE_MARGIN > budget:
                 out[token // 32] &= np.int32(~np.uint32(1 << (token % 32)).view(np.int32))
@@ -165,17 +172,30 @@ class Matcher:
                     return None
                 path += forced
                 continue
-            ok = allowed_tokens(np.frombuffer(probe.compute_bitmask(), dtype=np.int32), 1 << 30)
-            token = next((t for t in self._closers if t < len(ok) and ok[t]), None)
-            if token is None:  # nothing closes here (an enum, a pattern): any allowed token moves on
-                candidates = np.flatnonzero(ok)
-                if not len(candidates):
-                    return None
-                token = int(candidates[0])
+            token = self._closing_token(probe)
+            if token is None:
+                return None
             if not probe.consume_token(token):
                 return None
             path.append(token)
         return path if probe.is_accepting() else None
+
+    def _closing_token(self, probe: Any) -> int | None:
+        """The next token of a closing path: one that ends a value; else, among few choices (the digits of a number
+        that must be a multipleOf), one after which a value may end; else a shortest value; else the first allowed
+        (an enum, a pattern: only the model can finish those)."""
+        ok = allowed_tokens(np.frombuffer(probe.compute_bitmask(), dtype=np.int32), 1 << 30)
+        token = next((t for t in self._ends if t < len(ok) and ok[t]), None)
+        candidates = np.flatnonzero(ok)
+        if token is None and len(candidates) <= SMALL_CHOICE:
+            for choice in (int(t) for t in candidates if t not in self._eos):
+                ahead = probe.deep_copy()
+                if ahead.consume_token(choice) and (ahead.is_accepting() or any(allowed_tokens(
+                        np.frombuffer(ahead.compute_bitmask(), dtype=np.int32), 1 << 30)[list(self._ends)])):
+                    return choice
+        if token is None:
+            token = next((t for t in self._closers if t < len(ok) and ok[t]), None)
+        return token if token is not None else (int(candidates[0]) if len(candidates) else None)
 
     @property
     def accepting(self) -> bool:
@@ -277,6 +297,21 @@ def grammar_for(request: Request) -> str | None:
     if fmt is not None and fmt.type == "json_object":
         return json_grammar({"type": "object"})
     return None
+
+
+def open_strings(schema: Any) -> list[str]:
+    """The schema's string rules the budget's closing path cannot finish (`pattern`, `format`): it closes strings,
+    numbers, arrays, objects and enums, but only the model can write a string a regex or a format accepts."""
+    found, stack = set(), [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            found |= {f"{k}: {v}" if k == "format" else k for k, v in node.items()
+                      if k in ("pattern", "format") and isinstance(v, str)}
+            stack.extend(v for k, v in node.items() if k not in ("enum", "const", "default", "examples"))
+        elif isinstance(node, list):
+            stack.extend(node)
+    return sorted(found)
 
 
 def check_grammar(grammar: str, what: str) -> None:

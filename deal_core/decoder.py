@@ -2,43 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from deal_core.aio import iterate_in_thread
 from deal_core.backends.base import Backend
 from deal_core.config import DeALConfig, make_config
-from deal_core.constraint import CALL_OPEN, ConstraintError, Matcher, check_grammar, grammar_for
-from deal_core.errors import ConfigError, ContextLengthError, PromptError
+from deal_core.constraint import CALL_OPEN
+from deal_core.engine import Engine, Event, score_answers
+from deal_core.errors import ConfigError, PromptError
 from deal_core.messages import PromptLike
 from deal_core.model import load_model
-from deal_core.prompts import EncodedPrompt, encode_prompt
-from deal_core.request import Request, ToolCall
+from deal_core.preparing import Defaults, Prepared, prepare
+from deal_core.request import Request
 from deal_core.result import GenerationResult, SearchStats
-from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
+from deal_core.rewards.base import RewardLike, as_reward_sum
 from deal_core.rewards.tool_need import ToolNeed
-from deal_core.search import DeALSearch, Finished, StepUpdate
 from deal_core.streaming import AsyncTextStream, DeltaTracker, IncrementalDecoder, TextStream, cut_at_stop
-from deal_core.tool_turns import decide_auto, minimum_budget, read_calls
 
-
-@dataclass
-class Prepared:
-    """A validated call: one config and reward sum, each request with its encoded prompt and output format (a
-    compiled grammar at its start, or None for free text; each search forks it)."""
-
-    config: DeALConfig
-    rewards: RewardSum
-    encoded: list[EncodedPrompt]
-    requests: list[Request]
-    formats: list[Matcher | None]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter((self.config, self.rewards, self.encoded))
+__all__ = ["DeAL", "Prepared", "TextStream"]
 
 
 def _prompt_list(prompts: Sequence[PromptLike]) -> list[PromptLike]:
@@ -78,123 +61,15 @@ class DeAL:
         self.use_chat_template = use_chat_template
         # batching: one-prompt calls made at the same time (threads, tasks, a server's requests) share one search's
         # forward passes (deal_core/scheduler.py) instead of taking turns on the model
-        self.batching = batching
-        self._batcher: Any = None
+        self.engine = Engine(self.lm, batching)
         # tool_choice="auto" decided by the request's need for a bound tool (None: left to the model)
         self.tool_need = tool_need
 
     # -- preparing a call ------------------------------------------------------------------------------------
-    def _prepare(
-        self, prompts: Sequence[PromptLike | Request], rewards: RewardLike, overrides: dict[str, Any],
-        max_prompt_tokens: int | None = None,
-    ) -> Prepared:
-        """Requests → one validated config, the reward sum and the encoded prompts (each prompt tokenized once).
-        `max_prompt_tokens` caps a prompt below the context window (a server's limit)."""
-        if not prompts:
-            raise PromptError("no prompts given: pass at least one prompt")
-        requests = [decide_auto(Request.of(p, rewards, **overrides), self.tool_need) for p in prompts]
-        first, config = requests[0], requests[0].config(self.config)
-        if any(r.rewards != first.rewards or r.config(self.config) != config for r in requests[1:]):
-            raise ConfigError("the requests of one batch must share their settings and rewards: run them apart")
-        with self.lm.lock:  # a turn that must call gets room for its arguments (tool_turns.minimum_budget)
-            need = max((minimum_budget(self.lm.grammar_tokenizer(), r) for r in requests if r.tools), default=0)
-        if need > config.max_new_tokens:
-            config = config.model_copy(update={"max_new_tokens": need})
-        reward_sum = self.rewards if first.rewards is None else first.rewards
-        with self.lm.lock:  # a fast tokenizer must not be used from two threads at once ("Already borrowed")
-            encoded = [encode_prompt(self.lm, r, config.alignment_prompt, self.use_chat_template) for r in requests]
-        window = self.lm.context_window
-        room = window - config.max_new_tokens if max_prompt_tokens is None else \
-            min(window - config.max_new_tokens, max_prompt_tokens)
-        for i, enc in enumerate(encoded):
-            if len(enc.ids) > room:
-                if config.truncate_prompt and room > 0:
-                    encoded[i] = EncodedPrompt(ids=enc.ids[-room:], request=enc.request)
-                elif len(enc.ids) + config.max_new_tokens > window:
-                    raise ContextLengthError(len(enc.ids), config.max_new_tokens, window)
-                else:
-                    raise ContextLengthError(len(enc.ids), config.max_new_tokens, window, max_prompt_tokens)
-        formats = [self._format(r, config) for r in requests]
-        if config.no_repeat_ngram_size and any(f is not None for f in formats):
-            raise ConfigError(f"no_repeat_ngram_size={config.no_repeat_ngram_size} cannot be combined with tools or a "
-                              "response_format: JSON repeats short token runs by design, so the rule could forbid "
-                              "every token the format allows; pass no_repeat_ngram_size=0 for this request")
-        return Prepared(config, reward_sum, encoded, requests, formats)
-
-    def _format(self, request: Request, config: DeALConfig) -> Matcher | None:
-        """The request's output format compiled, checked: a valid grammar whose shortest complete form fits."""
-        grammar = grammar_for(request)
-        if grammar is None:
-            return None
-        mode, name = request.choice
-        what = (f"tool {name!r}" if name else "the tools' schemas") if request.tools and mode != "none" \
-            else "response_format"
-        check_grammar(grammar, what)
-        with self.lm.lock:
-            start = Matcher.build(self.lm.grammar_tokenizer(), grammar)
-        shortest = start.closing_path(4096)
-        if shortest is not None and len(shortest) > config.max_new_tokens:
-            raise ConfigError(f"max_new_tokens={config.max_new_tokens} cannot hold the required output format (its "
-                              f"shortest complete form takes {len(shortest)} tokens): raise max_new_tokens")
-        return start
-
-    @staticmethod
-    def _constraints(prepared: Prepared) -> list[Matcher | None]:
-        """Each search's own copy of the output formats (a matcher holds its position)."""
-        return [None if f is None else f.fork() for f in prepared.formats]
-
-    def _result(
-        self, search: DeALSearch, index: int, done: Finished, prepared: Prepared, slot: int | None = None
-    ) -> GenerationResult:
-        """The result of prompt `index` of `search`, which is request `slot` (default: `index`) of `prepared`."""
-        config = prepared.config
-        raw, _ = cut_at_stop(self.lm.decode(done.tokens), config.stop)
-        slot = index if slot is None else slot
-        request, grammar = prepared.requests[slot], prepared.formats[slot]
-        text, calls, cut, parsed, reason = raw, [], [], None, done.reason
-        tools = grammar is not None and bool(request.tools) and request.choice[0] != "none"
-        if tools:  # a call the budget cut is no call (tool_turns.read_calls); the complete ones before it stand
-            text, found, cut = read_calls(raw, done.complete, done.closed_early)
-            if not done.complete and not found and not cut:
-                text, cut = "", [{"name": None, "args": raw, "error": "max_new_tokens ran out before the call began"}]
-            calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=n, arguments=a) for n, a in found]
-            reason = "tool_calls" if calls and not cut and done.complete else reason
-        if done.closed_early or cut:  # the budget, not the model, ended the answer
-            reason = "length"
-        if not done.complete and not tools:
-            raise ConstraintError(f"the answer reached max_new_tokens={config.max_new_tokens} before its JSON answer "
-                                  f"was complete ({raw[-80:]!r}): raise max_new_tokens")
-        fmt = request.response_format
-        if grammar is not None and not tools and fmt is not None and fmt.type != "text":
-            parsed = json.loads(raw)
-        result = GenerationResult(
-            text=text,
-            token_ids=done.tokens,
-            logprob=done.logp,
-            rewards={},
-            reward_total=0.0,
-            finish_reason=reason,
-            prompt_tokens=len(search.prompts[index].ids),
-            tool_calls=calls,
-            invalid_tool_calls=cut,
-            parsed=parsed,
-            raw_text=raw if raw != text else None,
-            constraint_fallback=done.fallback,
-            stats=search.stats,
-            trace=search.traces[index] if config.trace else None,
-        )
-        result._ended = done.reason == "eos"
-        return result
-
-    def _final_rewards(self, results: list[GenerationResult], requests: list[str], reward_sum: RewardSum) -> None:
-        if not reward_sum:
-            return
-        # each answer's mean token log-probability (an EOS that ended it included), for rewards that read it
-        logprobs = [r.logprob / max(len(r.token_ids) + r._ended, 1) for r in results]
-        scores = reward_sum.evaluate(requests, [r.raw_text or r.text for r in results], True, logprobs)
-        for i, result in enumerate(results):
-            result.rewards = scores.row(i)
-            result.reward_total = scores.total[i]
+    def _prepare(self, prompts: Sequence[PromptLike | Request], rewards: RewardLike, overrides: dict[str, Any],
+                 max_prompt_tokens: int | None = None) -> Prepared:
+        defaults = Defaults(self.config, self.rewards, self.use_chat_template, self.tool_need)
+        return prepare(self.lm, prompts, rewards, overrides, defaults, max_prompt_tokens)
 
     # -- public API ------------------------------------------------------------------------------------------
     def prepare(self, prompt: PromptLike | Request, rewards: RewardLike = None, *,
@@ -211,23 +86,23 @@ class DeAL:
             raise ConfigError("a prepared call takes no rewards or settings of its own: pass them to prepare()")
         return prompt
 
-    def _batch_steps(self, prepared: Prepared) -> Iterator[list[GenerationResult] | None]:
-        """Yields None after every search step, then the results: lets callers stop or time-slice a search."""
-        config, reward_sum, encoded = prepared
-        search = DeALSearch(self.lm, config, reward_sum, encoded, self._constraints(prepared))
-        done: dict[int, Finished] = {}
-        for update in search.run():
-            done.update(update.finished)
+    @property
+    def batching(self) -> bool:
+        return self.engine.batching
+
+    def _steps(self, prepared: Prepared) -> Iterator[list[GenerationResult] | None]:
+        """None after every search step, then the results: lets callers stop or time-slice a search."""
+        done: list[Event] = []
+        for events in self.engine.run(prepared):
+            done += [e for e in events if e.finished is not None]
             yield None
-        results = [self._result(search, i, done[i], prepared) for i in range(len(encoded))]
-        self._final_rewards(results, [e.request for e in encoded], reward_sum)
-        yield results
+        yield self.engine.results(prepared, done)
 
     def generate_batch(
         self, prompts: Sequence[PromptLike | Request], rewards: RewardLike = None, **overrides: Any
     ) -> list[GenerationResult]:
         """Align a batch of prompts in one search (left-padded, one shared forward per step)."""
-        *_, results = self._batch_steps(self._prepare(_prompt_list(prompts), rewards, overrides))
+        *_, results = self._steps(self._prepare(_prompt_list(prompts), rewards, overrides))
         return results
 
     async def agenerate_batch(
@@ -236,44 +111,18 @@ class DeAL:
         """`generate_batch` in a worker thread; cancelling the awaiting task stops the search at its next step."""
         prepared = self._prepare(_prompt_list(prompts), rewards, overrides)  # bad input raises here, in the caller
         results: list[GenerationResult] = []
-        async for item in iterate_in_thread(lambda: self._batch_steps(prepared)):
-            if item is not None:
-                results = item
+        async for item in iterate_in_thread(lambda: self._steps(prepared)):
+            results = item if item is not None else results
         return results
 
     async def agenerate(self, prompt: PromptLike | Prepared, rewards: RewardLike = None,
                         **overrides: Any) -> GenerationResult:
         """`generate` in a worker thread; cancelling the awaiting task stops the search at its next step."""
         prepared = self._one(prompt, rewards, overrides)
-        steps = self._single_steps if self.batching else self._batch_steps
-        result = None
-        async for item in iterate_in_thread(lambda: steps(prepared)):
-            result = item if item is not None else result
-        return result if self.batching else result[0]
-
-    # -- one prompt, alone or sharing a search with concurrent calls ------------------------------------------
-    def _follow(self, prepared: Prepared) -> Iterator[tuple[DeALSearch, int, StepUpdate]]:
-        """The steps of the search serving a one-prompt call: (search, the prompt's index in it, update)."""
-        if self.batching:
-            if self._batcher is None:
-                from deal_core.scheduler import Scheduler
-
-                self._batcher = Scheduler(self)
-            yield from self._batcher.submit(prepared)
-            return
-        search = DeALSearch(self.lm, prepared.config, prepared.rewards, prepared.encoded, self._constraints(prepared))
-        for update in search.run():
-            yield search, 0, update
-
-    def _single_steps(self, prepared: Prepared) -> Iterator[GenerationResult | None]:
-        """None after every step, then the result."""
-        for search, index, update in self._follow(prepared):
-            if index in update.finished:
-                result = self._result(search, index, update.finished[index], prepared, 0)
-                self._final_rewards([result], [prepared.encoded[0].request], prepared.rewards)
-                yield result
-                return
-            yield None
+        results: list[GenerationResult] = []
+        async for item in iterate_in_thread(lambda: self._steps(prepared)):
+            results = item if item is not None else results
+        return results[0]
 
     async def astream(self, prompt: PromptLike | Prepared, rewards: RewardLike = None, **overrides: Any) -> AsyncTextStream:
         """Async text deltas; `.result` is set once the stream is exhausted."""
@@ -282,17 +131,13 @@ class DeAL:
 
     def generate(self, prompt: PromptLike | Prepared, rewards: RewardLike = None, **overrides: Any) -> GenerationResult:
         """Align one prompt (a string or a list of chat messages). Keyword overrides change `DeALConfig` fields."""
-        prepared = self._one(prompt, rewards, overrides)
-        if not self.batching:
-            *_, results = self._batch_steps(prepared)
-            return results[0]
-        *_, result = self._single_steps(prepared)
-        return result
+        *_, results = self._steps(self._one(prompt, rewards, overrides))
+        return results[0]
 
     def stream(self, prompt: PromptLike | Prepared, rewards: RewardLike = None, **overrides: Any) -> TextStream:
         """Stream committed text as it is decided. With beam_width > 1 the text arrives once, at the end."""
         prepared = self._one(prompt, rewards, overrides)
-        config, reward_sum, encoded = prepared
+        config = prepared.config
         stream = TextStream(iter(()))
         calls = prepared.formats[0] is not None and prepared.requests[0].tools
 
@@ -300,16 +145,16 @@ class DeAL:
             # with tools, text is shown up to the first tool call; the calls arrive with the result
             tracker = DeltaTracker([*config.stop, CALL_OPEN] if calls else config.stop)
             text = IncrementalDecoder(self.lm.decode)
-            finished = search = index = None
-            for search, index, update in self._follow(prepared):
-                if index in update.finished:
-                    finished = update.finished[index]
-                elif config.beam_width == 1 and index in update.tokens:
-                    delta = tracker.update(text.update(update.tokens[index]))
-                    if delta:
-                        yield delta
-            result = self._result(search, index, finished, prepared, 0)
-            self._final_rewards([result], [encoded[0].request], reward_sum)
+            done: list[Event] = []
+            for events in self.engine.run(prepared):
+                for event in events:
+                    if event.finished is not None:
+                        done.append(event)
+                    elif config.beam_width == 1 and event.tokens is not None:
+                        delta = tracker.update(text.update(event.tokens))
+                        if delta:
+                            yield delta
+            [result] = self.engine.results(prepared, done)
             tail = tracker.update(result.text, final=True)
             stream.result = result
             if tail:
@@ -340,5 +185,5 @@ class DeAL:
         result = GenerationResult(text=text, token_ids=tokens, logprob=logp, rewards={}, reward_total=0.0,
                                   finish_reason=reason, prompt_tokens=len(ids), stats=stats)
         result._ended = out.ended
-        self._final_rewards([result], [encoded[0].request], reward_sum)
+        score_answers(reward_sum, [encoded[0].request], [result])
         return result

@@ -29,6 +29,9 @@ class Reward(BaseModel):
     kind: ClassVar[str] = ""
     positional: ClassVar[str | None] = None  # the field a single positional argument fills: Keywords(["a", "b"])
     cost: ClassVar[str] = "cheap"  # "expensive": the search scores it only on candidates the cheap ones keep
+    # False where the caller's input (a regex, a JSON Schema) sets the scoring cost: under continuous batching such a
+    # call gets a search of its own, so its reward time is charged to it alone and never stalls a shared step
+    bounded_cost: ClassVar[bool] = True
     # True: `_score` also takes `logprobs`, each text's mean token log-probability (the search passes its own)
     reads_logprobs: ClassVar[bool] = False
     # Fields only Python code may set: a JSON or CLI spec naming one is refused, and `spec()` leaves them out.
@@ -253,6 +256,10 @@ class RewardSum(BaseModel):
     @property
     def tightens_bound(self) -> bool:
         return any(t.weight > 0 and t.reward.tightens_bound for t in self.terms)
+
+    @property
+    def bounded_cost(self) -> bool:
+        return all(t.reward.bounded_cost for t in self.terms)
 
     def upper_bound(self, logprob: float, tokens: int, more: int) -> float:
         """Σ wᵢ · (Rᵢ's upper bound for this answer so far); terms with a negative weight count their lower bound."""

@@ -29,6 +29,7 @@ class Regex(Reward):
     """
 
     kind: ClassVar[str] = "regex"
+    bounded_cost: ClassVar[bool] = False  # the pattern sets the cost
     positional: ClassVar[str | None] = "pattern"
     pattern: str = Field(max_length=2_000)
     mode: Literal["full", "search"] = "full"
@@ -50,10 +51,11 @@ class Regex(Reward):
     def _one(self, text: str, final: bool) -> float:
         if self.strip:
             text = text.strip() if final else text.lstrip()
-        timeout = time_left()
+        timeout = time_left()  # concurrent: the match lets go of the GIL, so the server's event loop keeps answering
         if self.mode == "search":
-            return 1.0 if self._compiled.search(text, timeout=timeout) else (0.0 if final else 0.5)
-        return 1.0 if self._compiled.fullmatch(text, partial=not final, timeout=timeout) else 0.0
+            found = self._compiled.search(text, timeout=timeout, concurrent=True)
+            return 1.0 if found else (0.0 if final else 0.5)
+        return 1.0 if self._compiled.fullmatch(text, partial=not final, timeout=timeout, concurrent=True) else 0.0
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
         try:
@@ -84,6 +86,7 @@ class JsonSchema(Reward):
     """
 
     kind: ClassVar[str] = "json_schema"
+    bounded_cost: ClassVar[bool] = False  # the schema (patterns, recursion) sets the cost
     positional: ClassVar[str | None] = "json_schema"
     json_schema: dict[str, Any]
     _validator: Any = PrivateAttr(None)

@@ -23,7 +23,7 @@ MAX_PATTERN_CHARS = 2_000
 
 def _search(pattern: str, text: str) -> bool:
     try:
-        return regex.search(pattern, text, timeout=time_left()) is not None
+        return regex.search(pattern, text, timeout=time_left(), concurrent=True) is not None
     except TimeoutError:
         raise BudgetExceeded from None
 

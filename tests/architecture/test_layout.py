@@ -12,7 +12,7 @@ PACKAGES = ("deal_core", "langchain_deal", "llamaindex_deal")
 MAX_LINES = 350
 # Files still over MAX_LINES, each held at the size it had when this check was added: they may shrink, never grow.
 # Remove a line here when its file is split.
-OVERSIZED = {"deal_core/search.py": 586, "deal_core/backends/llamacpp.py": 387}
+OVERSIZED = {"deal_core/backends/llamacpp.py": 387}
 MAX_FUNCTION_LINES = 50
 # Functions still over MAX_FUNCTION_LINES ("file::Class.function": lines from `def` to its last line), each held at
 # the size it had when this check was added: they may shrink, never grow. Remove a line here when its function is
@@ -23,7 +23,6 @@ LONG_FUNCTIONS = {
     "deal_core/bench/tradeoff.py::run": 51,
     "deal_core/cli/__init__.py::generate": 57,
     "deal_core/model.py::load_model": 67,
-    "deal_core/search.py::DeALSearch._step": 51,
 }
 
 

@@ -1,4 +1,5 @@
-"""Every error a CLI user can cause is one line on stderr and exit status 2; `--debug` shows the traceback."""
+"""Every error a CLI user can cause is one line on stderr and exit status 2; `--debug` shows the traceback.
+The error cases run `main(argv)` in this process; the interpreter-level ones (`--debug`, `python -m`) spawn one."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import pytest
 
 from deal_core.bench.data import DataError, load_advbench, load_commongen
+from deal_core.cli import main
 
 
 def deal(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -16,7 +18,14 @@ def deal(*args: str, cwd=None) -> subprocess.CompletedProcess:
                           timeout=300, cwd=cwd)
 
 
-@pytest.mark.slow
+def run_main(args: list[str], capsys) -> tuple[int, str, str]:
+    """`deal ARGS` in this process: (exit status, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    out = capsys.readouterr()
+    return exited.value.code, out.out, out.err
+
+
 @pytest.mark.parametrize(("args", "needle"), [
     (["generate", "Hi", "--greedy", "--top-k", "0", "--json"], "top_k"),  # checked before any model loads
     (["bench", "commongen", "--limit", "1", "--top-k", "0"], "top_k"),
@@ -38,12 +47,13 @@ def deal(*args: str, cwd=None) -> subprocess.CompletedProcess:
     (["bench", "speed", "--split", "medium"], "unknown --split"),
     (["bench", "harmless", "--split", "hard"], "choose one of: dev, test, all"),
 ])
-def test_cli_errors_are_one_line_and_exit_2(args, needle, tmp_path):
-    proc = deal(*args, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
-    assert needle in proc.stderr
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
+def test_cli_errors_are_one_line_and_exit_2(args, needle, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(args, capsys)
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert needle in err
+    assert "Traceback" not in err and out == ""
 
 
 def test_debug_flag_shows_the_traceback(tmp_path):

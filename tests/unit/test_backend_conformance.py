@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from deal_core import DeAL
-from tests.unit.table_backend import TableBackend
+from deal_core.backends.table import TableBackend
 
 # log-probability tolerance per engine: the table is exact; fp32 torch and llama.cpp's kernels round differently
 # when the same row is computed in another batch shape (the tiny model's logits reach ~20: ~1e-4 there)

@@ -23,7 +23,7 @@ from deal_core.prompts import EncodedPrompt
 from deal_core.request import Message, Request, ResponseFormat, Tool
 from deal_core.rewards import Keywords, as_reward_sum
 from deal_core.search import DeALSearch
-from tests.unit.table_backend import EOS, WORDS, TableBackend, masked, next_logprobs
+from deal_core.backends.table import EOS, WORDS, TableBackend, masked, next_logprobs
 from tests.unit.test_search_oracle import COMBOS, random_case, reference_deal
 
 
@@ -77,10 +77,11 @@ def test_constrained_search_matches_the_oracle_over_masked_distributions(seed):
         max_new_tokens=case["max_new_tokens"])
     for combo in COMBOS:
         config = make_config(None, **case, **combo)
-        search = DeALSearch(backend, config, as_reward_sum(reward), [EncodedPrompt(ids, prompt)], [Alternating()])
+        search = DeALSearch(backend, config)
+        search.admit([EncodedPrompt(ids, prompt)], [config], [as_reward_sum(reward)], [Alternating()])
         finished = {}
-        for update in search.run():
-            finished.update(update.finished)
+        while search.live:
+            finished.update(search.step().finished)
         assert (finished[0].tokens, finished[0].reason) == (expected, reason), (case, combo)
         assert all(a % 2 != b % 2 for a, b in zip(expected, expected[1:]))
         assert finished[0].complete == (len(expected) >= 3)
@@ -324,3 +325,31 @@ def test_no_repeat_ngram_size_is_refused_with_an_output_format(tiny_long_lm):
     assert called.finish_reason == "tool_calls"
     n = len(called.token_ids) + 1
     assert called.rewards["fluency"] == pytest.approx(math.exp(called.logprob / n))
+
+
+NUMBERS = {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 7},
+                                            "x": {"type": "number", "multipleOf": 0.5}}, "required": ["n", "x"]}
+OPEN_STRINGS = {"email": {"type": "string", "format": "email"}, "code": {"type": "string", "pattern": "ab+c"}}
+
+
+def test_numbers_with_multiple_of_close_at_every_budget(tiny_long_lm):
+    """Issue 22 item 7: `multipleOf` is closed like any number (the random model writes long digit runs)."""
+    deal = DeAL(tiny_long_lm, top_k=3, lookahead=2)
+    fmt = ResponseFormat(type="json_schema", json_schema=NUMBERS)
+    shortest = len(Matcher.build(tiny_long_lm.grammar_tokenizer(), grammar_for(_ask(response_format=fmt)))
+                   .closing_path(4096))
+    for budget in range(shortest, shortest + 16, 3):
+        result = deal.generate(_ask(response_format=fmt), max_new_tokens=budget)
+        assert len(result.token_ids) <= budget
+        jsonschema.validate(result.parsed, NUMBERS)
+
+
+@pytest.mark.parametrize("field", sorted(OPEN_STRINGS))
+def test_a_string_only_the_model_can_finish_is_a_typed_error_naming_its_rule(tiny_long_lm, field):
+    """Issue 22 item 7: a `format` or `pattern` string has no closing path (only the model can write an e-mail
+    address): a budget reached inside one is a ConstraintError that names the rule, never a malformed answer."""
+    schema = {"type": "object", "properties": {field: OPEN_STRINGS[field]}, "required": [field]}
+    fmt = ResponseFormat(type="json_schema", json_schema=schema)
+    rule = "format: email" if field == "email" else "pattern"
+    with pytest.raises(ConstraintError, match=f"cannot close strings with {rule}"):
+        DeAL(tiny_long_lm, top_k=3, lookahead=2).generate(_ask(response_format=fmt), max_new_tokens=16)

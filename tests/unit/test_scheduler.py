@@ -88,6 +88,8 @@ def test_a_failing_reward_or_a_timeout_ends_only_its_own_call(tiny_long_lm):
     outcome: dict[str, object] = {}
 
     class Boom(Regex):
+        bounded_cost = True  # shares the search: its failure must end only its own call
+
         def _score(self, prompts, texts, is_final):
             raise RewardError("boom")
 
@@ -107,6 +109,36 @@ def test_a_failing_reward_or_a_timeout_ends_only_its_own_call(tiny_long_lm):
     assert isinstance(outcome["bad"], RewardError)
     assert isinstance(outcome["slow"], GenerationTimeout)
     assert outcome["ok"].token_ids == solo.generate("Hello there").token_ids
+
+
+def test_a_call_whose_pattern_sets_its_reward_cost_gets_a_search_of_its_own(tiny_long_lm, monkeypatch):
+    """A Regex or JsonSchema reward costs what the caller's pattern makes it cost: its call never shares a step."""
+    from deal_core.search import DeALSearch
+
+    searches: dict[str, DeALSearch] = {}  # the objects themselves: an id could be reused once one is freed
+    admit = DeALSearch.admit
+
+    def spy(self, prompts, *args, **kwargs):
+        searches[prompts[0].request] = self
+        return admit(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(DeALSearch, "admit", spy)
+    deal = DeAL(tiny_long_lm, batching=True, top_k=3, lookahead=2, max_new_tokens=12)
+    calls = {"Hello there": {}, "Tell me about dogs": {"rewards": Keywords(["dog"])},
+             "Say aaaa": {"rewards": Regex(pattern="^(a|aa)+$")}}
+    start = threading.Barrier(len(calls))
+
+    def run(prompt: str) -> None:
+        start.wait()
+        deal.generate(prompt, **calls[prompt])
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    by_prompt = {p: next(v for k, v in searches.items() if p in k) for p in calls}
+    assert all(by_prompt["Say aaaa"] is not by_prompt[p] for p in ("Hello there", "Tell me about dogs")), searches
 
 
 def test_a_closed_stream_leaves_the_shared_search(tiny_long_lm):

@@ -1,7 +1,9 @@
-"""A second, trivial backend in pure Python: a scripted table model over a 24-word vocabulary.
+"""The reference backend: a scripted table model over a 24-word vocabulary, in pure Python.
 
 The next-token distribution is a fixed function of the last two tokens, so the model is deterministic, cheap, and
-shares nothing with transformers: if the search runs on it, the `Backend` seam is real.
+shares nothing with transformers: if the search runs on it, the `Backend` seam is real. It is the smallest complete
+implementation of the protocol (read it before writing an engine) and the first engine of the conformance suite
+(tests/unit/test_backend_conformance.py) and of the oracle tests.
 """
 
 from __future__ import annotations

@@ -1,0 +1,273 @@
+"""The engine: owns the backend and the run loop. One place admits calls into searches, steps them, times them out,
+retires them and builds their results (and final rewards).
+
+A call is one `Ticket` per prompt. Without batching the caller's thread drives a loop of its own (the prompts of a
+batch call share one search); with batching (`DeAL(batching=True)`, the server) a worker thread drives one loop for
+every one-prompt call in flight: at each step boundary it admits the waiting calls into the search the policy
+(deal_core/scheduler.py) picks for them, steps the search the policy says is least served, hands each call the
+update for its prompt, and retires a call when its prompt finishes, fails, times out or is cancelled. Each answer
+equals the same call made alone (tests/unit/test_scheduler.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from deal_core.backends.base import Backend
+from deal_core.constraint import ConstraintError, open_strings
+from deal_core.errors import GenerationTimeout, RewardError
+from deal_core.preparing import Prepared
+from deal_core.request import ToolCall
+from deal_core.result import GenerationResult
+from deal_core.rewards.base import RewardSum
+from deal_core.scheduler import FairShare, search_key
+from deal_core.search import DeALSearch, Finished, StepUpdate
+from deal_core.streaming import cut_at_stop
+from deal_core.tool_turns import read_calls
+
+
+class Event(NamedTuple):
+    """A step's news for one prompt of a call: the search serving it, its index there, its slot in the call."""
+
+    search: DeALSearch
+    index: int
+    slot: int
+    update: StepUpdate
+
+    @property
+    def tokens(self) -> list[int] | None:  # the best response so far, when this step changed it
+        return self.update.tokens.get(self.index)
+
+    @property
+    def finished(self) -> Finished | None:
+        return self.update.finished.get(self.index)
+
+
+@dataclass(eq=False)
+class Ticket:
+    """Prompt `slot` of a prepared call: its step events arrive in `events`."""
+
+    prepared: Prepared
+    slot: int = 0
+    events: queue.Queue = field(default_factory=queue.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.perf_counter)
+
+    def __iter__(self) -> Iterator[Event]:
+        """Each step's (search, index, update) for this prompt, until it finishes; raises its error."""
+        try:
+            while True:
+                event = self.take(self.events.get())
+                yield event
+                if event.finished is not None:
+                    return
+        finally:
+            self.cancelled.set()  # a consumer that stops early (closed stream, cancelled task) frees its rows
+
+    @staticmethod
+    def take(item: tuple) -> Event:
+        kind, *payload = item
+        if kind == "error":
+            raise payload[0]
+        return Event(*payload)
+
+    def time_left(self) -> float:
+        timeout = self.prepared.config.timeout_s
+        return math.inf if timeout is None else timeout - (time.perf_counter() - self.started)
+
+    def timed_out(self, steps: int) -> GenerationTimeout:
+        return GenerationTimeout(f"search exceeded timeout_s={self.prepared.config.timeout_s} after {steps} steps; "
+                                 "raise timeout_s or lower max_new_tokens/top_k/lookahead")
+
+
+class Loop:
+    """The searches in flight and the tickets each serves: admit, step, time out, retire."""
+
+    def __init__(self, lm: Backend):
+        self.lm = lm
+        self.searches: dict[tuple, tuple[DeALSearch, dict[int, Ticket]]] = {}
+        self.policy = FairShare()
+
+    def admit(self, tickets: list[Ticket]) -> None:
+        """Admit the tickets of one call (its prompts prefilled together) into the search its key names."""
+        prepared = tickets[0].prepared
+        try:
+            key = search_key(prepared, id(tickets[0]))
+            if key not in self.searches:
+                self.searches[key] = (DeALSearch(self.lm, prepared.config), {})
+                self.policy.open(key)
+            search, served = self.searches[key]
+            start = time.perf_counter()  # a prefill is model time too: charged to the search it joins
+            indices = search.admit([prepared.encoded[t.slot] for t in tickets], [prepared.config] * len(tickets),
+                                   [prepared.rewards] * len(tickets),
+                                   [None if (f := prepared.formats[t.slot]) is None else f.fork() for t in tickets])
+            spent = time.perf_counter() - start
+            search.stats.wall_time_s += spent
+            self.policy.charge(key, spent, len(tickets))
+            served.update(zip(indices, tickets))
+        except Exception as exc:  # noqa: BLE001 - the caller gets its own error; other calls go on
+            for ticket in tickets:
+                ticket.events.put(("error", exc))
+
+    def step(self) -> None:
+        """One step of the least served search, after dropping its cancelled and timed-out calls."""
+        key = self.policy.next()
+        search, served = self.searches[key]
+        self._drop_gone(search, served)
+        if not search.live:
+            del self.searches[key]
+            self.policy.close(key)
+            return
+        start = time.perf_counter()
+        try:
+            update = search.step(min(t.time_left() for t in served.values()))
+        except Exception as exc:  # noqa: BLE001 - a step that fails ends the calls sharing it, with its error
+            for ticket in served.values():
+                ticket.events.put(("error", exc))
+            del self.searches[key]
+            self.policy.close(key)
+            return
+        finally:
+            self.policy.charge(key, time.perf_counter() - start, len(served))
+        self._deliver(search, served, update)
+
+    def _drop_gone(self, search: DeALSearch, served: dict[int, Ticket]) -> None:
+        gone = {i for i, t in served.items() if t.cancelled.is_set()}
+        for i in [i for i, t in served.items() if i not in gone and t.time_left() <= 0]:
+            served[i].events.put(("error", served[i].timed_out(search.stats.steps)))
+            gone.add(i)
+        if gone:
+            search.drop(gone)
+            for i in gone:
+                served.pop(i, None)
+
+    @staticmethod
+    def _deliver(search: DeALSearch, served: dict[int, Ticket], update: StepUpdate) -> None:
+        for i, error in search.errors.items():
+            if i in served:
+                ticket = served.pop(i)  # a reward that ran out of the call's time is the call's timeout
+                late = isinstance(error, RewardError) and ticket.time_left() <= 0
+                ticket.events.put(("error", ticket.timed_out(search.stats.steps) if late else error))
+        search.errors.clear()
+        for i, ticket in list(served.items()):
+            if i in update.tokens or i in update.finished:
+                ticket.events.put(("step", search, i, ticket.slot, update))
+            if i in update.finished:
+                del served[i]
+
+
+class Engine:
+    """Runs prepared calls on one backend: in the caller's thread, or (batching) on a shared worker."""
+
+    def __init__(self, lm: Backend, batching: bool = False):
+        self.lm, self.batching = lm, batching
+        self._waiting: list[list[Ticket]] = []
+        self._wake = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._loop = Loop(lm)
+
+    @property
+    def busy(self) -> bool:
+        """Calls are waiting or in flight on the shared worker."""
+        return bool(self._waiting or self._loop.searches)
+
+    def run(self, prepared: Prepared) -> Iterator[list[Event]]:
+        """Per step, the events of the call's prompts (each `(search, index, update)`); errors are raised."""
+        tickets = [Ticket(prepared, slot) for slot in range(len(prepared.encoded))]
+        if self.batching and len(tickets) == 1:
+            for event in self._submit(tickets)[0]:
+                yield [event]
+            return
+        loop = Loop(self.lm)
+        loop.admit(tickets)
+        try:
+            while loop.searches:
+                loop.step()
+                yield [Ticket.take(t.events.get_nowait()) for t in tickets for _ in range(t.events.qsize())]
+        finally:
+            for ticket in tickets:
+                ticket.cancelled.set()
+
+    def results(self, prepared: Prepared, done: list[Event]) -> list[GenerationResult]:
+        """The call's results from its prompts' finishing events, in slot order, with their final rewards (each
+        answer scored once, as a whole)."""
+        done = sorted(done, key=lambda e: e.slot)
+        results = [answer(self.lm, e.search, e.index, e.finished, prepared, e.slot) for e in done]
+        score_answers(prepared.rewards, [prepared.encoded[e.slot].request for e in done], results)
+        return results
+
+    def _submit(self, tickets: list[Ticket]) -> list[Ticket]:
+        with self._wake:
+            self._waiting.append(tickets)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="deal-engine", daemon=True)
+                self._worker.start()
+            self._wake.notify()
+        return tickets
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not self._waiting and not self._loop.searches:
+                    if not self._wake.wait(timeout=30):
+                        self._worker = None  # idle: the next call starts a fresh worker
+                        return
+                arrived, self._waiting = self._waiting, []
+            for tickets in arrived:
+                if not all(t.cancelled.is_set() for t in tickets):
+                    self._loop.admit(tickets)
+            if self._loop.searches:
+                self._loop.step()
+
+
+def answer(lm: Backend, search: DeALSearch, index: int, done: Finished, prepared: Prepared,
+           slot: int) -> GenerationResult:
+    """The result of prompt `index` of `search`, which is request `slot` of `prepared` (rewards still empty)."""
+    config = prepared.config
+    raw, _ = cut_at_stop(lm.decode(done.tokens), config.stop)
+    request, grammar = prepared.requests[slot], prepared.formats[slot]
+    text, calls, cut, parsed, reason = raw, [], [], None, done.reason
+    tools = grammar is not None and bool(request.tools) and request.choice[0] != "none"
+    if tools:  # a call the budget cut is no call (tool_turns.read_calls); the complete ones before it stand
+        text, found, cut = read_calls(raw, done.complete, done.closed_early)
+        if not done.complete and not found and not cut:
+            text, cut = "", [{"name": None, "args": raw, "error": "max_new_tokens ran out before the call began"}]
+        calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=n, arguments=a) for n, a in found]
+        reason = "tool_calls" if calls and not cut and done.complete else reason
+    if done.closed_early or cut:  # the budget, not the model, ended the answer
+        reason = "length"
+    fmt = request.response_format
+    if not done.complete and not tools:
+        rules = open_strings(fmt.json_schema if fmt is not None else None)
+        why = f" (the budget cannot close strings with {', '.join(rules)}: only the model can)" if rules else ""
+        raise ConstraintError(f"the answer reached max_new_tokens={config.max_new_tokens} before its JSON answer "
+                              f"was complete ({raw[-80:]!r}){why}: raise max_new_tokens")
+    if grammar is not None and not tools and fmt is not None and fmt.type != "text":
+        parsed = json.loads(raw)
+    result = GenerationResult(
+        text=text, token_ids=done.tokens, logprob=done.logp, rewards={}, reward_total=0.0, finish_reason=reason,
+        prompt_tokens=len(search.prompts[index].ids), tool_calls=calls, invalid_tool_calls=cut, parsed=parsed,
+        raw_text=raw if raw != text else None, constraint_fallback=done.fallback, stats=search.stats,
+        trace=search.traces[index] if config.trace else None,
+    )
+    result._ended = done.reason == "eos"
+    return result
+
+
+def score_answers(rewards: RewardSum, requests: list[str], results: list[GenerationResult]) -> None:
+    """Each answer's final rewards, scored once as a whole (with its mean token log-probability, an EOS that ended
+    it included, for rewards that read it)."""
+    if not rewards:
+        return
+    logprobs = [r.logprob / max(len(r.token_ids) + r._ended, 1) for r in results]
+    scores = rewards.evaluate(requests, [r.raw_text or r.text for r in results], True, logprobs)
+    for i, result in enumerate(results):
+        result.rewards, result.reward_total = scores.row(i), scores.total[i]

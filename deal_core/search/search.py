@@ -1,0 +1,234 @@
+"""The DeAL step: propose top-k tokens, roll each out greedily, score with rewards, keep the best.
+
+Per step and per live state (a prompt's beam):
+  candidates  = the LM's top-k next tokens
+  extension   = candidate + greedy lookahead of `lookahead` tokens, all candidates batched on one KV cache
+  score       = log P(prefix + candidate) + λ · Σ w_i R_i(prompt, prefix + extension)      (scoring.py)
+  selection   = the `beam_width` best per prompt; `commit` tokens of each winner are appended (selection.py)
+
+Two exact shortcuts keep it fast. Reuse: the winner's lookahead is the greedy continuation of the new prefix, so
+the most likely candidate next step only needs its rollout topped up. Pruning: rewards declare bounds, so a
+candidate whose log-probability plus λ·max-reward cannot beat an already scored candidate is never rolled out.
+Neither changes the result: tests/unit/test_search_oracle.py compares every reuse × prune combination with a plain
+reference implementation. The search talks to the model only through the `Backend` protocol; the engine
+(deal_core/engine.py) admits prompts, steps and retires them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from deal_core.backends.base import Backend, Rows
+from deal_core.config import DeALConfig
+from deal_core.constraint import Constraint
+from deal_core.prompts import EncodedPrompt
+from deal_core.result import SearchStats, StepTrace
+from deal_core.rewards.base import RewardSum
+from deal_core.rewards.budget import deadline
+from deal_core.search import scoring, selection, trace
+from deal_core.search.state import Branch, Candidate, Finished, Job, Row, State, StepUpdate, advanced, truncate
+
+
+class DeALSearch:
+    """A search over a batch of prompts, driven by the engine: `admit` prompts (also
+    between steps: continuous batching), `step`, `drop` (a cancelled prompt). Prompts may differ in their rewards,
+    output format, budget and stop strings; the search settings in `SHARED` are common."""
+
+    def __init__(self, lm: Backend, config: DeALConfig):
+        self.lm, self.config = lm, config
+        self.stats = SearchStats()
+        self.proposer = lm.proposer(config.top_k, config.sample, config.temperature or 1.0, config.top_p, config.seed,
+                                    config.repetition_penalty, config.no_repeat_ngram_size)
+        # repetition penalties look at each row's token history (prompt + response so far)
+        self.histories = config.repetition_penalty != 1.0 or config.no_repeat_ngram_size > 0
+        self.jobs: list[Job] = []
+        self.requests: list[str] = []  # per job: the text rewards see as its prompt
+        self._scorers: dict[int, scoring.Scorer] = {}
+        self.traces: dict[int, list[StepTrace]] = {}
+        self.finished: dict[int, list[Finished]] = {}
+        self.fallback: set[int] = set()
+        self.state: State | None = None
+        # a prompt whose rewards failed leaves the step (its error is here, for the engine), the others go on
+        self.errors: dict[int, Exception] = {}
+
+    @property
+    def prompts(self) -> list[EncodedPrompt]:
+        return [job.prompt for job in self.jobs]
+
+    def _job(self, prompt: EncodedPrompt, config: DeALConfig, rewards: RewardSum,
+             constraint: Constraint | None) -> Job:
+        scorer = self._scorers.get(id(rewards))
+        if scorer is None:
+            scorer = self._scorers[id(rewards)] = scoring.Scorer(rewards, self.requests, self.stats)
+        # A stop string of L characters (at most 4L bytes) spans at most 4L + 1 tokens, plus one so that the
+        # window's first token lies before it.
+        span = 4 * max(map(len, config.stop)) + 2 if config.stop else 0
+        return Job(prompt, config, rewards, constraint, scorer, rewards.bounds()[1] if rewards else 0.0,
+                   rewards.tightens_bound, span)
+
+    # -- driving it ------------------------------------------------------------------------------------------
+    def admit(self, prompts: list[EncodedPrompt], configs: list[DeALConfig], rewards: list[RewardSum],
+              constraints: list[Constraint | None]) -> list[int]:
+        """Prefill `prompts` and add them to the running rows (left padding lines the caches up); returns their
+        indices. Between steps only."""
+        first = len(self.jobs)
+        for args in zip(prompts, configs, rewards, constraints):
+            self.jobs.append(self._job(*args))
+            self.requests.append(args[0].request)
+        indices = list(range(first, len(self.jobs)))
+        for i in indices:
+            self.traces[i], self.finished[i] = [], []
+        eos = self.lm.eos_token_ids
+        with self.lm.session():
+            batch, logits = self.lm.prefill([p.ids for p in prompts])
+            self._count(batch.size, sum(len(p.ids) for p in prompts))
+            allowed = [c.allowed(cfg.max_new_tokens) if c is not None else None
+                       for c, cfg in zip(constraints, configs)]
+            rows = [Row(i, [], 0.0, prop, Branch([prop.greedy], [prop.greedy_logp],
+                                                 constraint=advanced(c, prop.greedy, eos)), constraint=c)
+                    for i, c, prop in zip(indices, constraints, self.proposer.propose(
+                        logits, None, allowed, [p.ids for p in prompts] if self.histories else None))]
+            state = self.state
+            if state is None or not state.rows:
+                self.state = State(rows, batch, batch.length)
+                return indices
+            # Running rows keep their committed columns (tails are topped up next step); the shorter side is
+            # left-padded so that every row's committed tokens end at the same column.
+            width = max(state.committed, batch.length)
+            old = self.lm.pad(self.lm.gather([(state.cache, r) for r in range(len(state.rows))], state.committed),
+                              width)
+            for row in state.rows:
+                truncate(row.tail, 0, eos)
+            new = self.lm.pad(batch, width)
+            state.cache = self.lm.gather([(old, r) for r in range(old.size)] + [(new, r) for r in range(new.size)],
+                                         width)
+            state.rows, state.committed = state.rows + rows, width
+        return indices
+
+    def drop(self, prompts: set[int]) -> None:
+        """Stop searching for `prompts` (cancelled or timed out): their rows leave the batch."""
+        state = self.state
+        if state is None or not any(r.prompt in prompts for r in state.rows):
+            return
+        keep = [r for r, row in enumerate(state.rows) if row.prompt not in prompts]
+        state.rows = [state.rows[r] for r in keep]
+        if keep:
+            with self.lm.session():
+                state.cache = self.lm.gather([(state.cache, r) for r in keep], state.cache.length)
+
+    @property
+    def live(self) -> set[int]:
+        return {row.prompt for row in self.state.rows} if self.state is not None else set()
+
+    def step(self, time_left: float = math.inf) -> StepUpdate:
+        """One step for every live row. Rewards whose cost depends on their input (regex, JSON schema) stop at
+        `time_left` seconds."""
+        start = time.perf_counter()
+        with self.lm.session(), deadline(time_left):
+            update = self._step(self.state)
+        self.stats.steps += 1
+        self.stats.wall_time_s += time.perf_counter() - start
+        return update
+
+    def _step(self, state: State) -> StepUpdate:
+        cfg, rows = self.config, state.rows
+        remaining = [self.jobs[row.prompt].config.max_new_tokens - len(row.tokens) for row in rows]
+        # A tail carried past its row's budget is harmless: rollouts stop at `rollout`, scoring and commits at the
+        # budget. (Cutting every row's tail to the shortest budget would redo the others' lookaheads.)
+        rollout = [min(max(cfg.lookahead, cfg.commit) + 1, left) for left in remaining]
+        candidates = [
+            [Candidate(r, rank, tok, lp) for rank, (tok, lp) in enumerate(self.proposer.candidates(row.proposal))]
+            for r, row in enumerate(rows)
+        ]
+        reused = self._reuse(state, candidates, rollout, remaining)
+        # Pruning: skip candidates that cannot enter the beam even with the best possible reward.
+        threshold = selection.thresholds(rows, reused, cfg.beam_width)
+        pending = [c for cands in candidates for c in cands if c.branch is None]
+        if cfg.prune:
+            survivors = [c for c in pending if rows[c.row].logp + c.logp + cfg.reward_weight
+                         * self.reward_bound(rows[c.row], c, remaining[c.row]) >= threshold[rows[c.row].prompt]]
+        else:
+            survivors = pending
+        self.stats.candidates_pruned += len(pending) - len(survivors)
+        if survivors:
+            self._expand(state, survivors, rollout, remaining)
+            scoring.score(self, rows, survivors, threshold if cfg.prune else None)
+        winners = selection.select(self, rows, candidates)
+        if cfg.trace:
+            trace.record(self, rows, candidates, winners)
+        return selection.commit(self, state, winners)
+
+    def _reuse(self, state: State, candidates: list[list[Candidate]], rollout: list[int],
+               remaining: list[int]) -> list[Candidate]:
+        """Reuse: the candidate that equals a row's greedy tail continues it on the shared cache (topped up, scored)."""
+        rows, reused = state.rows, []
+        for r, row in enumerate(rows):
+            match = next((c for c in candidates[r] if c.token == row.tail.tokens[0]), None) if self.config.reuse \
+                else None
+            if match is not None:
+                match.branch, match.batch, match.batch_row = row.tail, state.cache, r
+                reused.append(match)
+        if reused:
+            self.stats.candidates_rolled_out += len(reused)
+            self._rollout(state.cache, [row.tail for row in rows], rollout, active={c.row for c in reused},
+                          left=remaining, before=[self._history(row) for row in rows])
+            scoring.score(self, rows, reused, None)
+        return reused
+
+    def _expand(self, state: State, survivors: list[Candidate], rollout: list[int], remaining: list[int]) -> None:
+        """Fork each surviving candidate's row from the committed cache and roll it out (one batch for all)."""
+        rows, eos = state.rows, self.lm.eos_token_ids
+        fresh = self.lm.gather([(state.cache, c.row) for c in survivors], state.committed)
+        for i, c in enumerate(survivors):
+            c.branch = Branch([c.token], [c.logp], constraint=advanced(rows[c.row].constraint, c.token, eos))
+            c.batch, c.batch_row = fresh, i
+        self.stats.candidates_rolled_out += len(survivors)
+        self._rollout(fresh, [c.branch for c in survivors], [rollout[c.row] for c in survivors],
+                      active=set(range(len(survivors))), left=[remaining[c.row] for c in survivors],
+                      before=[self._history(rows[c.row]) for c in survivors])
+
+    # -- pieces of a step ------------------------------------------------------------------------------------
+    def _history(self, row: Row) -> list[int] | None:
+        """The tokens before a row's next position (prompt + committed), where repetition penalties need them."""
+        return self.jobs[row.prompt].prompt.ids + row.tokens if self.histories else None
+
+    def reward_bound(self, row: Row, c: Candidate, remaining: int) -> float:
+        """The most the rewards can give candidate `c` of `row` (rewards like `Fluency` know a bound tighter than
+        their range from the answer's likelihood so far; the lookahead scores at most `lookahead` more tokens)."""
+        job = self.jobs[row.prompt]
+        if not job.tight:
+            return job.reward_max
+        more = min(self.config.lookahead + 1, remaining) - 1
+        return job.rewards.upper_bound(row.logp + c.logp, len(row.tokens) + 1, more)
+
+    def _rollout(self, batch: Rows, branches: list[Branch], lengths: list[int], active: set[int],
+                 left: list[int], before: list[list[int] | None]) -> None:
+        """Extend the `active` branches greedily, one batched forward per token, until `lengths[i]` tokens or EOS.
+        `left[i]`: the budget left before branch i (output constraints close the output as it runs out);
+        `before[i]`: the token history before it (None when no repetition penalty needs it)."""
+        eos = self.lm.eos_token_ids
+        while True:
+            need = [i in active and len(b.tokens) < lengths[i] and b.tokens[-1] not in eos for i, b in
+                    enumerate(branches)]
+            if not any(need):
+                return
+            feed = [b.tokens[-1] if n else self.lm.pad_token_id for b, n in zip(branches, need)]
+            scores = self.lm.step(batch, feed, need)
+            self._count(len(feed), sum(need))
+            self.stats.rollout_tokens += sum(need)
+            rows_needing = [i for i, n in enumerate(need) if n]
+            allowed = [branches[i].constraint.allowed(left[i] - len(branches[i].tokens))
+                       if branches[i].constraint is not None else None for i in rows_needing]
+            histories = [before[i] + branches[i].tokens for i in rows_needing] if self.histories else None
+            for i, proposal in zip(rows_needing, self.proposer.propose(scores, rows_needing, allowed, histories)):
+                branch = branches[i]
+                branch.after.append(proposal)
+                branch.tokens.append(proposal.greedy)
+                branch.logps.append(proposal.greedy_logp)
+                if branch.constraint is not None and proposal.greedy not in eos:
+                    branch.constraint.consume(proposal.greedy)
+
+    def _count(self, rows: int, tokens: int) -> None:
+        self.stats.forward_passes += 1
+        self.stats.tokens_evaluated += tokens

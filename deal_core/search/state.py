@@ -1,0 +1,144 @@
+"""What the search holds between and within steps: rows (a prompt's beam), branches (tokens after a committed
+prefix), candidates, finished answers, and each prompt's own part of a shared search (`Job`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from deal_core.backends.base import Proposal, Rows
+from deal_core.config import DeALConfig, shared_settings
+from deal_core.constraint import Constraint
+from deal_core.prompts import EncodedPrompt
+from deal_core.rewards.base import RewardSum
+
+if TYPE_CHECKING:
+    from deal_core.search.scoring import Scorer
+
+
+@dataclass
+class Branch:
+    """Tokens after a committed prefix. All but the last are in the branch's KV rows; `after[j]` follows tokens[j]."""
+
+    tokens: list[int]
+    logps: list[float]
+    after: list[Proposal] = field(default_factory=list)
+    constraint: Constraint | None = None  # the output format's state after all of `tokens`
+
+
+@dataclass
+class Row:
+    """One live search state: a prompt's committed response, what the LM proposes next, and a greedy tail."""
+
+    prompt: int
+    tokens: list[int]
+    logp: float
+    proposal: Proposal
+    tail: Branch
+    constraint: Constraint | None = None  # the output format's state after `tokens`
+
+
+@dataclass
+class Candidate:
+    row: int
+    rank: int
+    token: int
+    logp: float
+    branch: Branch | None = None
+    batch: Rows | None = None
+    batch_row: int = 0
+    reward: float = 0.0
+    components: dict[str, float] = field(default_factory=dict)
+    score: float = -math.inf
+    text: str = ""
+    mean_logp: float = 0.0  # of the scored text's tokens (what `Fluency` reads)
+    final: bool = False
+    skipped: bool = False
+
+
+@dataclass
+class Finished:
+    tokens: list[int]
+    logp: float
+    score: float
+    reason: str
+    fallback: bool
+    complete: bool = True  # the output format (if any) is complete
+    closed_early: bool = False  # ...because the budget made it close
+
+
+@dataclass
+class State:
+    """The search between steps: live rows, the engine's rows holding their caches, and how many cache columns hold
+    prompt + committed tokens (the same for every row)."""
+
+    rows: list[Row]
+    cache: Rows
+    committed: int
+
+
+@dataclass
+class StepUpdate:
+    """What a step committed: the best response so far per prompt (None where nothing changed)."""
+
+    tokens: dict[int, list[int]]
+    finished: dict[int, Finished]
+
+
+@dataclass
+class Job:
+    """One prompt of a search and what is its own: budget and stop strings (its config), rewards, output format."""
+
+    prompt: EncodedPrompt
+    config: DeALConfig
+    rewards: RewardSum
+    constraint: Constraint | None
+    scorer: Scorer
+    reward_max: float
+    tight: bool  # some reward bounds itself tighter than its range (`Reward.upper_bound`)
+    stop_span: int  # stop strings are looked for in the text of this many newest tokens (0: none)
+
+
+SHARED = shared_settings()  # the settings every prompt of one search shares (declared in DeALConfig)
+
+
+def shared_key(config: DeALConfig) -> tuple:
+    """Requests whose configs agree on these settings can share one search (and its forward passes)."""
+    return tuple(getattr(config, name) for name in SHARED)
+
+
+# -- output-format bookkeeping: a branch's constraint follows its tokens -----------------------------------------
+def advanced(constraint: Constraint | None, token: int, eos: frozenset[int]) -> Constraint | None:
+    """A fork of `constraint` that has consumed `token`. End-of-sequence tokens are never fed to a constraint (the
+    grammar allows them only where the output is complete, and a matcher cannot be rolled back over them)."""
+    if constraint is None:
+        return None
+    out = constraint.fork()
+    if token not in eos:
+        out.consume(token)
+    return out
+
+
+def fed(tokens: list[int], eos: frozenset[int]) -> int:
+    """How many of `tokens` a constraint has consumed (all but end-of-sequence tokens)."""
+    return sum(t not in eos for t in tokens)
+
+
+def truncate(branch: Branch, keep: int, eos: frozenset[int]) -> None:
+    """Keep the first `keep` fed tokens of a branch (plus the unfed one after them); its constraint rolls back."""
+    if len(branch.tokens) > keep + 1:
+        if branch.constraint is not None:
+            branch.constraint.rollback(fed(branch.tokens[keep + 1:], eos))
+        del branch.tokens[keep + 1:], branch.logps[keep + 1:]
+    del branch.after[keep:]
+
+
+def committed_constraint(branch: Branch, n: int, ended: int | None, eos: frozenset[int]) -> Constraint | None:
+    """The output format's state after a branch's first `n` tokens (cut at `ended`, an EOS): the branch's state
+    rolled back over the rest."""
+    if branch.constraint is None:
+        return None
+    after = branch.constraint.fork()
+    after.rollback(fed(branch.tokens[n if ended is None else ended:], eos))
+    return after
