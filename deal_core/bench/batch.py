@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deal_core.batch import connect_ray, disconnect_ray, require_ray, run_batch
+from deal_core.jobs import connect_ray, disconnect_ray, require_ray, run_batch
 from deal_core.bench.common import bar_plot, write_report
 from deal_core.bench.data import load_commongen
 from deal_core.config import make_config

@@ -203,7 +203,7 @@ def batch(
     **search: Any,
 ) -> None:
     """Align every row of a JSONL file, here or on a Ray cluster; a failed row is written with its error."""
-    from deal_core.batch import RAY_EXTRA, ray_available, run_batch
+    from deal_core.jobs import RAY_EXTRA, ray_available, run_batch
     from deal_core.rewards import rewards_from_cli
 
     if not ray and (address is not None or replicas is not None or num_gpus or num_cpus != 1):
@@ -253,7 +253,7 @@ def serve(
         _fail(f"invalid server limits: {describe_validation_error(exc)}")
     rewards = rewards_from_cli(reward or [])
     if ray:
-        from deal_core.ray_serve import require_serve, serve_forever
+        from deal_core.jobs.ray_serve import require_serve, serve_forever
 
         require_serve()
         serve_forever(model=model, host=host, port=port, reward_specs=rewards.spec() if rewards.terms else None,

@@ -13,7 +13,7 @@ import pytest
 import ray
 
 from deal_core import DeAL, DeALError, load_model
-from deal_core.batch import run_batch
+from deal_core.jobs import run_batch
 from deal_core.bench.data import load_commongen
 from deal_core.rewards import Keywords
 

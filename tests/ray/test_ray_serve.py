@@ -14,7 +14,7 @@ import ray
 from ray import serve
 
 from deal_core import DeAL, load_model
-from deal_core.ray_serve import REPLICA_HEADER, start
+from deal_core.jobs.ray_serve import REPLICA_HEADER, start
 from deal_core.rewards import Keywords
 
 pytestmark = pytest.mark.slow

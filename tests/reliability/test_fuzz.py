@@ -87,7 +87,8 @@ OUTCOMES = {"ok": 0, "error": 0}
 ERRORS: dict[str, int] = {}
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=250, deadline=None, derandomize=True,  # the same examples every run: no flaky ok-count
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(prompt=prompts, reward=rewards, stop=stops, config=st.one_of(valid_settings, valid_settings, any_settings))
 def test_fuzz_tiny_model(tiny_lm, prompt, reward, stop, config):
     result = check(DeAL(tiny_lm), prompt, reward, stop, **config)
