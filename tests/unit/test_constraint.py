@@ -8,7 +8,6 @@ whose outputs must parse and validate whatever the weights prefer.
 from __future__ import annotations
 
 import json
-import math
 import random
 
 import jsonschema
@@ -237,111 +236,24 @@ ORDER = {"type": "object", "required": ["customer", "items"], "properties": {
         "name": {"type": "string"}, "quantity": {"type": "integer"}}}}}}
 
 
-def test_arrays_of_objects_close_at_every_budget_from_the_shortest_form_up(tiny_long_lm):
-    """A model that keeps adding items (and never closes a string) still gets valid JSON at every budget: near the
-    end no token may lengthen the way out past the budget (Matcher._guarded)."""
-    deal = DeAL(tiny_long_lm, top_k=3, lookahead=2)
-    fmt = ResponseFormat(type="json_schema", json_schema=ORDER)
-    shortest = len(Matcher.build(tiny_long_lm.grammar_tokenizer(), grammar_for(_ask(response_format=fmt)))
-                   .closing_path(4096))
-    for budget in range(shortest, shortest + 40, 3):
-        result = deal.generate(_ask(response_format=fmt), max_new_tokens=budget)
-        assert len(result.token_ids) <= budget
-        jsonschema.validate(result.parsed, ORDER)
-
-
-def test_a_call_the_budget_cut_is_never_returned_as_a_call(tiny_long_lm):
-    """The random model never closes a free string: the budget closes the call, so it is no call; it is reported
-    in invalid_tool_calls with its raw arguments, and the answer says "length"."""
-    note = Tool(name="take_note", description="Write a note", parameters={
-        "type": "object", "properties": {"text": {"type": "string"}, "tag": {"type": "string"}},
-        "required": ["text", "tag"]})
-    deal = DeAL(tiny_long_lm, top_k=3, lookahead=2, tool_need=None)
-    for choice in ("required", "auto"):
-        result = deal.generate(_ask(tools=(note,), tool_choice=choice, parallel_tool_calls=False),
-                               max_new_tokens=40)
-        assert not result.tool_calls and result.finish_reason == "length", result.raw_text
-        if "<tool_call>" in (result.raw_text or ""):
-            [cut] = result.invalid_tool_calls
-            assert cut["name"] == "take_note" and "max_new_tokens" in cut["error"]
-
-
-def test_tool_arguments_scores_values_not_keys():
-    from deal_core.rewards import ToolArguments
-
-    head = '<tool_call>\n{"name": "f", "arguments": '
-    cases = {
-        '{"a": 1, "temperature2': 1.0,  # a key being written is no value
-        '{"a": 1, "temperature2"': 1.0,  # nor a key whose ": " has not come yet
-        '{"city": "Paris", "b": ["Rome", "Oslo"]}': 2 / 3,  # Oslo is not in the request
-        '{"city": "Par': 1.0,  # on its way to a piece of the request
-        '{"city": "Lon': 0.0,  # already not
-        '{"n": 4}': 1.0,  # no string arguments
-    }
-    texts = [head + body for body in cases]
-    scores = ToolArguments().score(["weather in Paris and Rome"] * len(texts), texts, [False] * len(texts))
-    assert scores == pytest.approx(list(cases.values()))
-    assert ToolArguments().score(["x"], ["plain text"], [True]) == [1.0]
-
-
-def test_closing_a_schema_walks_subschemas_only():
-    from deal_core.constraint import closed
-
-    schema = {"type": "object", "properties": {
-        "properties": {"type": "object", "properties": {"x": {"type": "integer"}}},  # a property named "properties"
-        "kind": {"enum": [{"properties": {"a": 1}}]},  # data, not a schema
-        "list": {"type": "array", "items": {"type": "object", "properties": {"y": {"type": "string"}}}},
-        "either": {"anyOf": [{"type": "object", "properties": {"z": {"type": "null"}}}, {"type": "string"}]},
-        "open": {"type": "object", "properties": {}, "additionalProperties": True},
-    }}
-    out = closed(schema)
-    props = out["properties"]
-    assert out["additionalProperties"] is False and "additionalProperties" not in props
-    assert props["properties"]["additionalProperties"] is False
-    assert props["kind"] == {"enum": [{"properties": {"a": 1}}]}
-    assert props["list"]["items"]["additionalProperties"] is False
-    assert props["either"]["anyOf"][0]["additionalProperties"] is False
-    assert props["open"]["additionalProperties"] is True
-    assert out["x-guidance"]["whitespace_flexible"] is False and "x-guidance" not in schema  # a copy
-
-
-def test_no_repeat_ngram_size_is_refused_with_an_output_format(tiny_long_lm):
-    """JSON repeats short token runs (`": "`, `", "`), so the n-gram rule could forbid every token the grammar
-    allows: the combination is a ConfigError before decoding; repetition_penalty only rescales and is allowed."""
-    from deal_core.rewards import Fluency
-
-    deal = DeAL(tiny_long_lm, max_new_tokens=60, top_k=3, lookahead=2)
-    with pytest.raises(ConfigError, match="no_repeat_ngram_size=3 cannot be combined with tools or a response_format"):
-        deal.generate(_ask(response_format=ResponseFormat(type="json_schema", json_schema=PERSON)),
-                      no_repeat_ngram_size=3)
-    with pytest.raises(ConfigError, match="no_repeat_ngram_size=2"):
-        deal.generate(_ask(tools=(WEATHER,), tool_choice="required"), no_repeat_ngram_size=2)
-    person = deal.generate(_ask(response_format=ResponseFormat(type="json_schema", json_schema=PERSON)),
-                           repetition_penalty=1.3)
-    jsonschema.validate(person.parsed, PERSON)
-    # an answer closed by its end-of-sequence token counts that token in its Fluency, also when it is a tool call
-    called = deal.generate(_ask(tools=(WEATHER,), tool_choice="required", parallel_tool_calls=False),
-                           rewards=Fluency())
-    assert called.finish_reason == "tool_calls"
-    n = len(called.token_ids) + 1
-    assert called.rewards["fluency"] == pytest.approx(math.exp(called.logprob / n))
-
-
 NUMBERS = {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 7},
                                             "x": {"type": "number", "multipleOf": 0.5}}, "required": ["n", "x"]}
 OPEN_STRINGS = {"email": {"type": "string", "format": "email"}, "code": {"type": "string", "pattern": "ab+c"}}
 
 
-def test_numbers_with_multiple_of_close_at_every_budget(tiny_long_lm):
-    """Issue 22 item 7: `multipleOf` is closed like any number (the random model writes long digit runs)."""
+@pytest.mark.parametrize(("schema", "span"), [(ORDER, 40), (NUMBERS, 16)], ids=["arrays of objects", "multipleOf"])
+def test_json_closes_at_every_budget_from_the_shortest_form_up(tiny_long_lm, schema, span):
+    """A model that keeps adding items (and never closes a string) still gets valid JSON at every budget: near the
+    end no token may lengthen the way out past the budget (Matcher._guarded). Numbers that must be a `multipleOf`
+    are closed too (issue 22 item 7: the random model writes long digit runs)."""
     deal = DeAL(tiny_long_lm, top_k=3, lookahead=2)
-    fmt = ResponseFormat(type="json_schema", json_schema=NUMBERS)
+    fmt = ResponseFormat(type="json_schema", json_schema=schema)
     shortest = len(Matcher.build(tiny_long_lm.grammar_tokenizer(), grammar_for(_ask(response_format=fmt)))
                    .closing_path(4096))
-    for budget in range(shortest, shortest + 16, 3):
+    for budget in range(shortest, shortest + span, 3):
         result = deal.generate(_ask(response_format=fmt), max_new_tokens=budget)
         assert len(result.token_ids) <= budget
-        jsonschema.validate(result.parsed, NUMBERS)
+        jsonschema.validate(result.parsed, schema)
 
 
 @pytest.mark.parametrize("field", sorted(OPEN_STRINGS))
