@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from deal_core.aio import iterate_in_thread
-from deal_core.backends.base import Backend
+from deal_core.backends.base import Backend, WholeSequence
 from deal_core.config import DeALConfig, make_config
 from deal_core.constraint import CALL_OPEN
 from deal_core.engine import Engine, Event, score_answers
@@ -124,7 +124,8 @@ class DeAL:
             results = item if item is not None else results
         return results[0]
 
-    async def astream(self, prompt: PromptLike | Prepared, rewards: RewardLike = None, **overrides: Any) -> AsyncTextStream:
+    async def astream(self, prompt: PromptLike | Prepared, rewards: RewardLike = None,
+                      **overrides: Any) -> AsyncTextStream:
         """Async text deltas; `.result` is set once the stream is exhausted."""
         stream = self.stream(prompt, rewards, **overrides)
         return AsyncTextStream(stream)
@@ -172,6 +173,9 @@ class DeAL:
             raise ConfigError("greedy() decodes without output constraints: drop tools/response_format, or call "
                               "generate() with top_k=1 and reward_weight=0 for constrained greedy decoding")
         lm, ids = self.lm, encoded[0].ids
+        if not isinstance(lm, WholeSequence):
+            raise ConfigError(f"{type(lm).__name__} has no decoding loop of its own (the WholeSequence verbs): call "
+                              "generate() with top_k=1 and reward_weight=0 for greedy decoding")
         start = time.perf_counter()
         out = lm.generate(ids, max_new_tokens=config.max_new_tokens, stop=config.stop,
                           repetition_penalty=config.repetition_penalty,

@@ -1,5 +1,6 @@
-"""Inference engines behind one protocol: `Backend` (see `base.py`); `LanguageModel` is the transformers one."""
+"""Inference engines behind one protocol: `Backend` (see `base.py`; optional verbs: `Judging`, `WholeSequence`).
+Engines: transformers.py (`LanguageModel`), llamacpp.py (`LlamaCppModel`), table.py (the pure-Python reference)."""
 
-from deal_core.backends.base import Backend, Generated, Proposal, Proposer, Rows
+from deal_core.backends.base import Backend, Generated, Judging, Proposal, Proposer, Rows, WholeSequence
 
-__all__ = ["Backend", "Generated", "Proposal", "Proposer", "Rows"]
+__all__ = ["Backend", "Generated", "Judging", "Proposal", "Proposer", "Rows", "WholeSequence"]

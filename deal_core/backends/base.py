@@ -67,7 +67,8 @@ class Generated:
 
 @runtime_checkable
 class Backend(Protocol):
-    """What the search needs from a language model."""
+    """What the search needs from a language model. Optional verbs are protocols of their own: `Judging`,
+    `WholeSequence`."""
 
     name: str
     eos_token_ids: frozenset[int]
@@ -114,9 +115,21 @@ class Backend(Protocol):
 
     def pad(self, rows: Rows, length: int) -> Rows: ...  # masked columns on the left, up to `length` columns
 
+
+@runtime_checkable
+class Judging(Protocol):
+    """Optional verb: yes/no log-odds from next-token scores (the `Judge` reward asks the search's backend)."""
+
     def answer_logodds(self, scores: Any, yes: Sequence[int], no: Sequence[int]) -> list[float]: ...
 
+
+@runtime_checkable
+class WholeSequence(Protocol):
+    """Optional verbs: the engine's own decoding loop (`DeAL.greedy`, the benchmarks' baselines) and the log-probs
+    of a given continuation (benchmarks)."""
+
     def generate(self, ids: Sequence[int], *, max_new_tokens: int, n: int = 1, sample: bool = False,
-                 top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = ()) -> list[Generated]: ...
+                 top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),
+                 repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> list[Generated]: ...
 
     def continuation_logprobs(self, ids: Sequence[int], continuation: Sequence[int]) -> list[float]: ...

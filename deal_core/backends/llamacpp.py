@@ -4,7 +4,7 @@ One llama.cpp context holds every row as a sequence id in one unified KV cache. 
 `llama_memory_seq_cp` (the cells are shared, nothing is copied), cropping and dropping are `llama_memory_seq_rm`,
 and every row keeps its own positions. So the search's columns are bookkeeping here: left padding and holes are
 counted per row and never reach the engine. Logits are computed only for the positions the search reads.
-Proposals come from the engine-neutral `Proposer` (backends/proposer.py) on a torch tensor of the logits; the chat
+Proposals come from the engine-neutral `LogitsProposer` (backends/proposer.py) on a torch tensor of the logits; the chat
 template is the one in the GGUF metadata, rendered by transformers' renderer and tokenized by llama.cpp.
 """
 
@@ -34,7 +34,7 @@ from jinja2 import TemplateError
 from llama_cpp._logger import set_verbose
 
 from deal_core.backends.base import Generated
-from deal_core.backends.proposer import Proposer, answer_logodds
+from deal_core.backends.proposer import LogitsProposer, answer_logodds
 from deal_core.errors import ConfigError, ModelLoadError, PromptError
 
 MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ: sequence ids one llama.cpp context can hold at once
@@ -288,9 +288,9 @@ class LlamaCppModel:
             yield
 
     def proposer(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 seed: int | None = None, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> Proposer:
-        return Proposer(top_k, sample, temperature, top_p, seed, torch.device("cpu"), repetition_penalty,
-                       no_repeat_ngram_size)
+                 seed: int | None = None, repetition_penalty: float = 1.0,
+                 no_repeat_ngram_size: int = 0) -> LogitsProposer:
+        return LogitsProposer(top_k, sample, temperature, top_p, seed, None, repetition_penalty, no_repeat_ngram_size)
 
     def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[SeqRows, torch.Tensor]:
         """Each sequence in its own sequence id; logits after each one's last token [rows, vocab]."""
@@ -345,7 +345,7 @@ class LlamaCppModel:
                  repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> list[Generated]:
         """Greedy decoding (or n samples at temperature 1, nucleus `top_p`) of n sequences decoded together.
         Repetition settings use transformers' processors, so both engines apply the same rules."""
-        sampler = Proposer(1, sample, 1.0, top_p, seed, torch.device("cpu"), repetition_penalty, no_repeat_ngram_size)
+        sampler = LogitsProposer(1, sample, 1.0, top_p, seed, None, repetition_penalty, no_repeat_ngram_size)
         with self.session():
             rows, logits = self.prefill([list(ids)])
             if n > 1:

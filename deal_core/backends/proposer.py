@@ -6,7 +6,8 @@ candidates. One small class per rule, applied in order like transformers' logits
   TopK           the k likeliest tokens                      } the selection: one of the two
   Nucleus        k tokens drawn from the tempered top-p set  }
 
-`Proposer` composes them; every backend returns one from `Backend.proposer(...)`.
+`LogitsProposer` composes them (the `Proposer` protocol of base.py); a torch-based backend returns one from
+`Backend.proposer(...)`.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class Nucleus:
         return [(t, float(proposal.dist[t])) for t in order[drawn].tolist()]
 
 
-class Proposer:
+class LogitsProposer:
     """History rules, then the grammar mask, then top-k or nucleus selection over the log-softmax."""
 
     def __init__(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,

@@ -23,7 +23,7 @@ from transformers import (
 )
 
 from deal_core.backends.base import Generated
-from deal_core.backends.proposer import Proposer, answer_logodds
+from deal_core.backends.proposer import LogitsProposer, answer_logodds
 from deal_core.errors import PromptError
 
 
@@ -156,8 +156,9 @@ class LanguageModel:
             yield
 
     def proposer(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 seed: int | None = None, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> Proposer:
-        return Proposer(top_k, sample, temperature, top_p, seed, self.device, repetition_penalty,
+                 seed: int | None = None, repetition_penalty: float = 1.0,
+                 no_repeat_ngram_size: int = 0) -> LogitsProposer:
+        return LogitsProposer(top_k, sample, temperature, top_p, seed, self.device, repetition_penalty,
                        no_repeat_ngram_size)
 
     def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[KVBatch, torch.Tensor]:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field, PrivateAttr, field_validator
 
+from deal_core.backends.base import Judging
 from deal_core.errors import RewardError, RewardSpecError
 from deal_core.rewards.base import Reward
 
@@ -214,6 +215,9 @@ class Judge(Reward):
         from deal_core.model import load_model
 
         lm = self._backend if self.model is None and self._backend is not None else load_model(self.model)
+        if not isinstance(lm, Judging):
+            raise RewardError(self.name, f"{type(lm).__name__} has no answer_logodds (the Judging verb): name a "
+                                         "`model` for the judge")
         yes, no = self._answer_ids(lm)
         groups: dict[str, list[int]] = {}
         for i, prompt in enumerate(prompts):
