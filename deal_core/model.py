@@ -19,7 +19,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from deal_core.backends.base import Backend
-from deal_core.backends.loader import EMBEDDED_ENGINE, gguf_file, llamacpp_available, load_llamacpp, resolve_engine
+from deal_core.backends.loader import (
+    EMBEDDED_ENGINE,
+    gguf_file,
+    llamacpp_available,
+    load_llamacpp,
+    resolve_engine,
+    split_engine,
+)
 from deal_core.backends.transformers import LanguageModel
 from deal_core.errors import ModelLoadError
 
@@ -148,14 +155,15 @@ def load_model(
     `dtype` to float32 on CPU and bfloat16 on GPU. Remote code never runs unless `trust_remote_code=True`.
     A Hugging Face id loads from the local cache only, unless `allow_download=True` (default: `DEAL_ALLOW_DOWNLOAD`).
     `model` may also be a GGUF file or `ollama:NAME[:TAG]` (Ollama's local store): those run on llama.cpp.
-    `engine`: "auto" (default, or `$DEAL_ENGINE`), "llamacpp" or "transformers" (see `deal_core.backends.loader`).
+    `engine`: "auto" (default, or `$DEAL_ENGINE`), "llamacpp" or "transformers" (see `deal_core.backends.loader`);
+    a model name may also say it: "transformers:HuggingFaceTB/SmolLM2-135M-Instruct", "llamacpp:path/to/file.gguf".
     """
     if isinstance(model, PreTrainedModel):
         if tokenizer is None:
             raise ModelLoadError("pass tokenizer=... together with a model object")
         name = getattr(model.config, "_name_or_path", "") or type(model).__name__
         return LanguageModel(model=model, tokenizer=tokenizer, name=name)
-
+    model, engine = split_engine(model, engine)
     engine = resolve_engine(engine)
     gguf = _gguf_source(model, engine)
     if gguf is not None:
@@ -168,7 +176,13 @@ def load_model(
     if engine == "llamacpp":
         raise ModelLoadError(f"engine='llamacpp' runs GGUF files: pass path/to/file.gguf or ollama:NAME[:TAG], "
                              f"not {str(model)!r}")
-    dev = _resolve_device(device)
+    return _load_transformers(model, _resolve_device(device), dtype, tokenizer, trust_remote_code, allow_download)
+
+
+def _load_transformers(model: str | os.PathLike | None, dev: torch.device, dtype: str | torch.dtype | None,
+                       tokenizer: PreTrainedTokenizerBase | None, trust_remote_code: bool,
+                       allow_download: bool | None) -> LanguageModel:
+    """A Hugging Face directory or id (or the embedded model) on transformers, loaded once per name/device/dtype."""
     torch_dtype = _resolve_dtype(dtype, dev)
     name = EMBEDDED_MODEL if model is None else str(model)
     key = (name, str(dev), str(torch_dtype))
@@ -195,6 +209,5 @@ def load_model(
                 f"could not load model {name!r}: {exc}. Pass a local directory with config.json and weights, "
                 "a Hugging Face id already in the local cache, or None for the embedded model"
             ) from exc
-        loaded = LanguageModel(model=lm, tokenizer=tok, name=name)
-        _LOADED[key] = loaded
-        return loaded
+        _LOADED[key] = LanguageModel(model=lm, tokenizer=tok, name=name)
+        return _LOADED[key]

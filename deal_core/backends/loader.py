@@ -28,6 +28,18 @@ def resolve_engine(engine: str | None) -> str:
     return engine
 
 
+def split_engine(model: object, engine: str | None) -> tuple[object, str | None]:
+    """`"transformers:NAME"` / `"llamacpp:PATH"` → (NAME or PATH, that engine); anything else as given. An engine
+    named both ways must agree."""
+    if isinstance(model, str):
+        prefix, sep, rest = model.partition(":")
+        if sep and prefix in ENGINES[1:]:
+            if engine not in (None, "auto", prefix):
+                raise ModelLoadError(f"model {model!r} names engine {prefix!r} but engine={engine!r} was passed")
+            return rest, prefix
+    return model, engine
+
+
 def llamacpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 

@@ -22,7 +22,6 @@ LONG_FUNCTIONS = {
     "deal_core/bench/speed.py::run": 72,
     "deal_core/bench/tradeoff.py::run": 51,
     "deal_core/cli/__init__.py::generate": 57,
-    "deal_core/model.py::load_model": 67,
 }
 
 

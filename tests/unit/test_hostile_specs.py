@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from deal_core.errors import RewardError, RewardSpecError
+from deal_core.errors import ModelLoadError, RewardError, RewardSpecError
 from deal_core.rewards import RewardModel, parse_reward_spec, reward_from_spec, rewards_from_json
 
 # -- 1. remote code: only Python code may enable it ---------------------------------------------------------------
@@ -383,3 +383,18 @@ def test_a_request_containing_the_judges_marker_is_judged_as_written(tiny_lm):
     text = tiny_lm.tokenizer.decode(head)
     assert text.endswith(f"Request: {request}\n\nResponse:") and "Is this polite? \x00RESPONSE\x00" in text
     assert tail.startswith("\n\nAnswer with yes or no.") and Judge._MARK not in tail
+
+
+def test_a_model_name_may_say_its_engine():
+    from deal_core.backends.loader import split_engine
+    from deal_core.model import load_model
+
+    assert split_engine("transformers:HuggingFaceTB/SmolLM2", None) == ("HuggingFaceTB/SmolLM2", "transformers")
+    assert split_engine("llamacpp:/models/x.gguf", "auto") == ("/models/x.gguf", "llamacpp")
+    assert split_engine("ollama:smollm2:135m", None) == ("ollama:smollm2:135m", None)  # Ollama names stay whole
+    with pytest.raises(ModelLoadError, match="names engine 'llamacpp' but engine='transformers'"):
+        split_engine("llamacpp:x.gguf", "transformers")
+    with pytest.raises(ModelLoadError, match="model directory './no/such/dir' does not exist"):
+        load_model("transformers:./no/such/dir")
+    with pytest.raises(ModelLoadError, match="engine='llamacpp' runs GGUF files"):
+        load_model("llamacpp:./no/such/dir")
