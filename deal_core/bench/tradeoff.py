@@ -42,24 +42,29 @@ def run(model: str | None = None, data: str | None = None, limit: int = 20, max_
     table = f"Trade-off on CommonGen, N={len(sets)}, top_k={top_k}, lookahead={lookahead}\n\n" + table
 
     def plot(path):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        xs = [v["perplexity"] for v in summary.values()]
-        ys = [v["coverage"] for v in summary.values()]
-        ax.plot(xs, ys, marker="o")
-        for i, (w, x, y) in enumerate(zip(summary, xs, ys)):  # alternate sides so close points stay readable
-            ax.annotate(f"λ={w}", (x, y), textcoords="offset points", xytext=(6, 6 if i % 2 else -14))
-        ax.set_xlabel("perplexity of the output (lower = more fluent)")
-        ax.set_ylabel("keyword coverage")
-        ax.set_title(f"Objective vs fluency as λ grows (N={len(sets)})")
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        _plot(path, summary, len(sets))
 
     return write_report("tradeoff", deal, summary, rows, table, json_out, plot,
                         {"weights": list(weights), "top_k": top_k, "lookahead": lookahead,
                          "max_new_tokens": max_new_tokens, "limit": len(sets)})
+
+
+def _plot(path: str, summary: dict[str, dict[str, float]], n: int) -> None:
+    """Coverage against perplexity, one point per λ."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    xs = [v["perplexity"] for v in summary.values()]
+    ys = [v["coverage"] for v in summary.values()]
+    ax.plot(xs, ys, marker="o")
+    for i, (w, x, y) in enumerate(zip(summary, xs, ys)):  # alternate sides so close points stay readable
+        ax.annotate(f"λ={w}", (x, y), textcoords="offset points", xytext=(6, 6 if i % 2 else -14))
+    ax.set_xlabel("perplexity of the output (lower = more fluent)")
+    ax.set_ylabel("keyword coverage")
+    ax.set_title(f"Objective vs fluency as λ grows (N={n})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

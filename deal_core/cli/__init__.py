@@ -92,19 +92,23 @@ def generate(
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
         return
     sys.stdout.write(result.text + "\n")  # the model's text as it is: no markup, emoji codes or re-wrapping
-    if result.trace:
-        for step in result.trace:
-            table = Table(title=f"step {step.step}", show_lines=False)
-            for col in ("status", "token", "lookahead", "logprob", "score", "rewards"):
-                table.add_column(col)
-            for c in step.candidates:
-                table.add_row(c.status, repr(c.token), repr(c.lookahead), f"{c.logprob:.2f}",
-                              "-" if c.score is None else f"{c.score:.2f}",
-                              ", ".join(f"{k}={v:.2f}" for k, v in c.rewards.items()))
-            err.print(table)
+    _print_trace(result.trace or [])
     summary = ", ".join(f"{k}={v:.3f}" for k, v in result.rewards.items())
     err.print(f"[dim]{'greedy' if greedy else 'deal'}: {len(result.token_ids)} tokens, "
               f"{result.stats.wall_time_s:.2f}s, finish={result.finish_reason}{', ' + summary if summary else ''}[/]")
+
+
+def _print_trace(trace: list[Any]) -> None:
+    """`--trace`: each step's candidates, their lookaheads, rewards, scores and fate (on stderr)."""
+    for step in trace:
+        table = Table(title=f"step {step.step}", show_lines=False)
+        for col in ("status", "token", "lookahead", "logprob", "score", "rewards"):
+            table.add_column(col)
+        for c in step.candidates:
+            table.add_row(c.status, repr(c.token), repr(c.lookahead), f"{c.logprob:.2f}",
+                          "-" if c.score is None else f"{c.score:.2f}",
+                          ", ".join(f"{k}={v:.2f}" for k, v in c.rewards.items()))
+        err.print(table)
 
 
 @app.command()

@@ -20,8 +20,6 @@ MAX_FUNCTION_LINES = 50
 LONG_FUNCTIONS = {
     "deal_core/bench/batch.py::run": 71,
     "deal_core/bench/speed.py::run": 72,
-    "deal_core/bench/tradeoff.py::run": 51,
-    "deal_core/cli/__init__.py::generate": 57,
 }
 
 
