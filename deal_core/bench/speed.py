@@ -62,21 +62,42 @@ def run(model: str | None = None, data: str | None = None, limit: int = 20, max_
     with Progress(console=console) as progress:
         task = progress.add_task(f"speed ({split})", total=len(sets) * len(modes))
         for s in sets:
-            keywords = Keywords(keywords=s.concepts)
             for name, settings in modes.items():  # interleaved: drift in machine speed hits every mode alike
-                settings = dict(settings or {})
-                fluency = settings.pop("fluency", 0.0)  # a Fluency reward of this weight beside the keywords
-                reward = keywords + Fluency() * fluency if fluency else keywords
-                start = time.perf_counter()
-                result = (deal.greedy(s.prompt, **settings) if settings.pop("greedy", False)
-                          else deal.generate(s.prompt, rewards=reward, **settings))
-                seconds = time.perf_counter() - start
-                row = profile(result)
-                row.update(s_per_token=seconds / row["tokens"], text=result.text, concepts=s.concepts,
-                           **quality.judge(s.concepts, result.text))
-                rows[name].append(row)
+                rows[name].append(_one(deal, s, settings))
                 progress.advance(task)
-    base = [r["s_per_token"] for r in rows[next(iter(modes))]]
+    summary = _summary(rows)
+    console.print(_table(summary, f"speed on {len(sets)} CommonGen prompts ({split} split), {deal.lm.name}, "
+                                  f"max_new_tokens={max_new_tokens}"))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    console.print(f"cold start (import + load, cached weights): {cold:.2f} s; peak RSS: {peak_mb:.0f} MB")
+    report = {"summary": summary, "rows": rows, "cold_start_s": cold, "peak_rss_mb": peak_mb, "split": split,
+              "model": deal.lm.name, "limit": len(sets), "max_new_tokens": max_new_tokens}
+    if json_out:
+        Path(json_out).write_text(json.dumps(report, indent=2))
+        tradeoff_plot(Path(json_out).with_suffix(".png"), summary,
+                      f"{len(sets)} CommonGen prompts ({split} split), {deal.lm.name}")
+    return report
+
+
+def _one(deal: DeAL, s: Any, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """One concept set in one mode: the search's counters, seconds per token and the quality judge's verdict."""
+    settings = dict(settings or {})
+    keywords = Keywords(keywords=s.concepts)
+    fluency = settings.pop("fluency", 0.0)  # a Fluency reward of this weight beside the keywords
+    reward = keywords + Fluency() * fluency if fluency else keywords
+    start = time.perf_counter()
+    result = (deal.greedy(s.prompt, **settings) if settings.pop("greedy", False)
+              else deal.generate(s.prompt, rewards=reward, **settings))
+    seconds = time.perf_counter() - start
+    row = profile(result)
+    row.update(s_per_token=seconds / row["tokens"], text=result.text, concepts=s.concepts,
+               **quality.judge(s.concepts, result.text))
+    return row
+
+
+def _summary(rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Per mode: medians per token or step, and time per token as a ratio to the first mode's, prompt by prompt."""
+    base = [r["s_per_token"] for r in next(iter(rows.values()))]
     summary = {}
     for name, results in rows.items():
         ratios = [r["s_per_token"] / b for r, b in zip(results, base)]
@@ -99,8 +120,11 @@ def run(model: str | None = None, data: str | None = None, limit: int = 20, max_
             "degenerate": statistics.mean(r["degenerate"] for r in results),
             "clean_hard_coverage": statistics.mean(r["clean_all_concepts"] for r in results),
         }
-    table = Table(title=f"speed on {len(sets)} CommonGen prompts ({split} split), {deal.lm.name}, "
-                        f"max_new_tokens={max_new_tokens}")
+    return summary
+
+
+def _table(summary: dict[str, dict[str, float]], title: str) -> Table:
+    table = Table(title=title)
     columns = ("mode", "ms/tok", "×greedy", "range", "fwd/tok", "rows/tok", "rolled/step", "la tok/step",
                "needed/step", "cov", "all", "degen", "clean all")
     for col in columns:
@@ -111,16 +135,7 @@ def run(model: str | None = None, data: str | None = None, limit: int = 20, max_
                       f"{s['tokens_evaluated_per_token']:.1f}", f"{s['rolled_out_per_step']:.1f}",
                       f"{s['rollout_tokens_per_step']:.1f}", f"{s['needed_per_step']:.1f}", f"{s['coverage']:.2f}",
                       f"{s['hard_coverage']:.0%}", f"{s['degenerate']:.0%}", f"{s['clean_hard_coverage']:.0%}")
-    console.print(table)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    console.print(f"cold start (import + load, cached weights): {cold:.2f} s; peak RSS: {peak_mb:.0f} MB")
-    report = {"summary": summary, "rows": rows, "cold_start_s": cold, "peak_rss_mb": peak_mb, "split": split,
-              "model": deal.lm.name, "limit": len(sets), "max_new_tokens": max_new_tokens}
-    if json_out:
-        Path(json_out).write_text(json.dumps(report, indent=2))
-        tradeoff_plot(Path(json_out).with_suffix(".png"), summary,
-                      f"{len(sets)} CommonGen prompts ({split} split), {deal.lm.name}")
-    return report
+    return table
 
 
 def tradeoff_plot(path: Path, summary: dict[str, dict[str, float]], title: str) -> None:
