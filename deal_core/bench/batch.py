@@ -64,11 +64,29 @@ def run(model: str | None = None, data: str | None = None, limit: int = 16, max_
             if connected:
                 disconnect_ray()
 
-    base = _strip(local.results)
+    summary, lines = _summary(runs, len(rows), cluster_s, cluster_cpus)
+    table = (f"deal batch: {len(rows)} CommonGen rows (a keyword reward each), {deal.lm.name}, "
+             f"max_new_tokens={max_new_tokens}, {cluster_cpus:g}-CPU local Ray cluster (started in "
+             f"{cluster_s:.1f} s, not counted); times include loading the model (and starting the actors)\n\n"
+             + "\n".join(lines))
+
+    def plot(path: Path) -> None:
+        _plot(path, summary, list(runs))
+
+    texts = {name: [r.get("text", r.get("error")) for r in entry["report"].results] for name, entry in runs.items()}
+    return write_report("batch", deal, summary, texts, table, json_out, plot,
+                        {"max_new_tokens": max_new_tokens, "replicas": list(replicas), "batch_size": batch_size,
+                         "deal": settings or {}})
+
+
+def _summary(runs: dict[str, dict[str, Any]], n_rows: int, cluster_s: float,
+             cluster_cpus: float) -> tuple[dict[str, Any], list[str]]:
+    """Per run: rows, throughput, ratio to the in-process run, rows equal to its output; and the table's lines."""
+    base = _strip(runs["local"]["report"].results)
     summary: dict[str, Any] = {"cluster_start_s": cluster_s, "cluster_cpus": cluster_cpus}
     lines = ["| run | rows | wall (s) | first row after (s) | rows/s | tokens/s | × here | rows/s after the first "
              "| same output as here |", "|---|---|---|---|---|---|---|---|---|"]
-    local_rate = len(rows) / runs["local"]["wall_s"]
+    local_rate = n_rows / runs["local"]["wall_s"]
     for name, entry in runs.items():
         report, wall = entry["report"], entry["wall_s"]
         tokens = report.completion_tokens
@@ -81,20 +99,12 @@ def run(model: str | None = None, data: str | None = None, limit: int = 16, max_
         label = "here (1 process)" if name == "local" else f"Ray, {name.split('-')[1]} replica(s)"
         lines.append(f"| {label} | {report.written} | {wall:.1f} | {first:.1f} | {report.written / wall:.2f} | "
                      f"{tokens / wall:.1f} | {summary[name]['ratio']:.2f} | {report.steady_rows_per_s:.2f} | "
-                     f"{same}/{len(rows)} |")
-    table = (f"deal batch: {len(rows)} CommonGen rows (a keyword reward each), {deal.lm.name}, "
-             f"max_new_tokens={max_new_tokens}, {cluster_cpus:g}-CPU local Ray cluster (started in "
-             f"{cluster_s:.1f} s, not counted); times include loading the model (and starting the actors)\n\n"
-             + "\n".join(lines))
+                     f"{same}/{n_rows} |")
+    return summary, lines
 
-    def plot(path: Path) -> None:
-        names = list(runs)
-        bar_plot(path, ["here" if n == "local" else f"Ray ×{n.split('-')[1]}" for n in names],
-                 {"rows/s, whole job": [summary[n]["rows_per_s"] for n in names],
-                  "rows/s after the first row": [summary[n]["steady_rows_per_s"] for n in names]},
-                 "deal batch throughput")
 
-    texts = {name: [r.get("text", r.get("error")) for r in entry["report"].results] for name, entry in runs.items()}
-    return write_report("batch", deal, summary, texts, table, json_out, plot,
-                        {"max_new_tokens": max_new_tokens, "replicas": list(replicas), "batch_size": batch_size,
-                         "deal": settings or {}})
+def _plot(path: Path, summary: dict[str, Any], names: list[str]) -> None:
+    bar_plot(path, ["here" if n == "local" else f"Ray ×{n.split('-')[1]}" for n in names],
+             {"rows/s, whole job": [summary[n]["rows_per_s"] for n in names],
+              "rows/s after the first row": [summary[n]["steady_rows_per_s"] for n in names]},
+             "deal batch throughput")
