@@ -36,6 +36,24 @@ def test_tool_need_decides_auto_from_the_request_and_what_was_already_called():
     assert decide_auto(forced, need) is forced and decide_auto(asks, None) is asks
 
 
+def test_tool_need_never_calls_a_runner_up_tool_after_the_best_one():
+    """Agent bench (tuning half): "What is 30 celsius in fahrenheit?" has convert_units at 0.38 and get_weather at
+    0.26; once convert_units answered, get_weather was forced with a made-up city. One clause: one tool."""
+    convert = Tool(name="convert_units", description="Convert a value between units of length, weight or temperature "
+                   "(kilometers, miles, kilograms, pounds, meters, feet, celsius, fahrenheit).", parameters={
+                       "type": "object", "properties": {"value": {"type": "number"}, "from_unit": {"type": "string"},
+                                                        "to_unit": {"type": "string"}}})
+    weather = WEATHER.model_copy(update={"description": "Get the current weather in a city."})
+    asks = Request.of("What is 30 celsius in fahrenheit?", tools=[convert, weather])
+    assert decide_auto(asks, ToolNeed()).choice == ("required", "convert_units")
+    answered = Request.of([
+        {"role": "user", "content": "What is 30 celsius in fahrenheit?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "a", "type": "function", "function": {
+            "name": "convert_units", "arguments": '{"value": 30, "from_unit": "celsius", "to_unit": "fahrenheit"}'}}]},
+        {"role": "tool", "content": "30 celsius is 86 fahrenheit", "tool_call_id": "a"}], tools=[convert, weather])
+    assert decide_auto(answered, ToolNeed()).tool_choice == "none"
+
+
 def test_a_call_closed_or_ended_by_the_budget_is_no_call():
     text, calls, cut = read_calls("Sure. " + CALL, complete=True, closed_early=False)
     assert (text, calls, cut) == ("Sure.", [("get_weather", {"city": "Paris"})], [])
