@@ -64,6 +64,29 @@ def test_a_call_closed_or_ended_by_the_budget_is_no_call():
     assert calls == [("get_weather", {"city": "Paris"})] and len(cut) == 1 and "inside" in cut[0]["error"]
 
 
+@pytest.mark.parametrize(("text", "allowed"), [
+    ("The weather in Seattle is light rain, 9 degrees.", True),
+    ("Use <b>bold</b> or x < y_1.", True),  # ordinary tags and comparisons stay possible
+    ("<user_message>\nThe weather in Seattle is light rain.", False),  # imitated markup (agent bench)
+    ("<user-message>\nThe weather in Seattle is light rain.", False),
+    ('<user_call>\n{"name": "convert_units", "arguments": {"value": 30}}', False),
+    ('{"name": "convert_units", "arguments": {"value": 30}}', False),
+    ("<tool_call>", False),
+])
+def test_text_outside_calls_cannot_imitate_the_call_markup(tiny_lm, text, allowed):
+    from deal_core.constraint import ConstraintError, Matcher, grammar_for
+
+    matcher = Matcher.build(tiny_lm.grammar_tokenizer(), grammar_for(Request.of("Hi", tools=[WEATHER],
+                                                                                tool_choice="none")))
+    try:
+        for token in tiny_lm.encode_text(text, special_tokens=False):
+            matcher.consume(token)
+    except ConstraintError:
+        assert not allowed
+    else:
+        assert allowed
+
+
 def test_tool_results_reach_the_model_without_template_wording(tiny_lm):
     request = Request.of([
         {"role": "user", "content": "What is the weather in Paris?"},
@@ -80,6 +103,9 @@ def test_tool_results_reach_the_model_without_template_wording(tiny_lm):
     ('{"city": "', 1.0),  # a value just opened is not judged yet
     ('{"city": "Paris Paris Paris"}', 0.0),  # looping
     ('{"city": "Paris"}', 1.0),
+    ('{"days": 5.0000000', 0.0),  # a number padded with decimals (agent bench: 5.00000000000000015555)
+    ('{"days": 5.0000000, "city": "Paris"}', 0.5),
+    ('{"days": 5.000001, "city": "Paris"}', 1.0),  # six decimals are a number, not padding
 ])
 def test_tool_arguments_gives_empty_and_looping_values_no_credit(body, score):
     text = '<tool_call>\n{"name": "get_weather", "arguments": ' + body
