@@ -240,10 +240,11 @@ def _call_body(tool: Tool) -> str:
     return f"{json.dumps(head)} %json {json.dumps(closed(tool.parameters))} {json.dumps(tail)}"
 
 
-# any text that does not open a call, nor write markup like the tool format's: "<tool", a tag with "_" or "-" in its
-# name or a call's '"arguments":' (after seeing calls, the 135M model answered "<user_message>\n..." and
-# '<user_call>\n{"name": "convert_units", "arguments": ...', measured on `deal bench agent`)
-_NO_CALL_TEXT = 'TEXT: /(.|\\n)*/ & ~/(.|\\n)*(<tool|<[A-Za-z]+[-_]|"arguments":)(.|\\n)*/'
+# any text that does not open a call, nor write markup like the tool format's: it does not start with "<" and holds
+# no "<tool", no tag with "_" or "-" in its name and no call's '"arguments":' (after seeing calls, the 135M model
+# answered "<user_message>\n...", "<user>lookup_country(...", '<user_call>\n{"name": "convert_units", "arguments":
+# ...', measured on `deal bench agent`)
+_NO_CALL_TEXT = 'TEXT: /(.|\\n)*/ & ~/(\\s*<|(.|\\n)*(<tool|<[A-Za-z]+[-_]|"arguments":))(.|\\n)*/'
 
 
 def tool_grammar(tools: Sequence[Tool], mode: str, name: str | None, parallel: bool) -> str:

@@ -69,6 +69,7 @@ def test_a_call_closed_or_ended_by_the_budget_is_no_call():
     ("Use <b>bold</b> or x < y_1.", True),  # ordinary tags and comparisons stay possible
     ("<user_message>\nThe weather in Seattle is light rain.", False),  # imitated markup (agent bench)
     ("<user-message>\nThe weather in Seattle is light rain.", False),
+    ('<user>lookup_country({"country": "Egypt"})', False),  # an answer does not open with a tag
     ('<user_call>\n{"name": "convert_units", "arguments": {"value": 30}}', False),
     ('{"name": "convert_units", "arguments": {"value": 30}}', False),
     ("<tool_call>", False),
