@@ -24,7 +24,7 @@ from deal_core.rewards import ToolArguments
 
 LEAK_PHRASES = ("You can call functions", "<tools>", "</tools>", "<tool_call", "function-name", "arguments-object",
                 "each as a JSON schema", "returned:", "Use this result", "Use these results", "tool_call_result")
-MARKUP = re.compile(r'<[A-Za-z_/][A-Za-z_-]*>|"arguments":')
+MARKUP = re.compile(r'<[A-Za-z_/][A-Za-z_-]*>|"arguments"')
 WEATHER = {"paris": "Sunny, 21 degrees", "oslo": "Snow, -3 degrees", "tokyo": "Cloudy, 18 degrees",
            "cairo": "Clear, 35 degrees", "london": "Drizzle, 12 degrees", "seattle": "Light rain, 9 degrees",
            "sydney": "Sunny, 25 degrees"}

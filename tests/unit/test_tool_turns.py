@@ -72,6 +72,7 @@ def test_a_call_closed_or_ended_by_the_budget_is_no_call():
     ('<user>lookup_country({"country": "Egypt"})', False),  # an answer does not open with a tag
     ('<user_call>\n{"name": "convert_units", "arguments": {"value": 30}}', False),
     ('{"name": "convert_units", "arguments": {"value": 30}}', False),
+    ('{"name": "lookup_country", "arguments" : {"country": "Brasilia"}}', False),  # any spacing (agent bench)
     ("<tool_call>", False),
 ])
 def test_text_outside_calls_cannot_imitate_the_call_markup(tiny_lm, text, allowed):
