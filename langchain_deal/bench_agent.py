@@ -5,8 +5,8 @@ a country lookup table), the default `tool_choice="auto"` (decided by `ToolNeed`
 Success: the final answer contains the task's value (never a number of the question itself). Also reported: tool
 calls per task; leaks: answers holding a phrase of the library's prompt wording (the tool prompt, the call format,
 earlier result wording); markup: answers holding a tag (`<user_message>`, `<string_error>`: the 135M model imitates
-the call tags it sees) or a call's JSON (`"arguments":`), which are not the library's words but are not answers
-either."""
+the call tags it sees) or a call's JSON (`{"name":`, `"arguments`), which are not the library's words but are not
+answers either."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from deal_core.rewards import ToolArguments
 
 LEAK_PHRASES = ("You can call functions", "<tools>", "</tools>", "<tool_call", "function-name", "arguments-object",
                 "each as a JSON schema", "returned:", "Use this result", "Use these results", "tool_call_result")
-MARKUP = re.compile(r'<[A-Za-z_/][A-Za-z_-]*>|"arguments"')
+MARKUP = re.compile(r'<[A-Za-z_/][A-Za-z_-]*>|"arguments|\{"name":')
 WEATHER = {"paris": "Sunny, 21 degrees", "oslo": "Snow, -3 degrees", "tokyo": "Cloudy, 18 degrees",
            "cairo": "Clear, 35 degrees", "london": "Drizzle, 12 degrees", "seattle": "Light rain, 9 degrees",
            "sydney": "Sunny, 25 degrees"}
