@@ -16,11 +16,12 @@ from deal_core.rewards.base import Reward
 _VALUE = regex.compile(r'(?:(?<=: |\[)"((?:[^"\\]|\\.)*)"(?!: )|(?<=, )"((?:[^"\\]|\\.)*)"(?=, |\]))')
 _OPEN_VALUE = regex.compile(r'(?<=: |\[)"((?:[^"\\]|\\.)*)$')
 _ARGUMENTS = '"arguments": '
-# A number value with more decimals than MAX_DECIMALS (finished or still being written): the 135M model padded
-# `5` into `5.00000000000000015555` until the budget cut the call (`deal bench agent`, "How many pounds is 5
-# kilograms?"); with the default lookahead of 8 the search sees the padding coming and closes the number instead.
+# A number value with more decimals than MAX_DECIMALS, or an exponent that opens with 0 (finished or still being
+# written): the 135M model padded `5` into `5.00000000000000015555`, then `20` into `20.000000E+00000000000`, until
+# the budget cut the call (`deal bench agent`, unit conversions); with the default lookahead of 8 the search sees the
+# padding coming and closes the number instead.
 MAX_DECIMALS = 6
-_PADDED_NUMBER = regex.compile(r'(?<=: |\[|, )-?\d+\.\d{' + str(MAX_DECIMALS + 1) + ',}')
+_PADDED_NUMBER = regex.compile(r'(?<=: |\[|, )-?\d+(?:\.\d{' + str(MAX_DECIMALS + 1) + r',}|(?:\.\d+)?[eE][+-]?0)')
 
 
 def _normal(text: str) -> str:
@@ -47,10 +48,10 @@ class ToolArguments(Reward):
     still being written counts when it is a piece of the request): small models fill arguments with made-up or
     looping text, and copying from the request is usually right ("the weather in Paris" → `{"city": "Paris"}`).
     A finished empty string, a value that repeats a word three times, or a number with more than `MAX_DECIMALS`
-    decimals earns nothing (a budget or a loop, not the request, wrote it); other numbers are not scored. A call
-    after the first whose tool name shares no word with the request counts as one more value that earns nothing (an
-    extra call the request did not ask for). Text without string arguments (or padded numbers) scores 1.
-    Range [0, 1]."""
+    decimals or a zero-padded exponent earns nothing (a budget or a loop, not the request, wrote it); other numbers
+    are not scored. A call after the first whose tool name shares no word with the request counts as one more value
+    that earns nothing (an extra call the request did not ask for). Text without string arguments (or padded
+    numbers) scores 1. Range [0, 1]."""
 
     kind: ClassVar[str] = "tool_arguments"
 

@@ -108,6 +108,8 @@ def test_tool_results_reach_the_model_without_template_wording(tiny_lm):
     ('{"days": 5.0000000', 0.0),  # a number padded with decimals (agent bench: 5.00000000000000015555)
     ('{"days": 5.0000000, "city": "Paris"}', 0.5),
     ('{"days": 5.000001, "city": "Paris"}', 1.0),  # six decimals are a number, not padding
+    ('{"days": 20.000000E+000', 0.0),  # padded through the exponent (agent bench: 20.000000E+00000000000)
+    ('{"days": 2E+5, "city": "Paris"}', 1.0),
 ])
 def test_tool_arguments_gives_empty_and_looping_values_no_credit(body, score):
     text = '<tool_call>\n{"name": "get_weather", "arguments": ' + body
