@@ -260,8 +260,11 @@ def _call_body(tool: Tool) -> str:
     return f"{json.dumps(head)} %json {json.dumps(closed(tool.parameters))} {json.dumps(tail)}"
 
 
-# any text that does not open a call, nor write markup of the tool format ("<tool_call_result>", measured)
-_NO_CALL_TEXT = "TEXT: /(.|\\n)*/ & ~/(.|\\n)*<tool(.|\\n)*/"
+# any text that does not open a call, nor write markup like the tool format's: it does not start with "<" and holds
+# no "<tool", no tag with "_" or "-" in its name and no call's '"arguments"' (after seeing calls, the 135M model
+# answered "<user_message>\n...", "<user>lookup_country(...", '{"name": "lookup_country", "arguments" :
+# ...', measured on `deal bench agent`)
+_NO_CALL_TEXT = 'TEXT: /(.|\\n)*/ & ~/(\\s*<|(.|\\n)*(<tool|<[A-Za-z]+[-_]|"arguments"))(.|\\n)*/'
 
 
 def tool_grammar(tools: Sequence[Tool], mode: str, name: str | None, parallel: bool) -> str:

@@ -2,12 +2,16 @@
 through LangChain's real `create_agent` loop with four tools bound (a calculator, unit conversion, a weather stub and
 a country lookup table), the default `tool_choice="auto"` (decided by `ToolNeed`) and no middleware.
 
-Success: the final answer contains the task's value (never a number of the question itself). Also reported: tool calls per task, and leaks: answers holding
-a phrase of the library's prompt wording (the tool prompt, the call format, earlier result wording)."""
+Success: the final answer contains the task's value (never a number of the question itself). Also reported: tool
+calls per task; leaks: answers holding a phrase of the library's prompt wording (the tool prompt, the call format,
+earlier result wording); markup: answers holding a tag (`<user_message>`, `<string_error>`: the 135M model imitates
+the call tags it sees) or a call's JSON (`{"name":`, `"arguments`), which are not the library's words but are not
+answers either."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any, Literal
 
@@ -20,6 +24,7 @@ from deal_core.rewards import ToolArguments
 
 LEAK_PHRASES = ("You can call functions", "<tools>", "</tools>", "<tool_call", "function-name", "arguments-object",
                 "each as a JSON schema", "returned:", "Use this result", "Use these results", "tool_call_result")
+MARKUP = re.compile(r'<[A-Za-z_/][A-Za-z_-]*>|"arguments|\{"name":')
 WEATHER = {"paris": "Sunny, 21 degrees", "oslo": "Snow, -3 degrees", "tokyo": "Cloudy, 18 degrees",
            "cairo": "Clear, 35 degrees", "london": "Drizzle, 12 degrees", "seattle": "Light rain, 9 degrees",
            "sydney": "Sunny, 25 degrees"}
@@ -84,13 +89,15 @@ def run_task(agent: Any, task: dict[str, str]) -> dict[str, Any]:
         state = agent.invoke({"messages": [{"role": "user", "content": task["question"]}]},
                              config={"recursion_limit": 12})
     except Exception as exc:  # noqa: BLE001 - a failed task is reported with its reason
-        return {"question": task["question"], "ok": False, "calls": 0, "leak": False, "answer": f"error: {exc}",
+        return {"question": task["question"], "ok": False, "calls": 0, "leak": False, "markup": False,
+                "answer": f"error: {exc}",
                 "seconds": time.perf_counter() - start}
     calls = [c for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
     answer = state["messages"][-1].text if isinstance(state["messages"][-1], AIMessage) else ""
     return {"question": task["question"], "ok": task["answer"].lower() in answer.lower(), "calls": len(calls),
             "called": [f"{c['name']}({c['args']})" for c in calls], "answer": answer,
-            "leak": any(p.lower() in answer.lower() for p in LEAK_PHRASES), "seconds": time.perf_counter() - start}
+            "leak": any(p.lower() in answer.lower() for p in LEAK_PHRASES), "markup": bool(MARKUP.search(answer)),
+            "seconds": time.perf_counter() - start}
 
 
 def run(model: str | None = None, data: str | None = None, limit: int = 30, max_new_tokens: int = 64,
@@ -112,11 +119,13 @@ def run(model: str | None = None, data: str | None = None, limit: int = 30, max_
     n = max(len(rows), 1)
     summary = {"tasks": len(rows), "success": sum(r["ok"] for r in rows) / n,
                "calls_per_task": sum(r["calls"] for r in rows) / n, "leaks": sum(r["leak"] for r in rows) / n,
+               "markup": sum(r["markup"] for r in rows) / n,
                "seconds_per_task": sum(r["seconds"] for r in rows) / n}
     table = (f"Agent tasks through create_agent, tool_choice='auto', no middleware ({half}, {len(rows)} tasks, "
              f"max_tokens={max_new_tokens})\n\n" + markdown_table(
-                 ["success", "calls / task", "answers with template phrases", "s / task"],
+                 ["success", "calls / task", "answers with template phrases", "answers with markup", "s / task"],
                  [[f"{100 * summary['success']:.0f}%", f"{summary['calls_per_task']:.2f}",
-                   f"{100 * summary['leaks']:.0f}%", f"{summary['seconds_per_task']:.1f}"]]))
+                   f"{100 * summary['leaks']:.0f}%", f"{100 * summary['markup']:.0f}%",
+                   f"{summary['seconds_per_task']:.1f}"]]))
     return write_report("agent", chat._decoder(), summary, rows, table, json_out, None,
                         {"limit": limit, "max_new_tokens": max_new_tokens, "half": half})

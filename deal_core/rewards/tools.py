@@ -16,6 +16,12 @@ from deal_core.rewards.base import Reward
 _VALUE = regex.compile(r'(?:(?<=: |\[)"((?:[^"\\]|\\.)*)"(?!: )|(?<=, )"((?:[^"\\]|\\.)*)"(?=, |\]))')
 _OPEN_VALUE = regex.compile(r'(?<=: |\[)"((?:[^"\\]|\\.)*)$')
 _ARGUMENTS = '"arguments": '
+# A number value with more decimals than MAX_DECIMALS, or an exponent that opens with 0 (finished or still being
+# written): the 135M model padded `5` into `5.00000000000000015555`, then `20` into `20.000000E+00000000000`, until
+# the budget cut the call (`deal bench agent`, unit conversions); with the default lookahead of 8 the search sees the
+# padding coming and closes the number instead.
+MAX_DECIMALS = 6
+_PADDED_NUMBER = regex.compile(r'(?<=: |\[|, )-?\d+(?:\.\d{' + str(MAX_DECIMALS + 1) + r',}|(?:\.\d+)?[eE][+-]?0)')
 
 
 def _normal(text: str) -> str:
@@ -41,10 +47,11 @@ class ToolArguments(Reward):
     """Share of the string arguments written so far that appear in the request, case and spacing aside (a value
     still being written counts when it is a piece of the request): small models fill arguments with made-up or
     looping text, and copying from the request is usually right ("the weather in Paris" → `{"city": "Paris"}`).
-    A finished empty string, or a value that repeats a word three times, earns nothing (a budget or a loop, not the
-    request, wrote it). A call after the first whose tool name shares no word with the request counts as one more
-    value that earns nothing (an extra call the request did not ask for). Text without string arguments scores 1.
-    Range [0, 1]."""
+    A finished empty string, a value that repeats a word three times, or a number with more than `MAX_DECIMALS`
+    decimals or a zero-padded exponent earns nothing (a budget or a loop, not the request, wrote it); other numbers
+    are not scored. A call after the first whose tool name shares no word with the request counts as one more value
+    that earns nothing (an extra call the request did not ask for). Text without string arguments (or padded
+    numbers) scores 1. Range [0, 1]."""
 
     kind: ClassVar[str] = "tool_arguments"
 
@@ -59,6 +66,7 @@ class ToolArguments(Reward):
             if start < 0:
                 continue
             arguments = call[start + len(_ARGUMENTS):]
+            values += [None] * len(_PADDED_NUMBER.findall(arguments))
             finished = [a or b for a, b in _VALUE.findall(arguments)]
             for raw in finished + [v for v in _OPEN_VALUE.findall(arguments) if v.strip()]:
                 try:

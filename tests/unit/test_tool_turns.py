@@ -36,6 +36,24 @@ def test_tool_need_decides_auto_from_the_request_and_what_was_already_called():
     assert decide_auto(forced, need) is forced and decide_auto(asks, None) is asks
 
 
+def test_tool_need_never_calls_a_runner_up_tool_after_the_best_one():
+    """Agent bench (tuning half): "What is 30 celsius in fahrenheit?" has convert_units at 0.38 and get_weather at
+    0.26; once convert_units answered, get_weather was forced with a made-up city. One clause: one tool."""
+    convert = Tool(name="convert_units", description="Convert a value between units of length, weight or temperature "
+                   "(kilometers, miles, kilograms, pounds, meters, feet, celsius, fahrenheit).", parameters={
+                       "type": "object", "properties": {"value": {"type": "number"}, "from_unit": {"type": "string"},
+                                                        "to_unit": {"type": "string"}}})
+    weather = WEATHER.model_copy(update={"description": "Get the current weather in a city."})
+    asks = Request.of("What is 30 celsius in fahrenheit?", tools=[convert, weather])
+    assert decide_auto(asks, ToolNeed()).choice == ("required", "convert_units")
+    answered = Request.of([
+        {"role": "user", "content": "What is 30 celsius in fahrenheit?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "a", "type": "function", "function": {
+            "name": "convert_units", "arguments": '{"value": 30, "from_unit": "celsius", "to_unit": "fahrenheit"}'}}]},
+        {"role": "tool", "content": "30 celsius is 86 fahrenheit", "tool_call_id": "a"}], tools=[convert, weather])
+    assert decide_auto(answered, ToolNeed()).tool_choice == "none"
+
+
 def test_a_call_closed_or_ended_by_the_budget_is_no_call():
     text, calls, cut = read_calls("Sure. " + CALL, complete=True, closed_early=False)
     assert (text, calls, cut) == ("Sure.", [("get_weather", {"city": "Paris"})], [])
@@ -44,6 +62,31 @@ def test_a_call_closed_or_ended_by_the_budget_is_no_call():
     text, calls, cut = read_calls(CALL + "\n" + CALL.replace("Paris", "Ro")[:-20], complete=False,
                                   closed_early=False)
     assert calls == [("get_weather", {"city": "Paris"})] and len(cut) == 1 and "inside" in cut[0]["error"]
+
+
+@pytest.mark.parametrize(("text", "allowed"), [
+    ("The weather in Seattle is light rain, 9 degrees.", True),
+    ("Use <b>bold</b> or x < y_1.", True),  # ordinary tags and comparisons stay possible
+    ("<user_message>\nThe weather in Seattle is light rain.", False),  # imitated markup (agent bench)
+    ("<user-message>\nThe weather in Seattle is light rain.", False),
+    ('<user>lookup_country({"country": "Egypt"})', False),  # an answer does not open with a tag
+    ('<user_call>\n{"name": "convert_units", "arguments": {"value": 30}}', False),
+    ('{"name": "convert_units", "arguments": {"value": 30}}', False),
+    ('{"name": "lookup_country", "arguments" : {"country": "Brasilia"}}', False),  # any spacing (agent bench)
+    ("<tool_call>", False),
+])
+def test_text_outside_calls_cannot_imitate_the_call_markup(tiny_lm, text, allowed):
+    from deal_core.constraint import ConstraintError, Matcher, grammar_for
+
+    matcher = Matcher.build(tiny_lm.grammar_tokenizer(), grammar_for(Request.of("Hi", tools=[WEATHER],
+                                                                                tool_choice="none")))
+    try:
+        for token in tiny_lm.encode_text(text, special_tokens=False):
+            matcher.consume(token)
+    except ConstraintError:
+        assert not allowed
+    else:
+        assert allowed
 
 
 def test_tool_results_reach_the_model_without_template_wording(tiny_lm):
@@ -62,6 +105,11 @@ def test_tool_results_reach_the_model_without_template_wording(tiny_lm):
     ('{"city": "', 1.0),  # a value just opened is not judged yet
     ('{"city": "Paris Paris Paris"}', 0.0),  # looping
     ('{"city": "Paris"}', 1.0),
+    ('{"days": 5.0000000', 0.0),  # a number padded with decimals (agent bench: 5.00000000000000015555)
+    ('{"days": 5.0000000, "city": "Paris"}', 0.5),
+    ('{"days": 5.000001, "city": "Paris"}', 1.0),  # six decimals are a number, not padding
+    ('{"days": 20.000000E+000', 0.0),  # padded through the exponent (agent bench: 20.000000E+00000000000)
+    ('{"days": 2E+5, "city": "Paris"}', 1.0),
 ])
 def test_tool_arguments_gives_empty_and_looping_values_no_credit(body, score):
     text = '<tool_call>\n{"name": "get_weather", "arguments": ' + body
