@@ -1,5 +1,6 @@
 """Inference engines behind one protocol: `Backend` (see `base.py`; optional verbs: `Judging`, `WholeSequence`).
-Engines: transformers.py (`LanguageModel`), llamacpp.py (`LlamaCppModel`), table.py (the pure-Python reference)."""
+Engines: transformers.py (`LanguageModel`), llamacpp.py (`LlamaCppModel`; its text side in gguf_text.py),
+table.py (the pure-Python reference). The proposer all engines share: proposer.py."""
 
 from deal_core.backends.base import Backend, Generated, Judging, Proposal, Proposer, Rows, WholeSequence
 

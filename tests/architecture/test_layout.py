@@ -12,7 +12,7 @@ PACKAGES = ("deal_core", "langchain_deal", "llamaindex_deal")
 MAX_LINES = 350
 # Files still over MAX_LINES, each held at the size it had when this check was added: they may shrink, never grow.
 # Remove a line here when its file is split.
-OVERSIZED = {"deal_core/backends/llamacpp.py": 385}
+OVERSIZED: dict[str, int] = {}
 MAX_FUNCTION_LINES = 50
 # Functions still over MAX_FUNCTION_LINES ("file::Class.function": lines from `def` to its last line), each held at
 # the size it had when this check was added: they may shrink, never grow. Remove a line here when its function is
