@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.completion import Completion
 from pydantic import BaseModel, ConfigDict, Field
 
 from deal_core.config import DeALConfig
@@ -18,6 +20,14 @@ from deal_core.rewards import RewardSum, rewards_from_json
 from deal_core.serving.limits import ServerLimits, check_caps, check_settings
 
 FINISH = {"eos": "stop", "stop": "stop", "length": "length", "tool_calls": "tool_calls"}
+# every body the server answers with is checked against the `openai` package's own type for its "object"
+SHAPES = {"chat.completion": ChatCompletion, "text_completion": Completion,
+          "chat.completion.chunk": ChatCompletionChunk}
+
+
+def openai_shape(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` validated by the `openai` type its "object" names and dumped as set (extra fields, `deal`, kept)."""
+    return SHAPES[body["object"]].model_validate(body).model_dump(mode="json", exclude_unset=True)
 
 
 class APIError(Exception):
@@ -133,7 +143,7 @@ def completion_body(ident: str, created: int, model: str, result: GenerationResu
     if result.tool_calls:
         message = {"role": "assistant", "content": result.text or None, "tool_calls": tool_calls(result)}
     answer = {"message": message} if chat else {"text": result.text}
-    return {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
-            "model": model, "choices": [{"index": 0, **answer, "finish_reason": FINISH[result.finish_reason],
-                                         "logprobs": None}],
-            "usage": result.usage.model_dump(), "deal": deal_info(result)}
+    return openai_shape({
+        "id": ident, "object": "chat.completion" if chat else "text_completion", "created": created, "model": model,
+        "choices": [{"index": 0, **answer, "finish_reason": FINISH[result.finish_reason], "logprobs": None}],
+        "usage": result.usage.model_dump(), "deal": deal_info(result)})

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from deal_core.errors import DeALError
-from deal_core.serving.protocol import FINISH, deal_info, tool_calls
+from deal_core.serving.protocol import FINISH, deal_info, openai_shape, tool_calls
 
 
 def _event(body: dict[str, Any]) -> str:
@@ -22,8 +22,8 @@ async def sse(stream_id: str, kind: str, model: str, stream: Any, include_usage:
     created = int(time.time())
 
     def chunk(choice: dict[str, Any] | None, **extra: Any) -> str:
-        return _event({"id": stream_id, "object": kind, "created": created, "model": model,
-                       "choices": [choice] if choice else [], **extra})
+        return _event(openai_shape({"id": stream_id, "object": kind, "created": created, "model": model,
+                                    "choices": [choice] if choice else [], **extra}))
 
     chat = kind == "chat.completion.chunk"
     try:

@@ -213,3 +213,18 @@ def test_deal_serve_command_starts_a_working_server(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "deal_core.cli", "serve", "--reward", "nope"], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown reward")
+
+
+def test_every_body_is_checked_against_the_openai_packages_own_types():
+    """Issue 23: responses go through `openai.types` (ChatCompletion, Completion, ChatCompletionChunk): a shape
+    the openai client would not parse fails here, in the server, not in a user's client."""
+    import pydantic
+
+    from deal_core.serving.protocol import openai_shape
+
+    body = {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "deal": {"rewards": {}},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop",
+                         "logprobs": None}]}
+    assert openai_shape(body)["deal"] == {"rewards": {}}  # our extension field is kept
+    with pytest.raises(pydantic.ValidationError):
+        openai_shape({**body, "choices": [{**body["choices"][0], "finish_reason": "eos"}]})  # not an OpenAI reason
