@@ -4,18 +4,17 @@ One llama.cpp context holds every row as a sequence id in one unified KV cache. 
 `llama_memory_seq_cp` (the cells are shared, nothing is copied), cropping and dropping are `llama_memory_seq_rm`,
 and every row keeps its own positions. So the search's columns are bookkeeping here: left padding and holes are
 counted per row and never reach the engine. Logits are computed only for the positions the search reads.
-Proposals come from the engine-neutral `LogitsProposer` (backends/proposer.py) on a torch tensor of the logits; the chat
-template is the one in the GGUF metadata, rendered by transformers' renderer and tokenized by llama.cpp.
+Proposals come from the engine-neutral `LogitsProposer` (backends/proposer.py) on a torch tensor of the logits;
+the chat template is the one in the GGUF metadata, rendered by transformers' renderer and tokenized by llama.cpp.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from llama_cpp._logger import set_verbose
 from deal_core.backends.base import Generated
 from deal_core.backends.gguf_text import GGUFText
 from deal_core.backends.llama_native import C
-from deal_core.backends.proposer import LogitsProposer, answer_logodds
+from deal_core.backends.proposer import TorchScored, answer_logodds
 from deal_core.errors import ConfigError, ModelLoadError, PromptError
 
 MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ: sequence ids one llama.cpp context can hold at once
@@ -66,7 +65,7 @@ class SeqRows:
 
 
 @dataclass(eq=False)
-class LlamaCppModel(GGUFText):
+class LlamaCppModel(GGUFText, TorchScored):
     """A GGUF model in a llama.cpp context: the llama.cpp implementation of `deal_core.backends.Backend` (its text
     side, tokens and chat template, in `gguf_text.py`)."""
 
@@ -199,16 +198,6 @@ class LlamaCppModel(GGUFText):
         return full
 
     # -- the forward verbs ------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def session(self) -> Iterator[None]:
-        with self.lock, torch.inference_mode():
-            yield
-
-    def proposer(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 seed: int | None = None, repetition_penalty: float = 1.0,
-                 no_repeat_ngram_size: int = 0) -> LogitsProposer:
-        return LogitsProposer(top_k, sample, temperature, top_p, seed, None, repetition_penalty, no_repeat_ngram_size)
-
     def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[SeqRows, torch.Tensor]:
         """Each sequence in its own sequence id; logits after each one's last token [rows, vocab]."""
         if not sequences or any(len(s) == 0 for s in sequences):
@@ -262,7 +251,7 @@ class LlamaCppModel(GGUFText):
                  repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> list[Generated]:
         """Greedy decoding (or n samples at temperature 1, nucleus `top_p`) of n sequences decoded together.
         Repetition settings use transformers' processors, so both engines apply the same rules."""
-        sampler = LogitsProposer(1, sample, 1.0, top_p, seed, None, repetition_penalty, no_repeat_ngram_size)
+        sampler = self.proposer(1, sample, 1.0, top_p, seed, repetition_penalty, no_repeat_ngram_size)
         with self.session():
             rows, logits = self.prefill([list(ids)])
             if n > 1:

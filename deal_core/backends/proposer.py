@@ -12,8 +12,9 @@ candidates. One small class per rule, applied in order like transformers' logits
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -125,6 +126,22 @@ class LogitsProposer:
         if proposal.dist is None:  # top-k: the proposal is the candidates
             return list(zip(proposal.tokens, proposal.logps))
         return self.select.candidates(proposal)
+
+
+class TorchScored:
+    """The verbs both torch-scored engines share (a mixin): a session holds the model's lock with autograd off, and
+    the proposer runs on the engine's `device` (the CPU for an engine without one, llama.cpp's logits)."""
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        with self.lock, torch.inference_mode():
+            yield
+
+    def proposer(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+                 seed: int | None = None, repetition_penalty: float = 1.0,
+                 no_repeat_ngram_size: int = 0) -> LogitsProposer:
+        return LogitsProposer(top_k, sample, temperature, top_p, seed, getattr(self, "device", None),
+                              repetition_penalty, no_repeat_ngram_size)
 
 
 def answer_logodds(scores: torch.Tensor, yes: Sequence[int], no: Sequence[int]) -> list[float]:

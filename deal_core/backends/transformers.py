@@ -7,10 +7,9 @@ it would compute alone.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +22,7 @@ from transformers import (
 )
 
 from deal_core.backends.base import Generated
-from deal_core.backends.proposer import LogitsProposer, answer_logodds
+from deal_core.backends.proposer import TorchScored, answer_logodds
 from deal_core.errors import PromptError
 
 
@@ -66,7 +65,7 @@ class KVBatch:
 
 
 @dataclass(eq=False)
-class LanguageModel:
+class LanguageModel(TorchScored):
     """A causal LM and its tokenizer: the transformers implementation of `deal_core.backends.Backend`."""
 
     model: PreTrainedModel
@@ -150,17 +149,6 @@ class LanguageModel:
         return self.tokenizer.batch_decode([list(s) for s in sequences], skip_special_tokens=True)
 
     # -- the forward verbs ------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def session(self) -> Iterator[None]:
-        with self.lock, torch.inference_mode():
-            yield
-
-    def proposer(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 seed: int | None = None, repetition_penalty: float = 1.0,
-                 no_repeat_ngram_size: int = 0) -> LogitsProposer:
-        return LogitsProposer(top_k, sample, temperature, top_p, seed, self.device, repetition_penalty,
-                       no_repeat_ngram_size)
-
     def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[KVBatch, torch.Tensor]:
         """Encode left-padded prompts once; returns the rows and next-token logits [rows, vocab]."""
         ids, mask = _padded(sequences, self.pad_token_id, left=True)
