@@ -207,7 +207,8 @@ class Judge(Reward):
         return self._prefixes[request]
 
     def use_backend(self, lm: Any) -> None:
-        """Judge with `lm` (the search's backend) when no `model` is named; cached prompts of another one go."""
+        """Judge with `lm` (the search's backend) when no `model` is named; cached prompts of another one go. One
+        Judge follows the last DeAL that prepared a call with it: give DeALs on different backends a Judge each."""
         if self.model is None and lm is not self._backend:
             self._backend, self._prefixes = lm, {}
 
