@@ -13,7 +13,7 @@ from deal_core.errors import (
     RewardError,
     RewardSpecError,
 )
-from deal_core.model import EMBEDDED_MODEL, LanguageModel, load_model
+from deal_core.model import EMBEDDED_MODEL, load_model
 from deal_core.result import GenerationResult, SearchStats
 
 __all__ = [
@@ -37,3 +37,13 @@ __all__ = [
     "rewards",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """`deal_core.LanguageModel` (the transformers backend) is imported on first use: a llama.cpp process never
+    loads transformers' model classes."""
+    if name == "LanguageModel":
+        from deal_core.model import LanguageModel
+
+        return LanguageModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,9 +14,9 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from deal_core.backends.base import Backend
 from deal_core.backends.loader import (
@@ -27,8 +27,12 @@ from deal_core.backends.loader import (
     resolve_engine,
     split_engine,
 )
-from deal_core.backends.transformers import LanguageModel
 from deal_core.errors import ModelLoadError
+
+if TYPE_CHECKING:  # transformers' model classes load only with a transformers model (llama.cpp never needs them)
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from deal_core.backends.transformers import LanguageModel
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,8 @@ def embedded_model_dir() -> Path:
     if (target / "config.json").exists() and any(target.glob("*.safetensors")):
         return target
     log.warning("converting %s to safetensors under %s (once, about 10 s; later loads are fast)", gguf.name, target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
@@ -158,11 +164,8 @@ def load_model(
     `engine`: "auto" (default, or `$DEAL_ENGINE`), "llamacpp" or "transformers" (see `deal_core.backends.loader`);
     a model name may also say it: "transformers:HuggingFaceTB/SmolLM2-135M-Instruct", "llamacpp:path/to/file.gguf".
     """
-    if isinstance(model, PreTrainedModel):
-        if tokenizer is None:
-            raise ModelLoadError("pass tokenizer=... together with a model object")
-        name = getattr(model.config, "_name_or_path", "") or type(model).__name__
-        return LanguageModel(model=model, tokenizer=tokenizer, name=name)
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        return _wrap_model_object(model, tokenizer)
     model, engine = split_engine(model, engine)
     engine = resolve_engine(engine)
     gguf = _gguf_source(model, engine)
@@ -179,10 +182,29 @@ def load_model(
     return _load_transformers(model, _resolve_device(device), dtype, tokenizer, trust_remote_code, allow_download)
 
 
+def _wrap_model_object(model: Any, tokenizer: PreTrainedTokenizerBase | None) -> LanguageModel:
+    """An already built transformers model (with its tokenizer) as a backend."""
+    from transformers import PreTrainedModel
+
+    from deal_core.backends.transformers import LanguageModel
+
+    if not isinstance(model, PreTrainedModel):
+        raise ModelLoadError(f"model must be a name, a path, None or a transformers PreTrainedModel, not "
+                             f"{type(model).__name__}")
+    if tokenizer is None:
+        raise ModelLoadError("pass tokenizer=... together with a model object")
+    name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+    return LanguageModel(model=model, tokenizer=tokenizer, name=name)
+
+
 def _load_transformers(model: str | os.PathLike | None, dev: torch.device, dtype: str | torch.dtype | None,
                        tokenizer: PreTrainedTokenizerBase | None, trust_remote_code: bool,
                        allow_download: bool | None) -> LanguageModel:
     """A Hugging Face directory or id (or the embedded model) on transformers, loaded once per name/device/dtype."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from deal_core.backends.transformers import LanguageModel
+
     torch_dtype = _resolve_dtype(dtype, dev)
     name = EMBEDDED_MODEL if model is None else str(model)
     key = (name, str(dev), str(torch_dtype))
@@ -211,3 +233,12 @@ def _load_transformers(model: str | os.PathLike | None, dev: torch.device, dtype
             ) from exc
         _LOADED[key] = LanguageModel(model=lm, tokenizer=tok, name=name)
         return _LOADED[key]
+
+
+def __getattr__(name: str) -> Any:
+    """`LanguageModel` (the transformers backend) loads transformers' model classes: imported when first asked for."""
+    if name == "LanguageModel":
+        from deal_core.backends.transformers import LanguageModel
+
+        return LanguageModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
