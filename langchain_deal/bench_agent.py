@@ -120,12 +120,14 @@ def run(model: str | None = None, data: str | None = None, limit: int = 30, max_
     summary = {"tasks": len(rows), "success": sum(r["ok"] for r in rows) / n,
                "calls_per_task": sum(r["calls"] for r in rows) / n, "leaks": sum(r["leak"] for r in rows) / n,
                "markup": sum(r["markup"] for r in rows) / n,
+               "empty_answers": sum(not r["answer"].strip() for r in rows),
                "seconds_per_task": sum(r["seconds"] for r in rows) / n}
     table = (f"Agent tasks through create_agent, tool_choice='auto', no middleware ({half}, {len(rows)} tasks, "
              f"max_tokens={max_new_tokens})\n\n" + markdown_table(
-                 ["success", "calls / task", "answers with template phrases", "answers with markup", "s / task"],
+                 ["success", "calls / task", "answers with template phrases", "answers with markup", "empty answers",
+                  "s / task"],
                  [[f"{100 * summary['success']:.0f}%", f"{summary['calls_per_task']:.2f}",
                    f"{100 * summary['leaks']:.0f}%", f"{100 * summary['markup']:.0f}%",
-                   f"{summary['seconds_per_task']:.1f}"]]))
+                   str(summary["empty_answers"]), f"{summary['seconds_per_task']:.1f}"]]))
     return write_report("agent", chat._decoder(), summary, rows, table, json_out, None,
                         {"limit": limit, "max_new_tokens": max_new_tokens, "half": half})

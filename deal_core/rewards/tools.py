@@ -32,10 +32,22 @@ _NAME = regex.compile(r'^\s*\{"name": "([^"]*)"')
 _WORD = regex.compile(r"[a-z]+")
 
 
+def _decoded(raw: str) -> str:
+    try:
+        return _normal(json.loads(f'"{raw}"'))
+    except ValueError:
+        return _normal(raw)
+
+
 def _looping(value: str) -> bool:
     """A value that repeats itself: some word of 2+ letters three times or more ("Paris Paris Paris")."""
     words = _WORD.findall(value)
     return any(words.count(w) >= 3 for w in set(words) if len(w) > 1)
+
+
+def _in_request(value: str, request: str) -> bool:
+    """`value` is in the request as whole words: "meters" supports "meters", but "m" (inside "meters") is not."""
+    return bool(value) and regex.search(r"(?<!\w)" + regex.escape(value) + r"(?!\w)", request) is not None
 
 
 def _asked_for(name: str, request: str) -> bool:
@@ -47,7 +59,9 @@ class ToolArguments(Reward):
     """Share of the string arguments written so far that appear in the request, case and spacing aside (a value
     still being written counts when it is a piece of the request): small models fill arguments with made-up or
     looping text, and copying from the request is usually right ("the weather in Paris" → `{"city": "Paris"}`).
-    A finished empty string, a value that repeats a word three times, or a number with more than `MAX_DECIMALS`
+    A finished value must be in the request as whole words ("m" inside "meters" is not); a finished value that
+    repeats an earlier argument of the same call (`from_unit` and `to_unit` both "kilometers"), a finished empty
+    string, a value that repeats a word three times, or a number with more than `MAX_DECIMALS`
     decimals or a zero-padded exponent earns nothing (a budget or a loop, not the request, wrote it); other numbers
     are not scored. A call after the first whose tool name shares no word with the request counts as one more value
     that earns nothing (an extra call the request did not ask for). Text without string arguments (or padded
@@ -67,16 +81,17 @@ class ToolArguments(Reward):
                 continue
             arguments = call[start + len(_ARGUMENTS):]
             values += [None] * len(_PADDED_NUMBER.findall(arguments))
-            finished = [a or b for a, b in _VALUE.findall(arguments)]
-            for raw in finished + [v for v in _OPEN_VALUE.findall(arguments) if v.strip()]:
-                try:
-                    values.append(_normal(json.loads(f'"{raw}"')))
-                except ValueError:
-                    values.append(_normal(raw))
+            finished = [_decoded(a or b) for a, b in _VALUE.findall(arguments)]
+            # a finished value that repeats an earlier argument of this call earns nothing (`m` to `m`)
+            values += [v if v not in finished[:i] else None for i, v in enumerate(finished)]
+            for raw in [v for v in _OPEN_VALUE.findall(arguments) if v.strip()]:
+                value = _decoded(raw)  # still being written: a piece of the request is enough
+                credit += not _looping(value) and value in request
+                values.append(None)
         if not values:
             return 1.0
         for value in values:
-            credit += bool(value) and not _looping(value) and value in request
+            credit += bool(value) and not _looping(value) and _in_request(value, request)
         return credit / len(values)
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:

@@ -3,11 +3,13 @@ steering what goes into the calls and into the answer."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from langchain.agents import create_agent
 from langchain.agents.middleware import wrap_model_call
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
@@ -92,3 +94,16 @@ def test_an_agent_answer_steered_by_inoffensive():
     score = Inoffensive().score(["?", "?"], [plain, steered], [True, True])
     assert score[0] < 0.5 <= score[1], (plain, steered, score)
     assert not {"fucking", "idiots", "damn"} & set(steered.lower().replace(",", " ").split()), steered
+
+
+def test_the_answer_after_a_tool_result_states_it_by_default():
+    """Issue 26: after a result the 135M model answered from its own prior ("The weather in Sydney is a mix of sunny
+    and very hot." after `Sunny, 25 degrees`); the answer turn now carries `ToolResultUse` by default."""
+    call = {"name": "get_weather", "args": {"city": "Madrid"}, "id": "c1", "type": "tool_call"}
+    messages = [HumanMessage("What is the weather in Madrid?"), AIMessage("", tool_calls=[call]),
+                ToolMessage("Hail, 4 degrees", tool_call_id="c1")]
+    answer = ChatDeAL(max_tokens=32).invoke(messages)
+    assert re.search(r"\b4 degrees", answer.text) and "hail" in answer.text.lower(), answer.text
+    assert answer.response_metadata["rewards"]["tool_result_use"] == 1.0
+    off = ChatDeAL(max_tokens=32, tool_result_weight=0).invoke(messages)
+    assert "tool_result_use" not in off.response_metadata["rewards"]
