@@ -14,6 +14,7 @@ from deal_core.rewards.base import Reward
 # A JSON string that is a value: after ": " or "[", or after ", " when an array goes on (", " or "]" follows; a key
 # is followed by ": ", and a text cut right after one must not count it). A value still being written ends the text.
 _VALUE = regex.compile(r'(?:(?<=: |\[)"((?:[^"\\]|\\.)*)"(?!: )|(?<=, )"((?:[^"\\]|\\.)*)"(?=, |\]))')
+_PARAMETER_VALUE = regex.compile(r'(?<=": )"((?:[^"\\]|\\.)*)"(?!: )')  # a parameter's own value, not a list item
 _OPEN_VALUE = regex.compile(r'(?<=: |\[)"((?:[^"\\]|\\.)*)$')
 _ARGUMENTS = '"arguments": '
 # A number value with more decimals than MAX_DECIMALS, or an exponent that opens with 0 (finished or still being
@@ -45,11 +46,6 @@ def _looping(value: str) -> bool:
     return any(words.count(w) >= 3 for w in set(words) if len(w) > 1)
 
 
-def _in_request(value: str, request: str) -> bool:
-    """`value` is in the request as whole words: "meters" supports "meters", but "m" (inside "meters") is not."""
-    return bool(value) and regex.search(r"(?<!\w)" + regex.escape(value) + r"(?!\w)", request) is not None
-
-
 def _asked_for(name: str, request: str) -> bool:
     """A word of the tool's name (3+ letters) is in the request: `get_time` for "what time is it in Tokyo"."""
     return any(w in request for w in _WORD.findall(name.lower()) if len(w) > 2)
@@ -59,10 +55,9 @@ class ToolArguments(Reward):
     """Share of the string arguments written so far that appear in the request, case and spacing aside (a value
     still being written counts when it is a piece of the request): small models fill arguments with made-up or
     looping text, and copying from the request is usually right ("the weather in Paris" → `{"city": "Paris"}`).
-    A finished value must be in the request as whole words ("m" inside "meters" is not); a finished value that
-    repeats an earlier argument of the same call (`from_unit` and `to_unit` both "kilometers"), a finished empty
-    string, a value that repeats a word three times, or a number with more than `MAX_DECIMALS`
-    decimals or a zero-padded exponent earns nothing (a budget or a loop, not the request, wrote it); other numbers
+    A parameter's value that repeats an earlier parameter's value in the same call (`from_unit` and `to_unit` both
+    "kilometers"), a finished empty string, a value that repeats a word three times, or a number with more than
+    `MAX_DECIMALS` decimals or a zero-padded exponent earns nothing (a budget or a loop, not the request, wrote it); other numbers
     are not scored. A call after the first whose tool name shares no word with the request counts as one more value
     that earns nothing (an extra call the request did not ask for). Text without string arguments (or padded
     numbers) scores 1. Range [0, 1]."""
@@ -81,9 +76,12 @@ class ToolArguments(Reward):
                 continue
             arguments = call[start + len(_ARGUMENTS):]
             values += [None] * len(_PADDED_NUMBER.findall(arguments))
-            finished = [_decoded(a or b) for a, b in _VALUE.findall(arguments)]
-            # a finished value that repeats an earlier argument of this call earns nothing (`m` to `m`)
-            values += [v if v not in finished[:i] else None for i, v in enumerate(finished)]
+            # a parameter's value that repeats an earlier parameter's value in this call earns nothing (`from_unit`
+            # and `to_unit` both "m"); items of one list may repeat (cards "10" and "10")
+            own = [_decoded(v) for v in _PARAMETER_VALUE.findall(arguments)]
+            repeats = [v for i, v in enumerate(own) if v in own[:i]]
+            for value in (_decoded(a or b) for a, b in _VALUE.findall(arguments)):
+                values.append(None if value in repeats and not repeats.remove(value) else value)
             for raw in [v for v in _OPEN_VALUE.findall(arguments) if v.strip()]:
                 value = _decoded(raw)  # still being written: a piece of the request is enough
                 credit += not _looping(value) and value in request
@@ -91,7 +89,7 @@ class ToolArguments(Reward):
         if not values:
             return 1.0
         for value in values:
-            credit += bool(value) and not _looping(value) and _in_request(value, request)
+            credit += bool(value) and not _looping(value) and value in request
         return credit / len(values)
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:

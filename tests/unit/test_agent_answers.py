@@ -1,6 +1,6 @@
 """Issue 26, agent answers: the answer turn after tool results is steered to state them (`ToolResultUse`, added by
-default), argument values count only as whole words of the request and once per call, and a turn whose only output
-is a budget-cut call is asked again with a larger budget."""
+default), a parameter value repeated in one call earns no credit, and a turn whose only output is a budget-cut call
+is asked again with a larger budget."""
 
 from __future__ import annotations
 
@@ -59,10 +59,12 @@ def test_an_answer_turn_after_tool_results_gets_the_result_reward_by_default():
         with_result_use(base, [answering, _after_result("Sunny, 30 degrees")], 1.0)
 
 
-def test_tool_arguments_wants_whole_words_of_the_request_and_no_value_twice():
+def test_tool_arguments_gives_a_parameter_value_repeated_in_the_call_no_credit():
     prompt = "How many feet are in 3 meters?"
-    texts = [CONVERT % ("meters", "feet"), CONVERT % ("m", "feet"), CONVERT % ("meters", "meters")]
+    texts = [CONVERT % ("meters", "feet"), CONVERT % ("m", "m"), CONVERT % ("meters", "meters")]
     assert ToolArguments().score([prompt] * 3, texts, [True] * 3) == pytest.approx([1.0, 0.5, 0.5])
+    cards = '<tool_call>\n{"name": "deal", "arguments": {"player": ["A", "10"], "dealer": ["10", "9"]}}'
+    assert ToolArguments().score(["Player has A and 10, dealer has 10 and 9."], [cards], [True]) == [1.0]
     being_written = '<tool_call>\n{"name": "convert_units", "arguments": {"value": 3, "from_unit": "met'
     assert ToolArguments().score([prompt], [being_written], [False]) == [1.0]  # a piece of the request, unfinished
 
