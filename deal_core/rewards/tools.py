@@ -57,10 +57,10 @@ class ToolArguments(Reward):
     looping text, and copying from the request is usually right ("the weather in Paris" → `{"city": "Paris"}`).
     A parameter's value that repeats an earlier parameter's value in the same call (`from_unit` and `to_unit` both
     "kilometers"), a finished empty string, a value that repeats a word three times, or a number with more than
-    `MAX_DECIMALS` decimals or a zero-padded exponent earns nothing (a budget or a loop, not the request, wrote it); other numbers
-    are not scored. A call after the first whose tool name shares no word with the request counts as one more value
-    that earns nothing (an extra call the request did not ask for). Text without string arguments (or padded
-    numbers) scores 1. Range [0, 1]."""
+    `MAX_DECIMALS` decimals or a zero-padded exponent earns nothing (a budget or a loop, not the request, wrote it);
+    other numbers are not scored. A call after the first whose tool name shares no word with the request counts as
+    one more value that earns nothing (an extra call the request did not ask for). Text without string arguments
+    (or padded numbers) scores 1. Range [0, 1]."""
 
     kind: ClassVar[str] = "tool_arguments"
 
