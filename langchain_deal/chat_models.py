@@ -57,6 +57,9 @@ class ChatDeAL(DeALParams, BaseChatModel):
     chat = ChatDeAL(rewards=[Safety()], max_tokens=64)
     chat.bind(rewards=[Keywords(["dog", "park"])], reward_weight=3).invoke("Write about a dog.")
     ```
+    Agent turns: `tool_choice="auto"` is decided by `ToolNeed`; a turn that answers after tool results also scores
+    `ToolResultUse` (weight `tool_result_weight`, default 1, 0 = off); a turn whose only output is a call the budget
+    cut is asked once more with twice the budget (`invoke`/`ainvoke`; see `deal_core/tool_turns.py`).
     Constructing it loads nothing; the weights load on first use and are shared between instances.
     Every call converts its messages and arguments into one `deal_core.request.Request` (`_request`).
     """
