@@ -1,7 +1,7 @@
 """`deal bench agent`: ~30 shipped tasks (`deal_core/bench/files/agent_tasks.jsonl`, written for this project) run
 through LangChain's real `create_agent` loop with four tools bound (a calculator, unit conversion, a weather stub and
-a country lookup table), the default `tool_choice="auto"` (decided by `ToolNeed`) and no middleware; what `ChatDeAL` does
-by itself is in (`ToolResultUse` on answer turns, the cut-call retry: `deal_core/tool_turns.py`).
+a country lookup table), the default `tool_choice="auto"` (decided by `ToolNeed`) and no middleware; what
+`ChatDeAL` does by itself is in (`ToolResultUse` on answer turns, the cut-call retry: `deal_core/tool_turns.py`).
 
 Success: the final answer contains the task's value (never a number of the question itself). Also reported: tool
 calls per task; leaks: answers holding a phrase of the library's prompt wording (the tool prompt, the call format,
