@@ -1,5 +1,8 @@
-"""Regression check (issue 26, agents3): the first N stored held-out BFCL `multiple` rows decoded again ("auto" and "required")."""
-Run: OMP_NUM_THREADS=1 .venv/bin/python docs/results/tool_need_multiple_recheck.py 10 docs/results/tool_need_multiple_recheck.json
+"""Regression check (issue 26): the first N stored held-out BFCL `multiple` rows decoded again ("auto", "required").
+
+Run: OMP_NUM_THREADS=1 .venv/bin/python docs/results/tool_need_multiple_recheck.py 10 \
+         docs/results/tool_need_multiple_recheck.json
+"""
 import json, sys
 from deal_core.bench.tool_need import cases, halves, _decoded
 from deal_core.decoder import DeAL
