@@ -3,9 +3,12 @@
 Run: OMP_NUM_THREADS=1 .venv/bin/python docs/results/tool_need_multiple_recheck.py 10 \
          docs/results/tool_need_multiple_recheck.json
 """
-import json, sys
-from deal_core.bench.tool_need import cases, halves, _decoded
+import json
+import sys
+
+from deal_core.bench.tool_need import _decoded, cases, halves
 from deal_core.decoder import DeAL
+
 n = int(sys.argv[1])
 stored = {r["prompt"]: r for r in json.load(open("docs/results/tool_need_multiple.json"))["rows"]}
 _, held = halves(cases())
