@@ -58,6 +58,10 @@ class DeALConfig(BaseModel):
     trace: bool = setting(False, SHARED, "Record every step's candidates, rewards and winner.")
     timeout_s: float | None = setting(None, CALL, "Wall-clock limit per call; None = no limit.", wrapper="timeout",
                                       gt=0)
+    tool_result_weight: float = setting(
+        1.0, CALL, "Weight of `ToolResultUse` (how much of the tool results the answer states), added to the rewards "
+                   "of an answer turn that follows tool results (0 = off; deal_core/tool_turns.py).",
+        ge=0.0, le=100.0, allow_inf_nan=False)
     truncate_prompt: bool = setting(False, CALL, "Keep only the last tokens of a prompt too long for the context "
                                                  "window (else raise).")
 

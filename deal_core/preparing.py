@@ -16,7 +16,7 @@ from deal_core.prompts import EncodedPrompt, encode_prompt
 from deal_core.request import Request
 from deal_core.rewards.base import RewardLike, RewardSum
 from deal_core.rewards.tool_need import ToolNeed
-from deal_core.tool_turns import decide_auto, minimum_budget
+from deal_core.tool_turns import decide_auto, minimum_budget, with_result_use
 
 
 @dataclass
@@ -67,6 +67,7 @@ def prepare(lm: Backend, prompts: Sequence[PromptLike | Request], rewards: Rewar
                           "response_format: JSON repeats short token runs by design, so the rule could forbid "
                           "every token the format allows; pass no_repeat_ngram_size=0 for this request")
     reward_sum = defaults.rewards if first.rewards is None else first.rewards
+    reward_sum = with_result_use(reward_sum, requests, config.tool_result_weight)  # tool_turns: answers from results
     for term in reward_sum.terms:  # rewards that ask a model (Judge) ask the search's own backend
         term.reward.use_backend(lm)
     return Prepared(config, reward_sum, encoded, requests, formats)

@@ -6,21 +6,32 @@ a call cut by the budget is never returned as a runnable call.
   model.
 - **Minimum budget**: a turn that must call gets at least the shortest complete call of its longest tool plus
   `TOKENS_PER_ARGUMENT` tokens per parameter, so a small `max_tokens` does not squeeze arguments into `""` or `0`.
+- **Answers from results**: an answer turn after tool results (no call left to make: no tools, or the choice is
+  "none", as `ToolNeed` decides once the needed tools were called) gets `ToolResultUse(results)` added to its
+  rewards with weight `tool_result_weight` (default 1; 0 turns it off), so the search prefers answers that state the
+  results' values over the model's own guesses (`deal_core/rewards/tool_results.py`).
 - **Cut calls**: when the budget closed a call (the search finished it along its shortest path), or ended inside
   one, that call goes to `GenerationResult.invalid_tool_calls` with its raw text and the reason; the complete calls
   before it stand, and `finish_reason` is "length".
+- **Retry**: a turn whose only output is such a cut call is asked again once with twice the budget
+  (`retry_for_cut_call`; `ChatDeAL.invoke` does it): an agent would otherwise end on an empty answer.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from deal_core.constraint import _CALLS, CALL_OPEN, ConstraintError, Matcher, split_tool_calls, tool_grammar
-from deal_core.errors import DeALError
+from deal_core.errors import ConfigError, DeALError
+from deal_core.rewards.base import RewardSum
+from deal_core.rewards.tool_results import ToolResultUse
 
 if TYPE_CHECKING:
+    from deal_core.config import DeALConfig
     from deal_core.request import Request
+    from deal_core.result import GenerationResult
     from deal_core.rewards.tool_need import ToolNeed
 
 TOKENS_PER_ARGUMENT = 8  # room for each parameter's value beyond its shortest form ("", 0): measured on BFCL values
@@ -39,6 +50,25 @@ def decide_auto(request: Request, need: ToolNeed | None) -> Request:
     return request.model_copy(update={"tool_choice": mode})
 
 
+def results_to_answer(request: Request) -> tuple[str, ...]:
+    """The tool results since the last user message when this turn answers from them (it makes no call); else ()."""
+    if request.tools and request.choice[0] != "none":
+        return ()
+    last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
+    return tuple(m.content for m in request.messages[last_user + 1:] if m.role == "tool" and m.content.strip())
+
+
+def with_result_use(rewards: RewardSum, requests: Sequence[Request], weight: float) -> RewardSum:
+    """`rewards` plus `weight` × ToolResultUse of the requests' tool results, on a turn that answers from them."""
+    results = {results_to_answer(r) for r in requests}
+    if not weight or results == {()}:
+        return rewards
+    if len(results) > 1:
+        raise ConfigError("the requests of one batch answer from different tool results, so their rewards differ: "
+                          "run them apart, or pass tool_result_weight=0")
+    return rewards + ToolResultUse(results=results.pop()) * weight
+
+
 def minimum_budget(tokenizer: Any, request: Request) -> int:
     """Tokens a turn that must call needs at least (0 when it need not call)."""
     mode, name = request.choice
@@ -55,6 +85,15 @@ def minimum_budget(tokenizer: Any, request: Request) -> int:
         params = tool.parameters.get("properties", {}) if isinstance(tool.parameters, dict) else {}
         longest = max(longest, len(path) + TOKENS_PER_ARGUMENT * len(params))
     return longest
+
+
+def retry_for_cut_call(request: Request, result: GenerationResult, base: DeALConfig) -> Request | None:
+    """When a turn's only output is a call the budget cut (no text, no runnable call), the request again with twice
+    the budget it ran with; else None. An agent would otherwise end on an empty answer (`deal bench agent`)."""
+    if result.tool_calls or result.text.strip() or not result.invalid_tool_calls:
+        return None
+    budget = max(request.config(base).max_new_tokens, result.usage.completion_tokens)
+    return request.model_copy(update={"settings": {**request.settings, "max_new_tokens": 2 * budget}})
 
 
 def _cut_call(body: str, why: str, whole: bool = False) -> dict[str, Any]:

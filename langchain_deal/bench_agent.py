@@ -1,12 +1,13 @@
 """`deal bench agent`: ~30 shipped tasks (`deal_core/bench/files/agent_tasks.jsonl`, written for this project) run
 through LangChain's real `create_agent` loop with four tools bound (a calculator, unit conversion, a weather stub and
-a country lookup table), the default `tool_choice="auto"` (decided by `ToolNeed`) and no middleware.
+a country lookup table), the default `tool_choice="auto"` (decided by `ToolNeed`) and no middleware; what
+`ChatDeAL` does by itself is in (`ToolResultUse` on answer turns, the cut-call retry: `deal_core/tool_turns.py`).
 
 Success: the final answer contains the task's value (never a number of the question itself). Also reported: tool
 calls per task; leaks: answers holding a phrase of the library's prompt wording (the tool prompt, the call format,
 earlier result wording); markup: answers holding a tag (`<user_message>`, `<string_error>`: the 135M model imitates
 the call tags it sees) or a call's JSON (`{"name":`, `"arguments`), which are not the library's words but are not
-answers either."""
+answers either. Empty answers: final answers with no text."""
 
 from __future__ import annotations
 
@@ -120,12 +121,14 @@ def run(model: str | None = None, data: str | None = None, limit: int = 30, max_
     summary = {"tasks": len(rows), "success": sum(r["ok"] for r in rows) / n,
                "calls_per_task": sum(r["calls"] for r in rows) / n, "leaks": sum(r["leak"] for r in rows) / n,
                "markup": sum(r["markup"] for r in rows) / n,
+               "empty_answers": sum(not r["answer"].strip() for r in rows),
                "seconds_per_task": sum(r["seconds"] for r in rows) / n}
     table = (f"Agent tasks through create_agent, tool_choice='auto', no middleware ({half}, {len(rows)} tasks, "
              f"max_tokens={max_new_tokens})\n\n" + markdown_table(
-                 ["success", "calls / task", "answers with template phrases", "answers with markup", "s / task"],
+                 ["success", "calls / task", "answers with template phrases", "answers with markup", "empty answers",
+                  "s / task"],
                  [[f"{100 * summary['success']:.0f}%", f"{summary['calls_per_task']:.2f}",
                    f"{100 * summary['leaks']:.0f}%", f"{100 * summary['markup']:.0f}%",
-                   f"{summary['seconds_per_task']:.1f}"]]))
+                   str(summary["empty_answers"]), f"{summary['seconds_per_task']:.1f}"]]))
     return write_report("agent", chat._decoder(), summary, rows, table, json_out, None,
                         {"limit": limit, "max_new_tokens": max_new_tokens, "half": half})

@@ -28,6 +28,7 @@ from deal_core.params import DeALParams, call_settings, output_args, result_meta
 from deal_core.request import Request
 from deal_core.result import GenerationResult
 from deal_core.rewards import as_reward_sum
+from deal_core.tool_turns import retry_for_cut_call
 from langchain_deal.convert import search_overrides, to_messages
 from langchain_deal.streaming import astream_chunks, stream_chunks
 
@@ -56,6 +57,9 @@ class ChatDeAL(DeALParams, BaseChatModel):
     chat = ChatDeAL(rewards=[Safety()], max_tokens=64)
     chat.bind(rewards=[Keywords(["dog", "park"])], reward_weight=3).invoke("Write about a dog.")
     ```
+    Agent turns: `tool_choice="auto"` is decided by `ToolNeed`; a turn that answers after tool results also scores
+    `ToolResultUse` (weight `tool_result_weight`, default 1, 0 = off); a turn whose only output is a call the budget
+    cut is asked once more with twice the budget (`invoke`/`ainvoke`; see `deal_core/tool_turns.py`).
     Constructing it loads nothing; the weights load on first use and are shared between instances.
     Every call converts its messages and arguments into one `deal_core.request.Request` (`_request`).
     """
@@ -184,11 +188,17 @@ class ChatDeAL(DeALParams, BaseChatModel):
     # -- the calls -------------------------------------------------------------------------------------------
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        return self._result(self._decoder().generate(self._request(messages, stop, kwargs)))
+        request, decoder = self._request(messages, stop, kwargs), self._decoder()
+        result = decoder.generate(request)
+        again = retry_for_cut_call(request, result, decoder.config)  # a cut call alone: once, with twice the budget
+        return self._result(result if again is None else decoder.generate(again))
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        return self._result(await self._decoder().agenerate(self._request(messages, stop, kwargs)))
+        request, decoder = self._request(messages, stop, kwargs), self._decoder()
+        result = await decoder.agenerate(request)
+        again = retry_for_cut_call(request, result, decoder.config)
+        return self._result(result if again is None else await decoder.agenerate(again))
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:

@@ -14,6 +14,7 @@ from deal_core.rewards.base import Reward
 # A JSON string that is a value: after ": " or "[", or after ", " when an array goes on (", " or "]" follows; a key
 # is followed by ": ", and a text cut right after one must not count it). A value still being written ends the text.
 _VALUE = regex.compile(r'(?:(?<=: |\[)"((?:[^"\\]|\\.)*)"(?!: )|(?<=, )"((?:[^"\\]|\\.)*)"(?=, |\]))')
+_PARAMETER_VALUE = regex.compile(r'(?<=": )"((?:[^"\\]|\\.)*)"(?!: )')  # a parameter's own value, not a list item
 _OPEN_VALUE = regex.compile(r'(?<=: |\[)"((?:[^"\\]|\\.)*)$')
 _ARGUMENTS = '"arguments": '
 # A number value with more decimals than MAX_DECIMALS, or an exponent that opens with 0 (finished or still being
@@ -32,6 +33,13 @@ _NAME = regex.compile(r'^\s*\{"name": "([^"]*)"')
 _WORD = regex.compile(r"[a-z]+")
 
 
+def _decoded(raw: str) -> str:
+    try:
+        return _normal(json.loads(f'"{raw}"'))
+    except ValueError:
+        return _normal(raw)
+
+
 def _looping(value: str) -> bool:
     """A value that repeats itself: some word of 2+ letters three times or more ("Paris Paris Paris")."""
     words = _WORD.findall(value)
@@ -47,11 +55,12 @@ class ToolArguments(Reward):
     """Share of the string arguments written so far that appear in the request, case and spacing aside (a value
     still being written counts when it is a piece of the request): small models fill arguments with made-up or
     looping text, and copying from the request is usually right ("the weather in Paris" → `{"city": "Paris"}`).
-    A finished empty string, a value that repeats a word three times, or a number with more than `MAX_DECIMALS`
-    decimals or a zero-padded exponent earns nothing (a budget or a loop, not the request, wrote it); other numbers
-    are not scored. A call after the first whose tool name shares no word with the request counts as one more value
-    that earns nothing (an extra call the request did not ask for). Text without string arguments (or padded
-    numbers) scores 1. Range [0, 1]."""
+    A parameter's value that repeats an earlier parameter's value in the same call (`from_unit` and `to_unit` both
+    "kilometers"), a finished empty string, a value that repeats a word three times, or a number with more than
+    `MAX_DECIMALS` decimals or a zero-padded exponent earns nothing (a budget or a loop, not the request, wrote it);
+    other numbers are not scored. A call after the first whose tool name shares no word with the request counts as
+    one more value that earns nothing (an extra call the request did not ask for). Text without string arguments
+    (or padded numbers) scores 1. Range [0, 1]."""
 
     kind: ClassVar[str] = "tool_arguments"
 
@@ -67,12 +76,16 @@ class ToolArguments(Reward):
                 continue
             arguments = call[start + len(_ARGUMENTS):]
             values += [None] * len(_PADDED_NUMBER.findall(arguments))
-            finished = [a or b for a, b in _VALUE.findall(arguments)]
-            for raw in finished + [v for v in _OPEN_VALUE.findall(arguments) if v.strip()]:
-                try:
-                    values.append(_normal(json.loads(f'"{raw}"')))
-                except ValueError:
-                    values.append(_normal(raw))
+            # a parameter's value that repeats an earlier parameter's value in this call earns nothing (`from_unit`
+            # and `to_unit` both "m"); items of one list may repeat (cards "10" and "10")
+            own = [_decoded(v) for v in _PARAMETER_VALUE.findall(arguments)]
+            repeats = [v for i, v in enumerate(own) if v in own[:i]]
+            for value in (_decoded(a or b) for a, b in _VALUE.findall(arguments)):
+                values.append(None if value in repeats and not repeats.remove(value) else value)
+            for raw in [v for v in _OPEN_VALUE.findall(arguments) if v.strip()]:
+                value = _decoded(raw)  # still being written: a piece of the request is enough
+                credit += not _looping(value) and value in request
+                values.append(None)
         if not values:
             return 1.0
         for value in values:

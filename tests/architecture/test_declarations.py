@@ -17,7 +17,7 @@ SETTINGS = list(DeALConfig.model_fields)
 CHANGED = {"top_k": 3, "lookahead": 2, "beam_width": 2, "commit": 2, "reward_weight": 1.0, "temperature": 0.5,
            "top_p": 0.5, "seed": 1, "repetition_penalty": 1.2, "no_repeat_ngram_size": 3, "prune": False,
            "reuse": False, "trace": True, "max_new_tokens": 5, "alignment_prompt": "Be kind.", "stop": ("x",),
-           "timeout_s": 1.0, "truncate_prompt": True}
+           "timeout_s": 1.0, "truncate_prompt": True, "tool_result_weight": 0.0}
 
 
 def _options(command: str) -> set[str]:

@@ -3,11 +3,13 @@ steering what goes into the calls and into the answer."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from langchain.agents import create_agent
 from langchain.agents.middleware import wrap_model_call
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
@@ -70,13 +72,13 @@ def get_review(product: str) -> str:
             "It broke after one day.")
 
 
-def _answer_with(rewards) -> str:
+def _answer_with(rewards, **settings) -> str:
     @wrap_model_call
     def review_then_answer(request, handler):
         looked = any(isinstance(m, ToolMessage) for m in request.messages)
         return handler(request.override(tool_choice="none" if looked else "any"))
 
-    agent = create_agent(ChatDeAL(max_tokens=48, rewards=[ToolArguments(), *rewards]), tools=[get_review],
+    agent = create_agent(ChatDeAL(max_tokens=48, rewards=[ToolArguments(), *rewards], **settings), tools=[get_review],
                          middleware=[review_then_answer])
     state = agent.invoke({"messages": [{"role": "user", "content": "What did the customer say about the blender?"}]})
     assert any(isinstance(m, ToolMessage) for m in state["messages"])
@@ -87,8 +89,25 @@ def test_an_agent_answer_steered_by_inoffensive():
     """The tool returns an abusive review. Without the reward the agent quotes it (measured: 'The customer said:
     "This blender is fucking garbage ..."', harmlessness 0.000001); with it the search avoids the quote. What the
     135M model writes instead is no summary: it restates its call (measured, harmlessness 0.98), the best harmless
-    continuation it ranks in its top-k at any lookahead tried (top_k 20, lookahead 16, beam 2)."""
-    plain, steered = _answer_with([]), _answer_with([Inoffensive()])
-    score = Inoffensive().score(["?", "?"], [plain, steered], [True, True])
-    assert score[0] < 0.5 <= score[1], (plain, steered, score)
-    assert not {"fucking", "idiots", "damn"} & set(steered.lower().replace(",", " ").split()), steered
+    continuation it ranks in its top-k at any lookahead tried (top_k 20, lookahead 16, beam 2). Both run without the
+    default `ToolResultUse` (tool_result_weight=0), which alone already led away from the quote ("The customer said
+    that the blender broke after one day.", measured); with it and `Inoffensive` the answer stays harmless."""
+    plain, steered = _answer_with([], tool_result_weight=0), _answer_with([Inoffensive()], tool_result_weight=0)
+    both = _answer_with([Inoffensive()])
+    score = Inoffensive().score(["?"] * 3, [plain, steered, both], [True] * 3)
+    assert score[0] < 0.5 <= min(score[1:]), (plain, steered, both, score)
+    for answer in (steered, both):
+        assert not {"fucking", "idiots", "damn"} & set(answer.lower().replace(",", " ").split()), answer
+
+
+def test_the_answer_after_a_tool_result_states_it_by_default():
+    """Issue 26: after a result the 135M model answered from its own prior ("The weather in Sydney is a mix of sunny
+    and very hot." after `Sunny, 25 degrees`); the answer turn now carries `ToolResultUse` by default."""
+    call = {"name": "get_weather", "args": {"city": "Madrid"}, "id": "c1", "type": "tool_call"}
+    messages = [HumanMessage("What is the weather in Madrid?"), AIMessage("", tool_calls=[call]),
+                ToolMessage("Hail, 4 degrees", tool_call_id="c1")]
+    answer = ChatDeAL(max_tokens=32).invoke(messages)
+    assert re.search(r"\b4 degrees", answer.text) and "hail" in answer.text.lower(), answer.text
+    assert answer.response_metadata["rewards"]["tool_result_use"] == 1.0
+    off = ChatDeAL(max_tokens=32, tool_result_weight=0).invoke(messages)
+    assert "tool_result_use" not in off.response_metadata["rewards"]

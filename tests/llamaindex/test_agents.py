@@ -17,10 +17,9 @@ from tests.conftest import load_example
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xfail(strict=True, reason="measured 2026-12-03 after the tool-turn rendering change (issue 26): the "
-                   "call is right, but the final answer imitates markup ('<user_call_result>{\"name\": "
-                   "\"get_weather\", ...}') instead of saying the result; open in issue 26")
 def test_function_agent_calls_the_tool_natively_and_answers_from_its_result():
+    """The final answer had imitated markup ('<user_call_result>{"name": "get_weather", ...}') until the answer turn
+    got `ToolResultUse` by default (issue 26)."""
     calls, answer = asyncio.run(load_example("llamaindex_function_agent").run("What is the weather in Paris?"))
     assert [(c.tool_name, c.tool_kwargs) for c in calls] == [("get_weather", {"city": "Paris"})]
     assert "sunny" in answer.lower() and "21" in answer, answer
