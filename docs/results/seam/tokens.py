@@ -3,7 +3,7 @@ sequence-handle seam): CommonGen hard-split prompts with the Keywords reward, gr
 segment / beam 2 settings, each prompt alone and the same prompts as one batch.
 
     PYTHONPATH=/path/to/before .venv/bin/python docs/results/seam/tokens.py ENGINE before.json
-    .venv/bin/python docs/results/seam/tokens.py ENGINE after.json
+    .venv/bin/python docs/results/seam/tokens.py ENGINE after.json [LIMIT [MAX_NEW_TOKENS]]
     then compare the two files (they hold {mode: [token ids per prompt]}).
 """
 
@@ -42,4 +42,4 @@ def main(engine: str, out: str, limit: int = 10, max_new_tokens: int = 48) -> No
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:5]))
