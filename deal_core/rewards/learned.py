@@ -198,7 +198,8 @@ class Judge(Reward):
         return lm.encode_text(head, special_tokens=not lm.has_chat_template), tail
 
     def _prefix(self, lm: Any, request: str) -> tuple[Any, str]:
-        """The encoded judge prompt up to the response (one sequence in the engine) and the text after it; cached per request."""
+        """The encoded judge prompt up to the response (one sequence in the engine) and the text after it; cached
+        per request."""
         if request not in self._prefixes:
             if len(self._prefixes) >= self.PREFIX_CACHE_SIZE:
                 lm.drop([self._prefixes.pop(next(iter(self._prefixes)))[0]])
