@@ -101,7 +101,7 @@ class DeAL:
     def generate_batch(
         self, prompts: Sequence[PromptLike | Request], rewards: RewardLike = None, **overrides: Any
     ) -> list[GenerationResult]:
-        """Align a batch of prompts in one search (left-padded, one shared forward per step)."""
+        """Align a batch of prompts in one search (one shared forward per step)."""
         *_, results = self._steps(self._prepare(_prompt_list(prompts), rewards, overrides))
         return results
 

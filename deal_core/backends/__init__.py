@@ -2,6 +2,6 @@
 Engines: transformers.py (`LanguageModel`), llamacpp.py (`LlamaCppModel`; its text side in gguf_text.py),
 table.py (the pure-Python reference). The proposer all engines share: proposer.py."""
 
-from deal_core.backends.base import Backend, Generated, Judging, Proposal, Proposer, Rows, WholeSequence
+from deal_core.backends.base import Backend, Generated, Handle, Judging, Proposal, Proposer, WholeSequence
 
-__all__ = ["Backend", "Generated", "Judging", "Proposal", "Proposer", "Rows", "WholeSequence"]
+__all__ = ["Backend", "Generated", "Handle", "Judging", "Proposal", "Proposer", "WholeSequence"]

@@ -1,8 +1,11 @@
 """The seam under the search: the few verbs DeAL needs from an inference engine, and nothing more.
 
-The search, greedy decoding, the `Judge` reward and the benchmarks talk to a `Backend` only. Rows of sequences
-and next-token scores are the engine's own objects (a KV cache, logits): the search passes them back without
-looking inside. One file per engine implements the protocol (`transformers.py` today).
+The search, greedy decoding, the `Judge` reward and the benchmarks talk to a `Backend` only. The search works on
+sequence handles: it prefills prompts, feeds one token (or a block) to just the sequences that need one, forks,
+crops and drops them. Handles and next-token scores are the engine's own objects (a row of a KV batch, a llama.cpp
+sequence id, logits): the search passes them back without looking inside. No padding, masks or columns cross the
+seam; an engine that batches densely (transformers) pads and masks inside. One file per engine implements the
+protocol: `transformers.py`, `llamacpp.py`, and `table.py` (the pure-Python reference).
 """
 
 from __future__ import annotations
@@ -46,14 +49,12 @@ class Proposer(Protocol):
     def candidates(self, proposal: Proposal) -> list[tuple[int, float]]: ...
 
 
-class Rows(Protocol):
-    """A batch of sequences the engine holds (tokens fed so far and their cache), one row per sequence."""
+class Handle(Protocol):
+    """One sequence the engine holds (its tokens fed so far and their cache), opaque to the search. Every handle
+    has its own length: sequences of different prompts never line up."""
 
     @property
-    def length(self) -> int: ...  # columns fed so far (left padding and masked holes included)
-
-    @property
-    def size(self) -> int: ...  # number of rows
+    def length(self) -> int: ...  # tokens fed so far
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,6 @@ class Backend(Protocol):
 
     name: str
     eos_token_ids: frozenset[int]
-    pad_token_id: int
     lock: threading.RLock  # one search step, one judge call, one tokenization at a time per loaded model
 
     @property
@@ -105,15 +105,21 @@ class Backend(Protocol):
                  seed: int | None = None, repetition_penalty: float = 1.0,
                  no_repeat_ngram_size: int = 0) -> Proposer: ...
 
-    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[Rows, Any]: ...  # rows, next-token scores
+    # Scores are one row per handle given, in order. A handle stays valid until it is dropped; every sequence it
+    # holds has at least one token.
+    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[list[Handle], Any]: ...  # a handle per prompt
 
-    def step(self, rows: Rows, tokens: Sequence[int], real: Sequence[bool]) -> Any: ...  # one token per row
+    def step(self, handles: Sequence[Handle], tokens: Sequence[int]) -> Any: ...  # one token per given handle
 
-    def extend(self, rows: Rows, blocks: Sequence[Sequence[int]]) -> Any: ...  # a block per row; scores after it
+    def extend(self, handles: Sequence[Handle], blocks: Sequence[Sequence[int]]) -> Any: ...  # a block each;
+    # the scores after each block's last token
 
-    def gather(self, picks: Sequence[tuple[Rows, int]], length: int) -> Rows: ...  # fork/select rows, crop
+    def fork(self, handles: Sequence[Handle], lengths: Sequence[int] | None = None) -> list[Handle]: ...  # a copy
+    # of each handle (one may repeat), cut to its first `lengths[i]` tokens; the originals are untouched
 
-    def pad(self, rows: Rows, length: int) -> Rows: ...  # masked columns on the left, up to `length` columns
+    def crop(self, handles: Sequence[Handle], lengths: Sequence[int]) -> None: ...  # keep the first lengths[i]
+
+    def drop(self, handles: Sequence[Handle]) -> None: ...  # the engine may reuse what they held
 
 
 @runtime_checkable

@@ -1,9 +1,9 @@
 """The llama.cpp backend: a GGUF file run natively (4-bit kernels) through llama-cpp-python's low-level API.
 
-One llama.cpp context holds every row as a sequence id in one unified KV cache. Forking a row is
-`llama_memory_seq_cp` (the cells are shared, nothing is copied), cropping and dropping are `llama_memory_seq_rm`,
-and every row keeps its own positions. So the search's columns are bookkeeping here: left padding and holes are
-counted per row and never reach the engine. Logits are computed only for the positions the search reads.
+One llama.cpp context holds every sequence handle as a sequence id in one unified KV cache: the seam's verbs map
+onto llama.cpp directly. Forking is `llama_memory_seq_cp` (the cells are shared, nothing is copied), cropping and
+dropping are `llama_memory_seq_rm`, and every sequence keeps its own positions. Logits are computed only for the
+positions the search reads.
 Proposals come from the engine-neutral `LogitsProposer` (backends/proposer.py) on a torch tensor of the logits;
 the chat template is the one in the GGUF metadata, rendered by transformers' renderer and tokenized by llama.cpp.
 """
@@ -34,34 +34,20 @@ SCRATCH = MAX_SEQUENCES - 1  # the scratch sequence (see `_decode`); rows get th
 
 
 class _Seq:
-    """One sequence id; when no row refers to it any more, its id is queued for release (cells dropped later, under
-    the model's lock: a finalizer may run on another thread while llama.cpp is decoding)."""
+    """A handle: one sequence id and its length. Dropped explicitly, or when nothing refers to it any more: then
+    its id is queued for release (cells dropped later, under the model's lock: a finalizer may run on another
+    thread while llama.cpp is decoding)."""
 
-    __slots__ = ("__weakref__", "id")
+    __slots__ = ("__weakref__", "id", "length", "release")
 
-    def __init__(self, engine: LlamaCppModel):
-        self.id = engine._acquire()
-        weakref.finalize(self, engine._released.append, self.id)
+    def __init__(self, engine: LlamaCppModel, length: int = 0):
+        self.id, self.length = engine._acquire(), length
+        self.release = weakref.finalize(self, engine._released.append, self.id)
 
-
-@dataclass(eq=False)
-class SeqRows:
-    """Rows as sequence ids. Columns are the search's bookkeeping: row i has `pads[i]` columns of left padding and
-    holes at columns `holes[i]`; its real tokens (positions 0..fed-1 in its sequence) fill the other columns."""
-
-    seqs: list[_Seq]
-    pads: list[int]
-    holes: list[tuple[int, ...]]
-    length: int
-
-    @property
-    def size(self) -> int:
-        return len(self.seqs)
-
-    def fed(self, i: int, length: int | None = None) -> int:
-        """Real tokens of row i in its first `length` columns (all columns by default)."""
-        length = self.length if length is None else length
-        return max(0, length - self.pads[i] - sum(h < length for h in self.holes[i]))
+    def live(self) -> int:
+        if not self.release.alive:
+            raise ValueError("a dropped sequence handle was used")
+        return self.id
 
 
 @dataclass(eq=False)
@@ -134,9 +120,11 @@ class LlamaCppModel(GGUFText, TorchScored):
                               "beam_width × top_k, all searches together): lower top_k, beam_width or concurrency")
         return self._free.pop()
 
-    def _fork(self, src: int, length: int) -> _Seq:
-        seq = _Seq(self)
-        C.llama_memory_seq_cp(self._mem, src, seq.id, 0, length)
+    def _fork(self, src: _Seq, length: int) -> _Seq:
+        if not 0 < length <= src.length:
+            raise ValueError(f"cannot fork {length} tokens of a sequence of {src.length}")
+        seq = _Seq(self, length)
+        C.llama_memory_seq_cp(self._mem, src.live(), seq.id, 0, length)
         return seq
 
     # -- the forward pass --------------------------------------------------------------------------------------
@@ -189,59 +177,48 @@ class LlamaCppModel(GGUFText, TorchScored):
         if rc != 0:
             raise RuntimeError(f"llama_decode failed (code {rc})")
 
-    def _scatter(self, size: int, rows: Sequence[int], logits: torch.Tensor) -> torch.Tensor:
-        """[size, vocab] with `logits` in `rows` and NaN elsewhere (rows that were not fed have no scores)."""
-        if len(rows) == size:
-            return logits
-        full = torch.full((size, self.n_vocab), torch.nan)
-        full[list(rows)] = logits
-        return full
-
     # -- the forward verbs ------------------------------------------------------------------------------------
-    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[SeqRows, torch.Tensor]:
-        """Each sequence in its own sequence id; logits after each one's last token [rows, vocab]."""
+    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[list[_Seq], torch.Tensor]:
+        """Each sequence in its own sequence id; logits after each one's last token [sequences, vocab]."""
         if not sequences or any(len(s) == 0 for s in sequences):
             raise PromptError("every prompt needs at least one token")
-        seqs = [_Seq(self) for _ in sequences]
-        entries = [(t, j, seq.id, j == len(s) - 1) for seq, s in zip(seqs, sequences) for j, t in enumerate(s)]
-        width = max(len(s) for s in sequences)
-        rows = SeqRows(seqs, [width - len(s) for s in sequences], [()] * len(sequences), width)
-        return rows, self._decode(entries)
+        handles = [_Seq(self, len(s)) for s in sequences]
+        entries = [(t, j, h.id, j == len(s) - 1) for h, s in zip(handles, sequences) for j, t in enumerate(s)]
+        return handles, self._decode(entries)
 
-    def step(self, rows: SeqRows, tokens: Sequence[int], real: Sequence[bool]) -> torch.Tensor:
-        """One token per real row (the others get a hole column); logits [rows, vocab], NaN in rows not fed."""
-        fed = [i for i, r in enumerate(real) if r]
-        entries = [(tokens[i], rows.fed(i), rows.seqs[i].id, True) for i in fed]
-        for i, r in enumerate(real):
-            if not r:
-                rows.holes[i] = (*rows.holes[i], rows.length)
-        rows.length += 1
-        return self._scatter(rows.size, fed, self._decode(entries))
+    def step(self, handles: Sequence[_Seq], tokens: Sequence[int]) -> torch.Tensor:
+        """One token per handle; logits after it [handles, vocab]."""
+        return self.extend(handles, [[t] for t in tokens])
 
-    def extend(self, rows: SeqRows, blocks: Sequence[Sequence[int]]) -> torch.Tensor:
-        """A block per row (at least one token each); logits after each row's last token [rows, vocab]."""
-        width = max(len(b) for b in blocks)
+    def extend(self, handles: Sequence[_Seq], blocks: Sequence[Sequence[int]]) -> torch.Tensor:
+        """A block per handle (at least one token each); logits after each block's last token [handles, vocab]."""
         entries = []
-        for i, block in enumerate(blocks):
-            fed = rows.fed(i)
-            entries += [(t, fed + j, rows.seqs[i].id, j == len(block) - 1) for j, t in enumerate(block)]
-            rows.holes[i] = (*rows.holes[i], *range(rows.length + len(block), rows.length + width))
-        rows.length += width
-        return self._decode(entries)
+        for h, block in zip(handles, blocks, strict=True):
+            if not block:
+                raise ValueError("every block needs at least one token")
+            entries += [(t, h.length + j, h.live(), j == len(block) - 1) for j, t in enumerate(block)]
+        logits = self._decode(entries)
+        for h, block in zip(handles, blocks):
+            h.length += len(block)
+        return logits
 
-    def gather(self, picks: Sequence[tuple[SeqRows, int]], length: int) -> SeqRows:
-        """New rows whose row i forks row `picks[i][1]` of `picks[i][0]`, cut to its first `length` columns."""
-        seqs = [self._fork(rows.seqs[i].id, rows.fed(i, length)) for rows, i in picks]
-        pads = [min(rows.pads[i], length) for rows, i in picks]
-        holes = [tuple(h for h in rows.holes[i] if h < length) for rows, i in picks]
-        return SeqRows(seqs, pads, holes, length)
+    def fork(self, handles: Sequence[_Seq], lengths: Sequence[int] | None = None) -> list[_Seq]:
+        """A new sequence id per handle sharing its first `lengths[i]` cells (`llama_memory_seq_cp`)."""
+        lengths = [h.length for h in handles] if lengths is None else lengths
+        return [self._fork(h, n) for h, n in zip(handles, lengths, strict=True)]
 
-    def pad(self, rows: SeqRows, length: int) -> SeqRows:
-        """The same rows (forked) with `length - rows.length` more columns of left padding."""
-        extra = max(0, length - rows.length)
-        return SeqRows([self._fork(s.id, rows.fed(i)) for i, s in enumerate(rows.seqs)],
-                       [p + extra for p in rows.pads], [tuple(h + extra for h in hs) for hs in rows.holes],
-                       rows.length + extra)
+    def crop(self, handles: Sequence[_Seq], lengths: Sequence[int]) -> None:
+        for h, n in zip(handles, lengths, strict=True):
+            if not 0 < n <= h.length:
+                raise ValueError(f"cannot crop a sequence of {h.length} tokens to {n}")
+            C.llama_memory_seq_rm(self._mem, h.live(), n, -1)
+            h.length = n
+
+    def drop(self, handles: Sequence[_Seq]) -> None:
+        for h in handles:
+            h.live()
+            h.release()  # queued; `_flush` frees the cells before the next forward or fork
+        self._flush()
 
     def answer_logodds(self, scores: torch.Tensor, yes: Sequence[int], no: Sequence[int]) -> list[float]:
         return answer_logodds(scores, yes, no)
@@ -253,14 +230,14 @@ class LlamaCppModel(GGUFText, TorchScored):
         Repetition settings use transformers' processors, so both engines apply the same rules."""
         sampler = self.proposer(1, sample, 1.0, top_p, seed, repetition_penalty, no_repeat_ngram_size)
         with self.session():
-            rows, logits = self.prefill([list(ids)])
+            handles, logits = self.prefill([list(ids)])
             if n > 1:
-                rows = self.gather([(rows, 0)] * n, rows.length)
+                handles += self.fork(handles * (n - 1))
                 logits = logits.expand(n, -1)
             new: list[list[int]] = [[] for _ in range(n)]
             logps, ended, live = [0.0] * n, [False] * n, list(range(n))
             while True:
-                props = sampler.propose(logits, live, None, [list(ids) + new[i] for i in live] if
+                props = sampler.propose(logits, None, None, [list(ids) + new[i] for i in live] if
                                         sampler.rules else None)
                 for i, prop in zip(live, props):
                     token, logp = sampler.candidates(prop)[0] if sample else (prop.greedy, prop.greedy_logp)
@@ -272,16 +249,17 @@ class LlamaCppModel(GGUFText, TorchScored):
                 live = [i for i in live if not ended[i] and len(new[i]) < max_new_tokens
                         and not (stop and any(s in self.decode(new[i]) for s in stop))]
                 if not live:
+                    self.drop(handles)
                     return [Generated(new[i], logps[i], ended[i]) for i in range(n)]
-                logits = self.step(rows, [new[i][-1] if i in live else 0 for i in range(n)],
-                                   [i in live for i in range(n)])
+                logits = self.step([handles[i] for i in live], [new[i][-1] for i in live])
 
     def continuation_logprobs(self, ids: Sequence[int], continuation: Sequence[int]) -> list[float]:
         """log P of each token of `continuation` after `ids`, in one forward."""
         full = list(ids) + list(continuation)
         with self.session():
-            seq = _Seq(self)
+            seq = _Seq(self, len(full))
             logits = self._decode([(t, j, seq.id, j >= len(ids) - 1 and j < len(full) - 1) for j, t in enumerate(full)])
+            self.drop([seq])
             logp = torch.log_softmax(logits.float(), -1)
             return logp.gather(1, torch.tensor(list(continuation))[:, None])[:, 0].tolist()
 

@@ -41,21 +41,21 @@ def masked(logp: Sequence[float], ok: Sequence[bool]) -> list[float]:
     return [v - norm if a else -math.inf for v, a in zip(logp, ok)]
 
 
-@dataclass
-class TableRows:
-    seqs: list[list[int | None]]  # None marks a masked hole (left padding, a fed-but-ignored position)
+class TableSeq:
+    """A handle: the tokens of one sequence (None once dropped: using it then is a bug the table reports)."""
+
+    def __init__(self, tokens: Sequence[int]):
+        self.tokens: list[int] | None = list(tokens)
 
     @property
     def length(self) -> int:
-        return len(self.seqs[0]) if self.seqs else 0
+        return len(self.live)
 
     @property
-    def size(self) -> int:
-        return len(self.seqs)
-
-
-def _real(seq: Sequence[int | None]) -> list[int]:
-    return [t for t in seq if t is not None]
+    def live(self) -> list[int]:
+        if self.tokens is None:
+            raise ValueError("a dropped sequence handle was used")
+        return self.tokens
 
 
 class TopK:
@@ -82,12 +82,12 @@ class TopK:
 class TableBackend:
     name: str = "table"
     eos_token_ids: frozenset[int] = frozenset({EOS})
-    pad_token_id: int = PAD
     lock: threading.RLock = field(default_factory=threading.RLock)
     context_window: int = 512
     has_chat_template: bool = True
     renders_tools: bool = False
     forwards: int = 0
+    held: int = 0  # sequences prefilled or forked and not dropped yet
 
     def encode_chat(self, messages: Sequence[Mapping[str, Any]], *, continue_final: bool = False,
                     tools: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
@@ -119,31 +119,44 @@ class TableBackend:
         assert repetition_penalty == 1.0 and not no_repeat_ngram_size, "the table backend has no penalties"
         return TopK(top_k)
 
-    def _scores(self, rows: TableRows) -> list[list[float]]:
+    def _scores(self, handles: Sequence[TableSeq]) -> list[list[float]]:
         self.forwards += 1
-        return [next_logprobs(_real(seq)) for seq in rows.seqs]
+        return [next_logprobs(h.live) for h in handles]
 
-    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[TableRows, list[list[float]]]:
-        width = max(map(len, sequences))
-        rows = TableRows([[None] * (width - len(s)) + list(s) for s in sequences])
-        return rows, self._scores(rows)
+    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[list[TableSeq], list[list[float]]]:
+        assert sequences and all(sequences), "every sequence needs a token"
+        handles = [TableSeq(s) for s in sequences]
+        self.held += len(handles)
+        return handles, self._scores(handles)
 
-    def step(self, rows: TableRows, tokens: Sequence[int], real: Sequence[bool]) -> list[list[float]]:
-        for seq, token, is_real in zip(rows.seqs, tokens, real):
-            seq.append(token if is_real else None)
-        return self._scores(rows)
+    def step(self, handles: Sequence[TableSeq], tokens: Sequence[int]) -> list[list[float]]:
+        assert len(handles) == len(tokens) and len({id(h) for h in handles}) == len(handles)
+        for h, token in zip(handles, tokens):
+            h.live.append(token)
+        return self._scores(handles)
 
-    def extend(self, rows: TableRows, blocks: Sequence[Sequence[int]]) -> list[list[float]]:
-        width = max(map(len, blocks))
-        for seq, block in zip(rows.seqs, blocks):
-            seq.extend(list(block) + [None] * (width - len(block)))
-        return self._scores(rows)
+    def extend(self, handles: Sequence[TableSeq], blocks: Sequence[Sequence[int]]) -> list[list[float]]:
+        assert len(handles) == len(blocks) and all(blocks)
+        for h, block in zip(handles, blocks):
+            h.live.extend(block)
+        return self._scores(handles)
 
-    def gather(self, picks: Sequence[tuple[TableRows, int]], length: int) -> TableRows:
-        return TableRows([list(rows.seqs[i][:length]) for rows, i in picks])
+    def fork(self, handles: Sequence[TableSeq], lengths: Sequence[int] | None = None) -> list[TableSeq]:
+        lengths = [h.length for h in handles] if lengths is None else lengths
+        assert all(0 < n <= h.length for h, n in zip(handles, lengths))
+        self.held += len(handles)
+        return [TableSeq(h.live[:n]) for h, n in zip(handles, lengths)]
 
-    def pad(self, rows: TableRows, length: int) -> TableRows:
-        return TableRows([[None] * (length - len(seq)) + seq for seq in rows.seqs])
+    def crop(self, handles: Sequence[TableSeq], lengths: Sequence[int]) -> None:
+        for h, n in zip(handles, lengths):
+            assert 0 < n <= h.length
+            del h.live[n:]
+
+    def drop(self, handles: Sequence[TableSeq]) -> None:
+        for h in handles:
+            h.live  # noqa: B018 - dropping twice is a bug too
+            h.tokens = None
+        self.held -= len(handles)
 
     def answer_logodds(self, scores: list[list[float]], yes: Sequence[int], no: Sequence[int]) -> list[float]:
         def mass(logp: list[float], ids: Sequence[int]) -> float:

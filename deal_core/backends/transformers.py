@@ -1,8 +1,8 @@
 """The transformers backend: a `PreTrainedModel` and its tokenizer behind the `Backend` protocol.
 
-Rows are `KVBatch`es: sequences sharing one `DynamicCache`. Rows hold left padding and, after an early EOS,
-trailing holes; both are masked out and position ids count only real tokens, so every row computes exactly what
-it would compute alone.
+Sequence handles are rows of a dense, left-padded KV batch that stays inside the backend (`kv_batch.py`: padding,
+holes and masks never cross the seam; position ids count only real tokens, so every row computes exactly what it
+would compute alone).
 """
 
 from __future__ import annotations
@@ -15,53 +15,12 @@ from typing import Any
 
 import torch
 from jinja2 import TemplateError
-from transformers import (
-    DynamicCache,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from deal_core.backends import kv_batch
 from deal_core.backends.base import Generated
 from deal_core.backends.proposer import TorchScored, answer_logodds
 from deal_core.errors import PromptError
-
-
-def _padded(sequences: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids [rows, width] padded with `pad_id` on the left or right, and the mask of real tokens."""
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        span = slice(width - len(seq), width) if left else slice(0, len(seq))
-        ids[i, span] = torch.tensor(seq, dtype=torch.long)
-        mask[i, span] = 1
-    return ids, mask
-
-
-@dataclass
-class KVBatch:
-    """Rows of sequences on one KV cache, and the mask of their real tokens [rows, length]."""
-
-    model: PreTrainedModel
-    cache: DynamicCache
-    mask: torch.Tensor
-
-    @property
-    def length(self) -> int:
-        return self.mask.shape[1]
-
-    @property
-    def size(self) -> int:
-        return self.mask.shape[0]
-
-    def _run(self, ids: torch.Tensor, block: torch.Tensor, **kwargs: Any) -> Any:
-        """Feed `ids` [rows, width] whose real tokens are `block`; positions continue each row's real tokens."""
-        positions = self.mask.sum(-1, keepdim=True) + (block.cumsum(-1) - 1).clamp(min=0)
-        self.mask = torch.cat([self.mask, block], dim=1)
-        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions, cache=self.cache,
-                         use_cache=True, **kwargs)
-        self.cache = out.cache
-        return out.logits
 
 
 @dataclass(eq=False)
@@ -149,66 +108,28 @@ class LanguageModel(TorchScored):
         return self.tokenizer.batch_decode([list(s) for s in sequences], skip_special_tokens=True)
 
     # -- the forward verbs ------------------------------------------------------------------------------------
-    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[KVBatch, torch.Tensor]:
-        """Encode left-padded prompts once; returns the rows and next-token logits [rows, vocab]."""
-        ids, mask = _padded(sequences, self.pad_token_id, left=True)
-        rows = KVBatch(self.model, DynamicCache(config=self.model.config), mask[:, :0].to(self.device))
-        logits = rows._run(ids.to(self.device), mask.to(self.device), logits_to_keep=1)
-        return rows, logits[:, -1, :]
+    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[list[kv_batch.Seq], torch.Tensor]:
+        """Encode the prompts at once (left-padded, one new group); their handles and logits [handles, vocab]."""
+        if not sequences or not all(sequences):
+            raise PromptError("every prompt needs at least one token")
+        return kv_batch.prefill(self.model, sequences, self.pad_token_id)
 
-    def step(self, rows: KVBatch, tokens: Sequence[int], real: Sequence[bool]) -> torch.Tensor:
-        """Append one token per row (`real[i]` False feeds a masked hole) and return logits [rows, vocab]."""
-        device = rows.mask.device
-        block = torch.tensor(real, dtype=rows.mask.dtype, device=device).unsqueeze(1)
-        ids = torch.tensor(tokens, dtype=torch.long, device=device).unsqueeze(1)
-        return rows._run(ids, block)[:, -1, :]
+    def step(self, handles: Sequence[kv_batch.Seq], tokens: Sequence[int]) -> torch.Tensor:
+        """One token per handle; logits [handles, vocab]."""
+        return kv_batch.feed(handles, [[t] for t in tokens], self.pad_token_id)
 
-    def extend(self, rows: KVBatch, blocks: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Append a block of tokens per row (right-padded; the padding is masked) and return the logits after each
-        row's last token [rows, vocab]. Rows may differ in length; every row needs at least one token."""
-        device = rows.mask.device
-        ids, block = _padded(blocks, self.pad_token_id, left=False)
-        last = [len(r) - 1 for r in blocks]
-        keep = sorted(set(last))  # project only the positions we read onto the vocabulary
-        logits = rows._run(ids.to(device), block.to(device=device, dtype=rows.mask.dtype),
-                           logits_to_keep=torch.tensor(keep, device=device))
-        column = torch.tensor([keep.index(j) for j in last], device=device)
-        return logits[torch.arange(len(blocks), device=device), column]
+    def extend(self, handles: Sequence[kv_batch.Seq], blocks: Sequence[Sequence[int]]) -> torch.Tensor:
+        """A block per handle (lengths may differ, at least one token each); logits after each block's last token."""
+        return kv_batch.feed(handles, blocks, self.pad_token_id)
 
-    def gather(self, picks: Sequence[tuple[KVBatch, int]], length: int) -> KVBatch:
-        """New rows whose row i is row `picks[i][1]` of `picks[i][0]`, cut to its first `length` columns."""
-        batches = list({id(batch): batch for batch, _ in picks}.values())
-        offsets, total = {}, 0
-        for batch in batches:
-            offsets[id(batch)] = total
-            total += batch.size
-        index = torch.tensor([offsets[id(batch)] + row for batch, row in picks], device=batches[0].mask.device)
+    def fork(self, handles: Sequence[kv_batch.Seq], lengths: Sequence[int] | None = None) -> list[kv_batch.Seq]:
+        return kv_batch.fork(handles, [h.length for h in handles] if lengths is None else lengths)
 
-        def take(tensors: list[torch.Tensor]) -> torch.Tensor:
-            cut = [t[..., :length, :] for t in tensors]
-            return (cut[0] if len(cut) == 1 else torch.cat(cut, dim=0)).index_select(0, index)
+    def crop(self, handles: Sequence[kv_batch.Seq], lengths: Sequence[int]) -> None:
+        kv_batch.crop(handles, lengths)
 
-        layers = [
-            (take([b.cache.layers[i].keys for b in batches]), take([b.cache.layers[i].values for b in batches]))
-            for i in range(len(batches[0].cache.layers))
-        ]
-        masks = [b.mask[:, :length] for b in batches]
-        mask = (masks[0] if len(masks) == 1 else torch.cat(masks, dim=0)).index_select(0, index)
-        return KVBatch(self.model, DynamicCache(layers, config=self.model.config), mask)
-
-    def pad(self, rows: KVBatch, length: int) -> KVBatch:
-        """The same rows with masked columns added on the left up to `length` (positions count real tokens only,
-        so nothing they compute changes): lines up caches of different lengths before `gather` joins them."""
-        extra = length - rows.length
-        if extra <= 0:
-            return rows
-
-        def left(t: torch.Tensor) -> torch.Tensor:
-            return torch.cat([t.new_zeros((*t.shape[:-2], extra, t.shape[-1])), t], dim=-2)
-
-        layers = [(left(layer.keys), left(layer.values)) for layer in rows.cache.layers]
-        mask = torch.cat([rows.mask.new_zeros((rows.size, extra)), rows.mask], dim=1)
-        return KVBatch(self.model, DynamicCache(layers, config=self.model.config), mask)
+    def drop(self, handles: Sequence[kv_batch.Seq]) -> None:
+        kv_batch.drop(handles)
 
     def answer_logodds(self, scores: torch.Tensor, yes: Sequence[int], no: Sequence[int]) -> list[float]:
         return answer_logodds(scores, yes, no)

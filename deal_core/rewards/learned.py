@@ -171,7 +171,7 @@ class Judge(Reward):
     question: str = "Is this response harmful?"
     reward_answer: Literal["yes", "no"] = "no"
     model: str | None = None
-    _prefixes: dict[str, tuple[Any, str]] = PrivateAttr(default_factory=dict)  # request -> (KV batch, tail)
+    _prefixes: dict[str, tuple[Any, str]] = PrivateAttr(default_factory=dict)  # request -> (sequence handle, tail)
     _backend: Any = PrivateAttr(None)  # the search's backend (`use_backend`), for model=None
 
     PREFIX_CACHE_SIZE: ClassVar[int] = 16
@@ -198,12 +198,13 @@ class Judge(Reward):
         return lm.encode_text(head, special_tokens=not lm.has_chat_template), tail
 
     def _prefix(self, lm: Any, request: str) -> tuple[Any, str]:
-        """The encoded judge prompt up to the response (one KV row) and the text after it; cached per request."""
+        """The encoded judge prompt up to the response (one sequence in the engine) and the text after it; cached
+        per request."""
         if request not in self._prefixes:
             if len(self._prefixes) >= self.PREFIX_CACHE_SIZE:
-                self._prefixes.pop(next(iter(self._prefixes)))
+                lm.drop([self._prefixes.pop(next(iter(self._prefixes)))[0]])
             head, tail = self._split_prompt(lm, request)
-            self._prefixes[request] = (lm.prefill([head])[0], tail)
+            self._prefixes[request] = (lm.prefill([head])[0][0], tail)
         return self._prefixes[request]
 
     def use_backend(self, lm: Any) -> None:
@@ -227,8 +228,10 @@ class Judge(Reward):
         with lm.session():
             for request, members in groups.items():
                 prefix, tail = self._prefix(lm, request)
-                rows = lm.gather([(prefix, 0)] * len(members), prefix.length)
+                seqs = lm.fork([prefix] * len(members))
                 bodies = [lm.encode_text(f" {texts[i]}{tail}", special_tokens=False) for i in members]
-                for i, odds in zip(members, lm.answer_logodds(lm.extend(rows, bodies), yes, no)):
+                scores = lm.extend(seqs, bodies)
+                lm.drop(seqs)
+                for i, odds in zip(members, lm.answer_logodds(scores, yes, no)):
                     share_yes[i] = 1.0 / (1.0 + math.exp(-odds))
         return share_yes if self.reward_answer == "yes" else [1.0 - v for v in share_yes]

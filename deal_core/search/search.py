@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 
-from deal_core.backends.base import Backend, Rows
+from deal_core.backends.base import Backend, Handle
 from deal_core.config import DeALConfig
 from deal_core.constraint import Constraint
 from deal_core.prompts import EncodedPrompt
@@ -27,7 +27,7 @@ from deal_core.result import SearchStats, StepTrace
 from deal_core.rewards.base import RewardSum
 from deal_core.rewards.budget import deadline
 from deal_core.search import scoring, selection, trace
-from deal_core.search.state import Branch, Candidate, Finished, Job, Row, State, StepUpdate, advanced, truncate
+from deal_core.search.state import Branch, Candidate, Finished, Job, Row, State, StepUpdate, advanced
 
 
 class DeALSearch:
@@ -70,8 +70,8 @@ class DeALSearch:
     # -- driving it ------------------------------------------------------------------------------------------
     def admit(self, prompts: list[EncodedPrompt], configs: list[DeALConfig], rewards: list[RewardSum],
               constraints: list[Constraint | None]) -> list[int]:
-        """Prefill `prompts` and add them to the running rows (left padding lines the caches up); returns their
-        indices. Between steps only."""
+        """Prefill `prompts` (a sequence each) and add them to the running rows; returns their indices. Between
+        steps only."""
         first = len(self.jobs)
         for args in zip(prompts, configs, rewards, constraints):
             self.jobs.append(self._job(*args))
@@ -81,41 +81,28 @@ class DeALSearch:
             self.traces[i], self.finished[i] = [], []
         eos = self.lm.eos_token_ids
         with self.lm.session():
-            batch, logits = self.lm.prefill([p.ids for p in prompts])
-            self._count(batch.size, sum(len(p.ids) for p in prompts))
+            seqs, logits = self.lm.prefill([p.ids for p in prompts])
+            self._count(len(seqs), sum(len(p.ids) for p in prompts))
             allowed = [c.allowed(cfg.max_new_tokens) if c is not None else None
                        for c, cfg in zip(constraints, configs)]
             rows = [Row(i, [], 0.0, prop, Branch([prop.greedy], [prop.greedy_logp],
-                                                 constraint=advanced(c, prop.greedy, eos)), constraint=c)
-                    for i, c, prop in zip(indices, constraints, self.proposer.propose(
-                        logits, None, allowed, [p.ids for p in prompts] if self.histories else None))]
-            state = self.state
-            if state is None or not state.rows:
-                self.state = State(rows, batch, batch.length)
-                return indices
-            # Running rows keep their committed columns (tails are topped up next step); the shorter side is
-            # left-padded so that every row's committed tokens end at the same column.
-            width = max(state.committed, batch.length)
-            old = self.lm.pad(self.lm.gather([(state.cache, r) for r in range(len(state.rows))], state.committed),
-                              width)
-            for row in state.rows:
-                truncate(row.tail, 0, eos)
-            new = self.lm.pad(batch, width)
-            state.cache = self.lm.gather([(old, r) for r in range(old.size)] + [(new, r) for r in range(new.size)],
-                                         width)
-            state.rows, state.committed = state.rows + rows, width
+                                                 constraint=advanced(c, prop.greedy, eos)), seq, constraint=c)
+                    for i, c, prop, seq in zip(indices, constraints, self.proposer.propose(
+                        logits, None, allowed, [p.ids for p in prompts] if self.histories else None), seqs)]
+        if self.state is None:
+            self.state = State(rows)
+        else:
+            self.state.rows += rows
         return indices
 
     def drop(self, prompts: set[int]) -> None:
-        """Stop searching for `prompts` (cancelled or timed out): their rows leave the batch."""
+        """Stop searching for `prompts` (cancelled or timed out): their rows leave, their sequences are dropped."""
         state = self.state
         if state is None or not any(r.prompt in prompts for r in state.rows):
             return
-        keep = [r for r, row in enumerate(state.rows) if row.prompt not in prompts]
-        state.rows = [state.rows[r] for r in keep]
-        if keep:
-            with self.lm.session():
-                state.cache = self.lm.gather([(state.cache, r) for r in keep], state.cache.length)
+        with self.lm.session():
+            self.lm.drop([row.seq for row in state.rows if row.prompt in prompts])
+        state.rows = [row for row in state.rows if row.prompt not in prompts]
 
     @property
     def live(self) -> set[int]:
@@ -157,35 +144,40 @@ class DeALSearch:
         winners = selection.select(self, rows, candidates)
         if cfg.trace:
             trace.record(self, rows, candidates, winners)
-        return selection.commit(self, state, winners)
+        return selection.commit(self, state, candidates, winners)
 
     def _reuse(self, state: State, candidates: list[list[Candidate]], rollout: list[int],
                remaining: list[int]) -> list[Candidate]:
-        """Reuse: the candidate that equals a row's greedy tail continues it on the shared cache (topped up, scored)."""
+        """Reuse: the candidate that equals a row's greedy tail continues it on the row's own sequence (topped up,
+        scored)."""
         rows, reused = state.rows, []
         for r, row in enumerate(rows):
             match = next((c for c in candidates[r] if c.token == row.tail.tokens[0]), None) if self.config.reuse \
                 else None
             if match is not None:
-                match.branch, match.batch, match.batch_row = row.tail, state.cache, r
+                match.branch, match.seq = row.tail, row.seq
                 reused.append(match)
         if reused:
             self.stats.candidates_rolled_out += len(reused)
-            self._rollout(state.cache, [row.tail for row in rows], rollout, active={c.row for c in reused},
-                          left=remaining, before=[self._history(row) for row in rows])
+            self._rollout([rows[c.row].seq for c in reused], [c.branch for c in reused],
+                          [rollout[c.row] for c in reused], left=[remaining[c.row] for c in reused],
+                          before=[self._history(rows[c.row]) for c in reused])
             scoring.score(self, rows, reused, None)
         return reused
 
     def _expand(self, state: State, survivors: list[Candidate], rollout: list[int], remaining: list[int]) -> None:
-        """Fork each surviving candidate's row from the committed cache and roll it out (one batch for all)."""
+        """Fork each surviving candidate's sequence from its row's committed prefix and roll it out (one batch for
+        all)."""
         rows, eos = state.rows, self.lm.eos_token_ids
-        fresh = self.lm.gather([(state.cache, c.row) for c in survivors], state.committed)
-        for i, c in enumerate(survivors):
+        seqs = self.lm.fork([rows[c.row].seq for c in survivors],
+                            [len(self.jobs[rows[c.row].prompt].prompt.ids) + len(rows[c.row].tokens)
+                             for c in survivors])
+        for c, seq in zip(survivors, seqs):
             c.branch = Branch([c.token], [c.logp], constraint=advanced(rows[c.row].constraint, c.token, eos))
-            c.batch, c.batch_row = fresh, i
+            c.seq = seq
         self.stats.candidates_rolled_out += len(survivors)
-        self._rollout(fresh, [c.branch for c in survivors], [rollout[c.row] for c in survivors],
-                      active=set(range(len(survivors))), left=[remaining[c.row] for c in survivors],
+        self._rollout(seqs, [c.branch for c in survivors], [rollout[c.row] for c in survivors],
+                      left=[remaining[c.row] for c in survivors],
                       before=[self._history(rows[c.row]) for c in survivors])
 
     # -- pieces of a step ------------------------------------------------------------------------------------
@@ -202,26 +194,24 @@ class DeALSearch:
         more = min(self.config.lookahead + 1, remaining) - 1
         return job.rewards.upper_bound(row.logp + c.logp, len(row.tokens) + 1, more)
 
-    def _rollout(self, batch: Rows, branches: list[Branch], lengths: list[int], active: set[int],
-                 left: list[int], before: list[list[int] | None]) -> None:
-        """Extend the `active` branches greedily, one batched forward per token, until `lengths[i]` tokens or EOS.
-        `left[i]`: the budget left before branch i (output constraints close the output as it runs out);
-        `before[i]`: the token history before it (None when no repetition penalty needs it)."""
+    def _rollout(self, seqs: list[Handle], branches: list[Branch], lengths: list[int], left: list[int],
+                 before: list[list[int] | None]) -> None:
+        """Extend the branches greedily (branch i on sequence `seqs[i]`), one forward per token for the sequences
+        that need one, until `lengths[i]` tokens or EOS. `left[i]`: the budget left before branch i (output
+        constraints close the output as it runs out); `before[i]`: the token history before it (None when no
+        repetition penalty needs it)."""
         eos = self.lm.eos_token_ids
         while True:
-            need = [i in active and len(b.tokens) < lengths[i] and b.tokens[-1] not in eos for i, b in
-                    enumerate(branches)]
-            if not any(need):
+            need = [i for i, b in enumerate(branches) if len(b.tokens) < lengths[i] and b.tokens[-1] not in eos]
+            if not need:
                 return
-            feed = [b.tokens[-1] if n else self.lm.pad_token_id for b, n in zip(branches, need)]
-            scores = self.lm.step(batch, feed, need)
-            self._count(len(feed), sum(need))
-            self.stats.rollout_tokens += sum(need)
-            rows_needing = [i for i, n in enumerate(need) if n]
+            scores = self.lm.step([seqs[i] for i in need], [branches[i].tokens[-1] for i in need])
+            self._count(len(need), len(need))
+            self.stats.rollout_tokens += len(need)
             allowed = [branches[i].constraint.allowed(left[i] - len(branches[i].tokens))
-                       if branches[i].constraint is not None else None for i in rows_needing]
-            histories = [before[i] + branches[i].tokens for i in rows_needing] if self.histories else None
-            for i, proposal in zip(rows_needing, self.proposer.propose(scores, rows_needing, allowed, histories)):
+                       if branches[i].constraint is not None else None for i in need]
+            histories = [before[i] + branches[i].tokens for i in need] if self.histories else None
+            for i, proposal in zip(need, self.proposer.propose(scores, None, allowed, histories)):
                 branch = branches[i]
                 branch.after.append(proposal)
                 branch.tokens.append(proposal.greedy)

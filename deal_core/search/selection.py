@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from deal_core.search.state import Branch, Candidate, Finished, Row, State, StepUpdate, committed_constraint, truncate
+from deal_core.search.state import Branch, Candidate, Finished, Row, State, StepUpdate, committed_constraint
 from deal_core.streaming import cut_at_stop
 
 if TYPE_CHECKING:
@@ -76,14 +76,16 @@ def _advance(search: DeALSearch, prompt: int, row: Row, c: Candidate, commit: in
         return Finished(tokens, logp, c.score, reason, prompt in search.fallback, complete,
                         after is not None and after.closed_early)
     tail = Branch(branch.tokens[n:], branch.logps[n:], branch.after[n:], branch.constraint)
-    return Row(prompt, tokens, logp, branch.after[n - 1], tail, after)
+    return Row(prompt, tokens, logp, branch.after[n - 1], tail, c.seq, after)
 
 
-def commit(search: DeALSearch, state: State, winners: dict[int, list[Candidate]]) -> StepUpdate:
-    """Append each winner's first `commit` tokens (fewer where the budget ends); finished rows leave, the rest
-    move to a new cache."""
+def commit(search: DeALSearch, state: State, candidates: list[list[Candidate]],
+           winners: dict[int, list[Candidate]]) -> StepUpdate:
+    """Append each winner's first `commit` tokens (fewer where the budget ends); finished rows leave. A row that
+    goes on keeps its winner's sequence (it holds the winner's branch); every other sequence of the step is
+    dropped."""
     rows, step = state.rows, search.config.commit
-    new_rows, picks, update = [], [], StepUpdate({}, {})
+    new_rows, update = [], StepUpdate({}, {})
     for prompt, chosen in winners.items():
         n = min(step, search.jobs[prompt].config.max_new_tokens - len(rows[chosen[0].row].tokens))
         for c in chosen:
@@ -92,20 +94,14 @@ def commit(search: DeALSearch, state: State, winners: dict[int, list[Candidate]]
                 search.finished[prompt].append(out)
             else:
                 new_rows.append(out)
-                picks.append((c.batch, c.batch_row))
         update.tokens[prompt] = rows[chosen[0].row].tokens + chosen[0].branch.tokens[:n]
     live = {r.prompt for r in new_rows}
     for prompt in winners:
         if prompt not in live:
             update.finished[prompt] = max(search.finished[prompt], key=lambda f: f.score)
+    kept = {id(row.seq) for row in new_rows}
+    spent = {id(s): s for s in [row.seq for row in rows]
+             + [c.seq for cands in candidates for c in cands if c.seq is not None]}
+    search.lm.drop([s for key, s in spent.items() if key not in kept])
     state.rows = new_rows
-    if not new_rows:
-        return update
-    # Rows may come from the shared cache and from fresh rollouts of different lengths: cut to the shortest
-    # and shorten the tails to match (they are simply topped up next step).
-    length = min(batch.length for batch, _ in picks)
-    state.cache = search.lm.gather(picks, length)
-    state.committed += step  # every row that stays committed exactly this many
-    for row in new_rows:
-        truncate(row.tail, length - state.committed, search.lm.eos_token_ids)
     return update

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from deal_core.backends.base import Proposal, Rows
+from deal_core.backends.base import Handle, Proposal
 from deal_core.config import DeALConfig, shared_settings
 from deal_core.constraint import Constraint
 from deal_core.prompts import EncodedPrompt
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Branch:
-    """Tokens after a committed prefix. All but the last are in the branch's KV rows; `after[j]` follows tokens[j]."""
+    """Tokens after a committed prefix. All but the last are in the branch's sequence; `after[j]` follows tokens[j]."""
 
     tokens: list[int]
     logps: list[float]
@@ -29,13 +29,15 @@ class Branch:
 
 @dataclass
 class Row:
-    """One live search state: a prompt's committed response, what the LM proposes next, and a greedy tail."""
+    """One live search state: a prompt's committed response, what the LM proposes next, a greedy tail, and the
+    engine's sequence holding prompt + `tokens` + all but the last of `tail.tokens`."""
 
     prompt: int
     tokens: list[int]
     logp: float
     proposal: Proposal
     tail: Branch
+    seq: Handle
     constraint: Constraint | None = None  # the output format's state after `tokens`
 
 
@@ -46,8 +48,7 @@ class Candidate:
     token: int
     logp: float
     branch: Branch | None = None
-    batch: Rows | None = None
-    batch_row: int = 0
+    seq: Handle | None = None  # the engine's sequence holding the branch (all but its last token)
     reward: float = 0.0
     components: dict[str, float] = field(default_factory=dict)
     score: float = -math.inf
@@ -70,12 +71,9 @@ class Finished:
 
 @dataclass
 class State:
-    """The search between steps: live rows, the engine's rows holding their caches, and how many cache columns hold
-    prompt + committed tokens (the same for every row)."""
+    """The search between steps: its live rows (each with its own sequence in the engine)."""
 
     rows: list[Row]
-    cache: Rows
-    committed: int
 
 
 @dataclass
@@ -123,15 +121,6 @@ def advanced(constraint: Constraint | None, token: int, eos: frozenset[int]) -> 
 def fed(tokens: list[int], eos: frozenset[int]) -> int:
     """How many of `tokens` a constraint has consumed (all but end-of-sequence tokens)."""
     return sum(t not in eos for t in tokens)
-
-
-def truncate(branch: Branch, keep: int, eos: frozenset[int]) -> None:
-    """Keep the first `keep` fed tokens of a branch (plus the unfed one after them); its constraint rolls back."""
-    if len(branch.tokens) > keep + 1:
-        if branch.constraint is not None:
-            branch.constraint.rollback(fed(branch.tokens[keep + 1:], eos))
-        del branch.tokens[keep + 1:], branch.logps[keep + 1:]
-    del branch.after[keep:]
 
 
 def committed_constraint(branch: Branch, n: int, ended: int | None, eos: frozenset[int]) -> Constraint | None:

@@ -1,7 +1,9 @@
 """One conformance suite for every engine behind `Backend`: the pure-Python table backend, transformers (the tiny
 random Llama) and llama.cpp (the embedded GGUF; slow). The same checks run on each: the forward verbs agree with
-each other (a block equals its tokens one by one, a fork cut short equals encoding the shorter sequence, rows in a
-batch equal each row alone, padding and holes are invisible), and the search on top is exact (top_k=1 is the
+each other on sequence handles (a block equals its tokens one by one, a fork cut short equals encoding the shorter
+sequence, sequences in a batch equal each alone, a step feeds only the handles it is given, handles of different
+prefills and forks step together, a crop continues from the cut, a dropped handle leaves the others and is refused),
+and the search on top is exact (top_k=1 is the
 engine's greedy decoding; pruning and reuse change nothing; a batch of prompts equals each prompt alone).
 """
 
@@ -12,6 +14,10 @@ import torch
 
 from deal_core import DeAL
 from deal_core.backends.table import TableBackend
+from deal_core.config import make_config
+from deal_core.prompts import EncodedPrompt
+from deal_core.rewards import as_reward_sum
+from deal_core.search import DeALSearch
 
 # log-probability tolerance per engine: the table is exact; fp32 torch and llama.cpp's kernels round differently
 # when the same row is computed in another batch shape (the tiny model's logits reach ~20: ~1e-4 there)
@@ -46,11 +52,11 @@ def test_a_block_equals_its_tokens_one_by_one(engine):
     name, lm = engine
     ids = lm.encode_text(TEXT)
     with lm.session():
-        blocked, _ = lm.prefill([ids[:3]])
-        at_once = lm.extend(blocked, [ids[3:9]])
-        stepped, _ = lm.prefill([ids[:3]])
+        (blocked,), _ = lm.prefill([ids[:3]])
+        at_once = lm.extend([blocked], [ids[3:9]])
+        (stepped,), _ = lm.prefill([ids[:3]])
         for token in ids[3:9]:
-            one = lm.step(stepped, [token], [True])
+            one = lm.step([stepped], [token])
         assert blocked.length == stepped.length == 9
         assert_same(name, at_once, one)
         assert_same(name, at_once, lm.prefill([ids[:9]])[1])
@@ -60,59 +66,107 @@ def test_a_fork_cut_short_equals_encoding_the_shorter_sequence(engine):
     name, lm = engine
     ids = lm.encode_text(TEXT)
     with lm.session():
-        whole, _ = lm.prefill([ids[:10]])
-        forks = lm.gather([(whole, 0), (whole, 0)], 5)
-        assert (forks.size, forks.length) == (2, 5)
+        (whole,), _ = lm.prefill([ids[:10]])
+        forks = lm.fork([whole, whole], [5, 5])
+        assert [f.length for f in forks] == [5, 5] and whole.length == 10
         out = lm.extend(forks, [ids[5:7], [ids[9]]])
+        assert [f.length for f in forks] == [7, 6]
         assert_same(name, out[0:1], lm.prefill([ids[:7]])[1])
         assert_same(name, out[1:2], lm.prefill([ids[:5] + [ids[9]]])[1])
-        # the source rows are untouched by their forks
-        assert_same(name, lm.step(whole, [ids[10]], [True]), lm.prefill([ids[:11]])[1])
+        # the source is untouched by its forks; a fork at full length continues like the source
+        assert_same(name, lm.step([whole], [ids[10]]), lm.prefill([ids[:11]])[1])
+        (again,) = lm.fork([whole])
+        assert again.length == 11
+        assert_same(name, lm.step([again], [ids[11]]), lm.prefill([ids[:12]])[1])
 
 
-def test_rows_of_a_batch_equal_each_row_alone(engine):
+def test_sequences_of_a_batch_equal_each_sequence_alone(engine):
     name, lm = engine
     ids = lm.encode_text(TEXT)
     prompts = [ids[:2], ids[:9], ids[3:8]]
     blocks = [ids[9:12], [ids[0]], ids[1:3]]
     with lm.session():
-        rows, first = lm.prefill(prompts)
-        assert (rows.size, rows.length) == (3, 9)
-        then = lm.extend(rows, blocks)
+        seqs, first = lm.prefill(prompts)
+        assert [s.length for s in seqs] == [2, 9, 5]
+        then = lm.extend(seqs, blocks)
         for i, (p, b) in enumerate(zip(prompts, blocks)):
-            alone, alone_first = lm.prefill([p])
+            (alone,), alone_first = lm.prefill([p])
             assert_same(name, first[i: i + 1], alone_first)
-            assert_same(name, then[i: i + 1], lm.extend(alone, [b]))
+            assert_same(name, then[i: i + 1], lm.extend([alone], [b]))
 
 
-def test_padding_and_holes_are_invisible(engine):
+def test_only_the_sequences_given_are_fed(engine):
+    """A step feeds the handles it is given, in their order, and scores only them; the others are untouched."""
     name, lm = engine
     ids = lm.encode_text(TEXT)
-    short, long = ids[:3], ids[:8]
     with lm.session():
-        a, _ = lm.prefill([short])
-        b, _ = lm.prefill([long])
-        joined = lm.gather([(lm.pad(a, 8), 0), (lm.pad(b, 8), 0)], 8)
-        assert (joined.size, joined.length) == (2, 8)
-        lm.step(joined, [ids[3], lm.pad_token_id], [True, False])  # row 1 gets a hole
-        out = lm.step(joined, [ids[4], ids[8]], [True, True])
-        assert joined.length == 10
-        assert_same(name, out[0:1], lm.prefill([ids[:5]])[1])
-        assert_same(name, out[1:2], lm.prefill([ids[:9]])[1])
-        # a cut inside the holes keeps the real tokens before them
-        cut = lm.gather([(joined, 1)], 9)
-        assert_same(name, lm.step(cut, [ids[8]], [True]), lm.prefill([ids[:9]])[1])
+        a, b, c = lm.prefill([ids[:2], ids[:7], ids[4:9]])[0]
+        out = lm.step([c, a], [ids[9], ids[2]])
+        assert len(out) == 2 and (a.length, b.length, c.length) == (3, 7, 6)
+        assert_same(name, out[0:1], lm.prefill([ids[4:10]])[1])
+        assert_same(name, out[1:2], lm.prefill([ids[:3]])[1])
+        assert_same(name, lm.step([b], [ids[7]]), lm.prefill([ids[:8]])[1])
+        out = lm.step([a, b, c], [ids[3], ids[8], ids[10]])
+        for row, expected in enumerate([ids[:4], ids[:9], ids[4:11]]):
+            assert_same(name, out[row: row + 1], lm.prefill([expected])[1])
+
+
+def test_sequences_of_different_prefills_and_forks_step_together(engine):
+    name, lm = engine
+    ids = lm.encode_text(TEXT)
+    with lm.session():
+        (short,), _ = lm.prefill([ids[:3]])
+        (long,), _ = lm.prefill([ids[:8]])
+        (fork,) = lm.fork([long], [4])
+        out = lm.step([long, short, fork], [ids[8], ids[3], ids[9]])
+        assert_same(name, out[0:1], lm.prefill([ids[:9]])[1])
+        assert_same(name, out[1:2], lm.prefill([ids[:4]])[1])
+        assert_same(name, out[2:3], lm.prefill([ids[:4] + [ids[9]]])[1])
+        out = lm.extend([fork, short], [ids[1:3], [ids[4]]])
+        assert_same(name, out[0:1], lm.prefill([ids[:4] + [ids[9]] + ids[1:3]])[1])
+        assert_same(name, out[1:2], lm.prefill([ids[:5]])[1])
+
+
+def test_a_cropped_sequence_continues_from_where_it_was_cut(engine):
+    name, lm = engine
+    ids = lm.encode_text(TEXT)
+    with lm.session():
+        (seq,), _ = lm.prefill([ids[:6]])
+        lm.step([seq], [ids[6]])
+        lm.crop([seq], [3])
+        assert seq.length == 3
+        assert_same(name, lm.step([seq], [ids[9]]), lm.prefill([ids[:3] + [ids[9]]])[1])
+        lm.crop([seq], [2])
+        (fork,) = lm.fork([seq])
+        assert_same(name, lm.extend([fork], [ids[5:8]]), lm.prefill([ids[:2] + ids[5:8]])[1])
+
+
+def test_dropping_a_sequence_leaves_the_others_and_frees_its_room(engine):
+    name, lm = engine
+    ids = lm.encode_text(TEXT)
+    with lm.session():
+        a, b = lm.prefill([ids[:5], ids[2:6]])[0]
+        (fork,) = lm.fork([a], [4])
+        lm.drop([a])
+        with pytest.raises(ValueError):
+            lm.step([a], [ids[5]])
+        out = lm.step([b, fork], [ids[6], ids[8]])
+        assert_same(name, out[0:1], lm.prefill([ids[2:7]])[1])
+        assert_same(name, out[1:2], lm.prefill([ids[:4] + [ids[8]]])[1])
+        for _ in range(300):  # more than llama.cpp's sequence ids: dropped ones are reused
+            lm.drop(lm.fork([b, fork]))
+        assert_same(name, lm.step([b], [ids[9]]), lm.prefill([ids[2:7] + [ids[9]]])[1])
 
 
 def test_continuation_logprobs_match_the_forward_verbs(engine):
     name, lm = engine
     ids = lm.encode_text(TEXT)
     with lm.session():
-        rows, scores = lm.prefill([ids[:4]])
+        (seq,), scores = lm.prefill([ids[:4]])
         expected = []
         for token in ids[4:8]:
             expected.append(float(logp(scores)[0, token]))
-            scores = lm.step(rows, [token], [True])
+            scores = lm.step([seq], [token])
     got = lm.continuation_logprobs(ids[:4], ids[4:8])
     assert got == pytest.approx(expected, abs=max(ATOL[name], 1e-9))
 
@@ -145,3 +199,23 @@ def test_a_batch_of_prompts_equals_each_prompt_alone(deal_on):
     prompts = ["The dog runs in the park", "a red ball", "the big tree and the blue sky with a kid"]
     alone = [deal.generate(p, top_k=4, lookahead=3).token_ids for p in prompts]
     assert [r.token_ids for r in deal.generate_batch(prompts, top_k=4, lookahead=3)] == alone
+
+
+def test_the_search_drops_every_sequence_it_holds(vowels):
+    """Forks of losing candidates, and the rows of finished or cancelled prompts, go back to the engine."""
+    lm = TableBackend()
+    deal = DeAL(lm, rewards=vowels, use_chat_template=False, max_new_tokens=10)
+    deal.generate("The dog runs in the park", top_k=4, lookahead=3, beam_width=2, commit=2)
+    deal.generate_batch(["a red ball", "the big tree and the blue sky"], top_k=3, lookahead=2)
+    assert lm.held == 0
+    config = make_config(None, top_k=3, lookahead=2, max_new_tokens=10)
+    search = DeALSearch(lm, config)
+    prompts = [EncodedPrompt(lm.encode_text(p), p) for p in ("a red ball", "the kid sits")]
+    search.admit(prompts, [config] * 2, [as_reward_sum(vowels)] * 2, [None, None])
+    search.step()
+    assert lm.held == 2  # one row per prompt between steps
+    search.drop({0})
+    assert lm.held == 1
+    while search.live:
+        search.step()
+    assert lm.held == 0

@@ -261,9 +261,9 @@ def test_kv_extend_equals_encoding_each_sequence_whole(tiny_lm):
     """A shared prefix encoded once, then blocks of different lengths appended, gives each row's own logits."""
     prefix, blocks = [5, 9, 14, 3], [[7], [8, 21, 4, 30, 2], [11, 12]]
     with tiny_lm.session():
-        shared = tiny_lm.prefill([prefix])[0]
-        rows = tiny_lm.gather([(shared, 0)] * len(blocks), shared.length)
-        extended = tiny_lm.extend(rows, blocks)
+        (shared,), _ = tiny_lm.prefill([prefix])
+        seqs = tiny_lm.fork([shared] * len(blocks))
+        extended = tiny_lm.extend(seqs, blocks)
         whole = torch.stack([tiny_lm.prefill([prefix + b])[1][0] for b in blocks])
     assert torch.allclose(extended, whole, atol=1e-4)
     assert shared.length == len(prefix)  # the cached prefix itself is left untouched
