@@ -40,22 +40,20 @@ def complete(lm: Backend, prompt_ids: list[int], opening: str, prepared: Prepare
     config = prepared.config
     with lm.lock:
         ids = lm.encode_text(opening, special_tokens=False)
-    room = config.max_new_tokens - len(ids)
-    if not ids or room < 0:
+    room = config.max_new_tokens - len(ids)  # an ended answer holds at most max_new_tokens - 1 tokens, as in a search
+    if not ids or room < 1:
         return []
     eos = min(lm.eos_token_ids)
     *head, end = lm.continuation_logprobs(prompt_ids, ids + [eos])
     logp = sum(head)
     answers = [Finished(list(ids), logp + end, logp + end, "eos", False)]
-    if room:
-        [rest] = lm.generate(prompt_ids + ids, max_new_tokens=room, stop=config.stop,
-                             repetition_penalty=config.repetition_penalty,
-                             no_repeat_ngram_size=config.no_repeat_ngram_size)
-        if rest.tokens:  # else the greedy continuation is the opening alone, ended (or the budget ran out)
-            tokens = ids + rest.tokens
-            hit = cut_at_stop(lm.decode(tokens), config.stop)[1]
-            answers.append(Finished(tokens, logp + rest.logp, logp + rest.logp,
-                                    "eos" if rest.ended else "stop" if hit else "length", False))
+    [rest] = lm.generate(prompt_ids + ids, max_new_tokens=room, stop=config.stop,
+                         repetition_penalty=config.repetition_penalty, no_repeat_ngram_size=config.no_repeat_ngram_size)
+    if rest.tokens:  # else the greedy continuation is the opening alone, ended
+        tokens = ids + rest.tokens
+        hit = cut_at_stop(lm.decode(tokens), config.stop)[1]
+        answers.append(Finished(tokens, logp + rest.logp, logp + rest.logp,
+                                "eos" if rest.ended else "stop" if hit else "length", False))
     return answers
 
 
