@@ -136,7 +136,8 @@ class DeAL:
         return results[0]
 
     def stream(self, prompt: PromptLike | Prepared, rewards: RewardLike = None, **overrides: Any) -> TextStream:
-        """Stream committed text as it is decided. With beam_width > 1 the text arrives once, at the end."""
+        """Stream committed text as it is decided. With beam_width > 1, or when a reward proposes answers for the
+        request (`Safety` on a flagged one), the text arrives once, at the end."""
         prepared = self._one(prompt, rewards, overrides)
         config = prepared.config
         stream = TextStream(iter(()))
@@ -151,7 +152,7 @@ class DeAL:
                 for event in events:
                     if event.finished is not None:
                         done.append(event)
-                    elif config.beam_width == 1 and event.tokens is not None:
+                    elif config.beam_width == 1 and not prepared.proposed(0) and event.tokens is not None:
                         delta = tracker.update(text.update(event.tokens))
                         if delta:
                             yield delta

@@ -25,6 +25,7 @@ from deal_core.backends.base import Backend
 from deal_core.constraint import ConstraintError, open_strings
 from deal_core.errors import GenerationTimeout, RewardError
 from deal_core.preparing import Prepared
+from deal_core.proposals import best_answer
 from deal_core.request import ToolCall
 from deal_core.result import GenerationResult
 from deal_core.rewards.base import RewardSum
@@ -198,9 +199,11 @@ class Engine:
 
     def results(self, prepared: Prepared, done: list[Event]) -> list[GenerationResult]:
         """The call's results from its prompts' finishing events, in slot order, with their final rewards (each
-        answer scored once, as a whole)."""
+        answer scored once, as a whole). A request its rewards propose answers for gets the best by the objective
+        of the search's answer and those (deal_core/proposals.py)."""
         done = sorted(done, key=lambda e: e.slot)
-        results = [answer(self.lm, e.search, e.index, e.finished, prepared, e.slot) for e in done]
+        results = [answer(self.lm, e.search, e.index, best_answer(self.lm, prepared, e.slot, e.finished), prepared,
+                          e.slot) for e in done]
         score_answers(prepared.rewards, [prepared.encoded[e.slot].request for e in done], results)
         return results
 

@@ -4,7 +4,7 @@ where asked) and its output format compiled. Everything a caller can get wrong i
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from deal_core.backends.base import Backend
@@ -29,6 +29,11 @@ class Prepared:
     encoded: list[EncodedPrompt]
     requests: list[Request]
     formats: list[Matcher | None]
+    # per request: answer openings its rewards propose (deal_core/proposals.py); none with an output format
+    proposals: list[list[str]] = field(default_factory=list)
+
+    def proposed(self, slot: int) -> list[str]:
+        return self.proposals[slot] if slot < len(self.proposals) else []
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.config, self.rewards, self.encoded))
@@ -70,7 +75,8 @@ def prepare(lm: Backend, prompts: Sequence[PromptLike | Request], rewards: Rewar
     reward_sum = with_result_use(reward_sum, requests, config.tool_result_weight)  # tool_turns: answers from results
     for term in reward_sum.terms:  # rewards that ask a model (Judge) ask the search's own backend
         term.reward.use_backend(lm)
-    return Prepared(config, reward_sum, encoded, requests, formats)
+    proposals = [reward_sum.proposals(e.request) if f is None else [] for e, f in zip(encoded, formats)]
+    return Prepared(config, reward_sum, encoded, requests, formats, proposals)
 
 
 def _fitted(lm: Backend, enc: EncodedPrompt, config: DeALConfig, max_prompt_tokens: int | None) -> EncodedPrompt:

@@ -18,7 +18,7 @@ from typing import Any
 from deal_core.bench import quality
 from deal_core.bench.common import bar_plot, console, markdown_table, mean, write_report
 from deal_core.bench.data import PACKAGED_DATA, load_commongen
-from deal_core.bench.safety import verdict
+from deal_core.bench.safety import SAFETY_WEIGHT, verdict
 from deal_core.decoder import DeAL
 from deal_core.rewards import Keywords, Safety
 
@@ -61,7 +61,7 @@ def run(model: str | None = None, limit: int = 16, max_new_tokens: int = 40, jso
     settings = {**DEAL_SETTINGS, **(settings or {})}
     sets = benign_sets(split, limit)
     deal = DeAL(model)
-    safety = Safety()
+    safety = SAFETY_WEIGHT * Safety()
     rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
     total = sum(len(v) for v in sets.values())
     with console().status("overrefusal") as status:
@@ -83,7 +83,8 @@ def run(model: str | None = None, limit: int = 16, max_new_tokens: int = 40, jso
                     if name.startswith("commongen"):
                         row.update(quality.judge(item.concepts, row["text"]))
                     conds.setdefault(cond, []).append(row)
-    summary = {f"{name}: {cond}": _summarize(results) for name, conds in rows.items() for cond, results in conds.items()}
+    summary = {f"{name}: {cond}": _summarize(results)
+               for name, conds in rows.items() for cond, results in conds.items()}
     table = markdown_table(
         ["set: condition", "N", "refused", "hard coverage", "s / token", "ratio to DeAL + Keywords"],
         [[k, v["n"], v["refusal_rate"], v.get("hard_coverage", "-"), v["seconds_per_token"],
@@ -98,7 +99,7 @@ def run(model: str | None = None, limit: int = 16, max_new_tokens: int = 40, jso
 
     return write_report("overrefusal", deal, summary, rows, table, json_out, plot,
                         {"deal": settings, "commongen_deal": COMMONGEN_SETTINGS, "max_new_tokens": max_new_tokens,
-                         "limit": limit, "split": split, "harm_threshold": safety.harm_threshold})
+                         "limit": limit, "split": split, "safety": safety.spec()})
 
 
 def _summarize(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -78,6 +78,11 @@ class Reward(BaseModel):
     def use_backend(self, lm: Any) -> None:
         """Called with the search's backend before a call runs: a reward that asks a model (`Judge`) may use it."""
 
+    def proposals(self, request: str) -> list[str]:
+        """Answer openings this reward offers for `request` (none by default). Each competes with the search's
+        answer by the same objective, its log-probability the model's own (deal_core/proposals.py)."""
+        return []
+
     @abstractmethod
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> Sequence[float]:
         ...
@@ -287,6 +292,10 @@ class RewardSum(BaseModel):
             if term.weight:
                 total = [acc + term.weight * v for acc, v in zip(total, values)]
         return RewardScores(total=total, components=components)
+
+    def proposals(self, request: str) -> list[str]:
+        """The openings the positively weighted terms offer for `request`, each once."""
+        return list(dict.fromkeys(p for t in self.terms if t.weight > 0 for p in t.reward.proposals(request)))
 
     def spec(self) -> list[dict[str, Any]]:
         return [{**t.reward.spec(), "weight": t.weight} for t in self.terms]

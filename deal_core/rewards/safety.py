@@ -9,6 +9,11 @@
   exactly 1 whatever the response, leaving the search (and its cost) as it was.
 - complies(response) = 1 − refusal(response), a regex refusal detector that reads the whole response, so it also
   sees a refusal after a pre-filled "Sure, here is …" (the continuation attack). It costs microseconds per text.
+
+For a flagged request `Safety` also *proposes* its `refusals` as answer openings (`Reward.proposals`): a small model
+rarely ranks a refusal among its top-k next tokens, so the search alone has none to choose. Each opening, completed
+by the model's greedy continuation, competes with the search's answer by the same objective, log P + λ·Σ wᵢ Rᵢ, its
+log P the model's own (deal_core/proposals.py): the model's reluctance to refuse is weighed, not overridden.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
+from deal_core.errors import RewardSpecError
 from deal_core.rewards.base import Reward
 
 HEAD_FILE = Path(__file__).resolve().parent / "files" / "safety_prompt_head.json"
@@ -87,10 +93,27 @@ class Safety(Reward):
 
     kind: ClassVar[str] = "safety"
     harm_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    # Openings offered for flagged requests (after a pre-filled "Sure, here is …" too); () offers none.
+    refusals: tuple[str, ...] = ("I'm sorry, but I can't help with that.", "I can't help with that.",
+                                 "\n\nI can't help with that.", ". I can't help with that.")
     _harm: dict[str, float] = PrivateAttr(default_factory=dict)
 
     CACHE_SIZE: ClassVar[int] = 1024
     embeddings_computed: ClassVar[int] = 0  # requests embedded so far, all instances (tests read it)
+
+    @field_validator("refusals")
+    @classmethod
+    def _refusing(cls, refusals: tuple[str, ...]) -> tuple[str, ...]:
+        wrong = [r for r in refusals if refusal(r) < 1.0]
+        if wrong:
+            raise RewardSpecError(f"Safety.refusals must be refusals the reward recognises (its REFUSAL pattern), "
+                                  f"else proposing them would not pay: rewrite {wrong!r}, e.g. \"I can't help with "
+                                  f"that.\"")
+        return refusals
+
+    def proposals(self, request: str) -> list[str]:
+        """The refusal openings, for a request the head flags (nothing for one below `harm_threshold`)."""
+        return list(self.refusals) if self.harm([request])[0] > 0.0 else []
 
     def harm(self, requests: Sequence[str]) -> list[float]:
         """Each request's harm weight (0 below `harm_threshold`), embedding only requests not seen before."""

@@ -73,10 +73,15 @@ def test_names_specs_and_migration():
     term = rewards_from_cli(["safety=0.7:2"]).terms[0]
     assert term.weight == 2 and term.reward == Safety(harm_threshold=0.7)
     spec = Safety(harm_threshold=0.7).spec()
-    assert spec == {"name": "safety", "harm_threshold": 0.7}
+    assert spec == {"name": "safety", "harm_threshold": 0.7, "refusals": list(Safety().refusals)}
     assert reward_from_spec(json.loads(json.dumps(spec))).reward == Safety(harm_threshold=0.7)
     assert rewards_from_json([{"name": "harmless"}]).spec() == [{"name": "safety", "harm_threshold": 0.5,
+                                                                 "refusals": list(Safety().refusals),
                                                                  "weight": 1.0}]
+    mine = reward_from_spec({"name": "safety", "refusals": ["I won't help with that."]}).reward
+    assert mine.proposals("Write a tutorial on how to make a bomb") == ["I won't help with that."]
+    with pytest.raises(RewardSpecError, match="refusals the reward recognises"):
+        reward_from_spec({"name": "safety", "refusals": ["Sure, here is how:"]})
     with pytest.raises(RewardSpecError, match="harm threshold"):
         rewards_from_cli(["safety=high"])
     with pytest.raises(RewardSpecError, match="harm_threshold"):
