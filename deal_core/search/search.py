@@ -12,12 +12,18 @@ candidate whose log-probability plus λ·max-reward cannot beat an already score
 Neither changes the result: tests/unit/test_search_oracle.py compares every reuse × prune combination with a plain
 reference implementation. The search talks to the model only through the `Backend` protocol; the engine
 (deal_core/engine.py) admits prompts, steps and retires them.
+
+Prompts do not wait for each other: each prompt's step is a generator that yields the forward pass it needs next
+(its handles and one token each: a lookahead token, a top-up) and gets the scores back, and `step()` runs one pass
+for every prompt that waits for one (interleave.py). A prompt whose step needs one pass does not sit through its
+neighbour's lookahead; passes grow in rows with load, not in number.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Generator
 
 from deal_core.backends.base import Backend, Handle
 from deal_core.config import DeALConfig
@@ -26,8 +32,11 @@ from deal_core.prompts import EncodedPrompt
 from deal_core.result import SearchStats, StepTrace
 from deal_core.rewards.base import RewardSum
 from deal_core.rewards.budget import deadline
-from deal_core.search import scoring, selection, trace
+from deal_core.search import interleave, scoring, selection, trace
 from deal_core.search.state import Branch, Candidate, Finished, Job, Row, State, StepUpdate, advanced
+
+Forward = tuple[list[Handle], list[int]]  # a pass a prompt's step waits for: its handles and one token each
+Step = Generator[Forward, tuple[object, list[int]], StepUpdate]  # gets the pass's scores and its rows there
 
 
 class DeALSearch:
@@ -48,7 +57,7 @@ class DeALSearch:
         self.traces: dict[int, list[StepTrace]] = {}
         self.finished: dict[int, list[Finished]] = {}
         self.fallback: set[int] = set()
-        self.state: State | None = None
+        self.running: dict[int, interleave.Running] = {}  # per live prompt: its rows and the step under way
         # a prompt whose rewards failed leaves the step (its error is here, for the engine), the others go on
         self.errors: dict[int, Exception] = {}
 
@@ -89,46 +98,60 @@ class DeALSearch:
                                                  constraint=advanced(c, prop.greedy, eos)), seq, constraint=c)
                     for i, c, prop, seq in zip(indices, constraints, self.proposer.propose(
                         logits, None, allowed, [p.ids for p in prompts] if self.histories else None), seqs)]
-        if self.state is None:
-            self.state = State(rows)
-        else:
-            self.state.rows += rows
+        for row in rows:
+            self.running[row.prompt] = interleave.Running(State([row]))
         return indices
 
     def drop(self, prompts: set[int]) -> None:
-        """Stop searching for `prompts` (cancelled or timed out): their rows leave, their sequences are dropped."""
-        state = self.state
-        if state is None or not any(r.prompt in prompts for r in state.rows):
-            return
-        with self.lm.session():
-            self.lm.drop([row.seq for row in state.rows if row.prompt in prompts])
-        state.rows = [row for row in state.rows if row.prompt not in prompts]
+        """Stop searching for `prompts` (cancelled or timed out): a step under way is closed (its forks dropped),
+        their rows leave, their sequences are dropped."""
+        gone = [p for p in prompts if p in self.running]
+        if gone:
+            with self.lm.session():
+                for p in gone:
+                    interleave.retire(self, p)
 
     @property
     def live(self) -> set[int]:
-        return {row.prompt for row in self.state.rows} if self.state is not None else set()
+        return set(self.running)
+
+    @property
+    def rows(self) -> list[Row]:
+        """Every live row (between passes; rows of a step under way are still its prompt's old rows)."""
+        return [row for run in self.running.values() for row in run.state.rows]
 
     def step(self, time_left: float = math.inf) -> StepUpdate:
-        """One step for every live row. Rewards whose cost depends on their input (regex, JSON schema) stop at
-        `time_left` seconds."""
+        """One forward pass for every live prompt that waits for one, and the work around it: each prompt's step
+        goes on up to its next pass, and what the steps that ended committed is returned. Rewards whose cost
+        depends on their input (regex, JSON schema) stop at `time_left` seconds."""
         start = time.perf_counter()
         with self.lm.session(), deadline(time_left):
-            update = self._step(self.state)
-        self.stats.steps += 1
+            update = interleave.one_pass(self)
         self.stats.wall_time_s += time.perf_counter() - start
         return update
 
-    def _step(self, state: State) -> StepUpdate:
+    def run_step(self, state: State, number: int) -> Step:
+        """Step `number` of one prompt's rows (a generator: it yields each forward pass it needs). A step that is
+        closed or fails drops the forks it made."""
+        candidates: list[list[Candidate]] = []
+        try:
+            return (yield from self._step(state, candidates, number))
+        except BaseException:
+            self.lm.drop([c.seq for cands in candidates for c in cands
+                          if c.seq is not None and all(c.seq is not row.seq for row in state.rows)])
+            raise
+
+    def _step(self, state: State, candidates: list[list[Candidate]], number: int) -> Step:
         cfg, rows = self.config, state.rows
         remaining = [self.jobs[row.prompt].config.max_new_tokens - len(row.tokens) for row in rows]
         # A tail carried past its row's budget is harmless: rollouts stop at `rollout`, scoring and commits at the
         # budget. (Cutting every row's tail to the shortest budget would redo the others' lookaheads.)
         rollout = [min(max(cfg.lookahead, cfg.commit) + 1, left) for left in remaining]
-        candidates = [
+        candidates += [
             [Candidate(r, rank, tok, lp) for rank, (tok, lp) in enumerate(self.proposer.candidates(row.proposal))]
             for r, row in enumerate(rows)
         ]
-        reused = self._reuse(state, candidates, rollout, remaining)
+        reused = yield from self._reuse(state, candidates, rollout, remaining)
         # Pruning: skip candidates that cannot enter the beam even with the best possible reward.
         threshold = selection.thresholds(rows, reused, cfg.beam_width)
         pending = [c for cands in candidates for c in cands if c.branch is None]
@@ -139,15 +162,15 @@ class DeALSearch:
             survivors = pending
         self.stats.candidates_pruned += len(pending) - len(survivors)
         if survivors:
-            self._expand(state, survivors, rollout, remaining)
+            yield from self._expand(state, survivors, rollout, remaining)
             scoring.score(self, rows, survivors, threshold if cfg.prune else None)
         winners = selection.select(self, rows, candidates)
         if cfg.trace:
-            trace.record(self, rows, candidates, winners)
+            trace.record(self, rows, candidates, winners, number)
         return selection.commit(self, state, candidates, winners)
 
     def _reuse(self, state: State, candidates: list[list[Candidate]], rollout: list[int],
-               remaining: list[int]) -> list[Candidate]:
+               remaining: list[int]) -> Generator[Forward, tuple[object, list[int]], list[Candidate]]:
         """Reuse: the candidate that equals a row's greedy tail continues it on the row's own sequence (topped up,
         scored)."""
         rows, reused = state.rows, []
@@ -159,13 +182,14 @@ class DeALSearch:
                 reused.append(match)
         if reused:
             self.stats.candidates_rolled_out += len(reused)
-            self._rollout([rows[c.row].seq for c in reused], [c.branch for c in reused],
+            yield from self._rollout([rows[c.row].seq for c in reused], [c.branch for c in reused],
                           [rollout[c.row] for c in reused], left=[remaining[c.row] for c in reused],
                           before=[self._history(rows[c.row]) for c in reused])
             scoring.score(self, rows, reused, None)
         return reused
 
-    def _expand(self, state: State, survivors: list[Candidate], rollout: list[int], remaining: list[int]) -> None:
+    def _expand(self, state: State, survivors: list[Candidate], rollout: list[int],
+                remaining: list[int]) -> Generator[Forward, tuple[object, list[int]], None]:
         """Fork each surviving candidate's sequence from its row's committed prefix and roll it out (one batch for
         all)."""
         rows, eos = state.rows, self.lm.eos_token_ids
@@ -176,7 +200,7 @@ class DeALSearch:
             c.branch = Branch([c.token], [c.logp], constraint=advanced(rows[c.row].constraint, c.token, eos))
             c.seq = seq
         self.stats.candidates_rolled_out += len(survivors)
-        self._rollout(seqs, [c.branch for c in survivors], [rollout[c.row] for c in survivors],
+        yield from self._rollout(seqs, [c.branch for c in survivors], [rollout[c.row] for c in survivors],
                       left=[remaining[c.row] for c in survivors],
                       before=[self._history(rows[c.row]) for c in survivors])
 
@@ -195,9 +219,10 @@ class DeALSearch:
         return job.rewards.upper_bound(row.logp + c.logp, len(row.tokens) + 1, more)
 
     def _rollout(self, seqs: list[Handle], branches: list[Branch], lengths: list[int], left: list[int],
-                 before: list[list[int] | None]) -> None:
+                 before: list[list[int] | None]) -> Generator[Forward, tuple[object, list[int]], None]:
         """Extend the branches greedily (branch i on sequence `seqs[i]`), one forward per token for the sequences
-        that need one, until `lengths[i]` tokens or EOS. `left[i]`: the budget left before branch i (output
+        that need one (each pass yielded to the driver, which feeds them with other prompts' rows), until `lengths[i]`
+        tokens or EOS. `left[i]`: the budget left before branch i (output
         constraints close the output as it runs out); `before[i]`: the token history before it (None when no
         repetition penalty needs it)."""
         eos = self.lm.eos_token_ids
@@ -205,13 +230,12 @@ class DeALSearch:
             need = [i for i, b in enumerate(branches) if len(b.tokens) < lengths[i] and b.tokens[-1] not in eos]
             if not need:
                 return
-            scores = self.lm.step([seqs[i] for i in need], [branches[i].tokens[-1] for i in need])
-            self._count(len(need), len(need))
+            scores, at = yield [seqs[i] for i in need], [branches[i].tokens[-1] for i in need]
             self.stats.rollout_tokens += len(need)
             allowed = [branches[i].constraint.allowed(left[i] - len(branches[i].tokens))
                        if branches[i].constraint is not None else None for i in need]
             histories = [before[i] + branches[i].tokens for i in need] if self.histories else None
-            for i, proposal in zip(need, self.proposer.propose(scores, None, allowed, histories)):
+            for i, proposal in zip(need, self.proposer.propose(scores, at, allowed, histories)):
                 branch = branches[i]
                 branch.after.append(proposal)
                 branch.tokens.append(proposal.greedy)

@@ -24,11 +24,11 @@ def _candidate(search: DeALSearch, c: Candidate, won: bool) -> CandidateTrace:
 
 
 def record(search: DeALSearch, rows: list[Row], candidates: list[list[Candidate]],
-           winners: dict[int, list[Candidate]]) -> None:
-    """Append this step's trace to each row's prompt."""
+           winners: dict[int, list[Candidate]], step: int) -> None:
+    """Append this step (the prompt's `step`-th) to its trace."""
     won = {id(c) for chosen in winners.values() for c in chosen}
     for r, cands in enumerate(candidates):
         row = rows[r]
         search.traces[row.prompt].append(StepTrace(
-            step=search.stats.steps, beam=r, prefix=search.lm.decode(row.tokens),
+            step=step, beam=r, prefix=search.lm.decode(row.tokens),
             candidates=[_candidate(search, c, id(c) in won) for c in cands]))

@@ -33,7 +33,7 @@ def test_staggered_concurrent_calls_each_equal_the_call_alone(tiny_long_lm, vowe
     admit = DeALSearch.admit
 
     def spy(self, *args, **kwargs):
-        joined.append(len(self.state.rows) if self.state is not None else 0)
+        joined.append(len(self.rows))
         return admit(self, *args, **kwargs)
 
     monkeypatch.setattr(DeALSearch, "admit", spy)
