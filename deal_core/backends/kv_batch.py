@@ -3,8 +3,9 @@
 A `Group` is rows of sequences on one `DynamicCache` [rows, heads, width, dim] and the mask of their real tokens
 [rows, width]. Rows are left-padded; a row that is not fed while others are, or that is cropped, gets masked holes;
 position ids count real tokens only, so every row computes exactly what it would compute alone. A `Seq` (the
-handle) is one row of one group. Feeding handles of several groups merges them first; forking copies rows into a
-new group. Both compact: each row's real tokens are copied right-aligned, so holes and dropped rows do not pile up.
+handle) is one row of one group. Feeding handles of several groups, or a few rows of a large group, first copies
+the fed rows into a new group; forking copies rows into a new group. Both compact: each row's real tokens are copied
+right-aligned, so holes and dropped rows do not pile up.
 """
 
 from __future__ import annotations
@@ -101,16 +102,17 @@ def feed(handles: Sequence[Seq], blocks: Sequence[Sequence[int]], pad_id: int) -
 
 
 def together(handles: Sequence[Seq]) -> Group:
-    """The one group holding every handle: their group, or (handles in several groups, or a group mostly of dead
-    rows) a new one holding the live rows of theirs, handles moved."""
+    """The one group holding every handle: their group when they are more than half its rows, else a new one
+    holding just them (handles moved; the rows left behind keep their group). A pass computes every row of its
+    group, so rows that are not fed cost as much as fed ones: with prompts interleaved (each pass feeds the rows
+    that wait for one) feeding a small part of a large group would compute the rest for nothing."""
     groups = list({id(g): g for g in (h.at() for h in handles)}.values())
-    live = [h for g in groups for h in g.live()]
-    if len(groups) == 1 and 2 * len(live) > groups[0].size:
+    if len(groups) == 1 and 2 * len(handles) > groups[0].size:
         return groups[0]
-    group = gather(groups[0].model, [(h, h.length) for h in live])
-    for row, h in enumerate(live):
+    group = gather(groups[0].model, [(h, h.length) for h in handles])
+    for row, h in enumerate(handles):
         h.group, h.row = group, row
-    group.members = [weakref.ref(h) for h in live]
+    group.members = [weakref.ref(h) for h in handles]
     return group
 
 

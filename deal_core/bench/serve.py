@@ -2,7 +2,10 @@
 the same requests sent one at a time and against the same load taking turns (no batching), in one run.
 
 Each request is a CommonGen prompt with its own keyword reward (sent in the `deal` field), so concurrent requests
-differ in their rewards. Every answer is checked against the one-at-a-time answer to the same request.
+differ in their rewards. Every answer is checked against the one-at-a-time answer to the same request. `c` clients
+send the `limit` requests back to back (a client sends its next request when its answer arrives), so with more
+requests than clients the server sees a sustained load rather than one burst whose slowest request ends it alone.
+The forward passes and rows are counted on the backend's verbs (prefill, step, extend), whatever the engine.
 """
 
 from __future__ import annotations
@@ -29,20 +32,21 @@ def _send(url: str, body: dict[str, Any]) -> tuple[str, int, float]:
 
 
 class Forwards:
-    """Counts the model's forward passes and the sequences (rows) they carry, where the backend exposes a torch
-    module (`lm.model`): shared passes are what batching changes."""
+    """Counts the engine's forward passes (`prefill`, `step`, `extend` calls on the backend, whatever the engine)
+    and the sequences (rows) they carry: shared passes are what batching changes."""
 
     def __init__(self, deal: DeAL):
         self.calls = self.rows = 0
-        module = getattr(deal.lm, "model", None)
-        if module is not None and hasattr(module, "register_forward_hook"):
-            module.register_forward_hook(self._hook, with_kwargs=True)
+        for verb in ("prefill", "step", "extend"):
+            setattr(deal.lm, verb, self._counting(getattr(deal.lm, verb)))
 
-    def _hook(self, module: Any, args: Any, kwargs: dict[str, Any], output: Any) -> None:
-        self.calls += 1
-        ids = kwargs.get("input_ids")
-        ids = ids if ids is not None else (args[0] if args else None)
-        self.rows += int(ids.shape[0]) if hasattr(ids, "shape") else 0
+    def _counting(self, verb: Any) -> Any:
+        def counted(handles: Any, *args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            self.rows += len(handles)
+            return verb(handles, *args, **kwargs)
+
+        return counted
 
 
 def _round(url: str, bodies: list[dict[str, Any]], workers: int, forwards: Forwards) -> dict[str, Any]:
@@ -60,8 +64,8 @@ def _round(url: str, bodies: list[dict[str, Any]], workers: int, forwards: Forwa
                                                                          round(0.95 * (len(latencies) - 1)))]}
 
 
-def run(model: str | None = None, data: str | None = None, limit: int = 16, max_new_tokens: int = 32,
-        json_out: str | None = None, concurrency: tuple[int, ...] = (1, 4, 16, 32), settings: dict | None = None,
+def run(model: str | None = None, data: str | None = None, limit: int = 48, max_new_tokens: int = 32,
+        json_out: str | None = None, concurrency: tuple[int, ...] = (1, 4, 16), settings: dict | None = None,
         **_: Any) -> dict[str, Any]:
     from deal_core.serving import create_app, running_server
 
@@ -76,7 +80,7 @@ def run(model: str | None = None, data: str | None = None, limit: int = 16, max_
     with running_server(create_app(deal, batching=True)) as url:
         _send(url, bodies[0])  # warm-up
         alone = _round(url, bodies, 1, forwards)  # one at a time: the baseline, and the answers every round must match
-        rounds = {c: _round(url, bodies, c, forwards) for c in concurrency}
+        rounds = {c: _round(url, bodies, c, forwards) for c in concurrency if c > 1}
     with running_server(create_app(deal, batching=False)) as url:  # the same load, requests taking turns
         turns = _round(url, bodies, max(concurrency), forwards)
     header = ("| concurrency | tokens/s | × one at a time | p50 latency (s) | p95 latency (s) | forward passes | "

@@ -31,8 +31,11 @@ def test_bench_task_smoke(task, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["summary"]
-    if task == "serve":  # every concurrent answer equals the one-at-a-time answer to the same request
-        assert [report["summary"][c]["same_answers"] for c in ("1", "2")] == [2, 2]
+    if task == "serve":  # every concurrent answer equals the one-at-a-time answer to the same request; the two
+        # requests in flight together share passes (interleaved), so they take fewer than one after the other
+        summary = report["summary"]
+        assert summary["2"]["same_answers"] == 2 and "1" not in summary  # 1 is the one-at-a-time round itself
+        assert summary["2"]["forward_passes"] < summary["one_at_a_time"]["forward_passes"]
     if task == "tools":  # the constrained modes never produce an invalid call
         constrained = [m for m in report["summary"] if "constraint" in m]
         assert len(constrained) == 3 and all(report["summary"][m]["valid_format"] == 1.0 for m in constrained)
