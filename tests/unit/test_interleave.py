@@ -37,9 +37,15 @@ class Boom(Reward):
         return [sum(c in "aeiou" for c in t) / max(len(t), 1) for t in texts]
 
 
-@pytest.fixture(params=["table", "transformers"])
+@pytest.fixture(params=["table", "transformers", pytest.param("llamacpp", marks=[pytest.mark.slow, pytest.mark.xfail(
+    reason="llama.cpp on the CPU is not batch-invariant once a sequence's KV cells are not contiguous (measured: "
+           "bitwise equal for 4-8 steps, then up to 0.2 nats on chosen tokens; 6/12 CommonGen answers differ)",
+    strict=False)])])
 def lm(request):
-    return TableBackend() if request.param == "table" else request.getfixturevalue("tiny_lm")
+    """The reference table, the tiny random Llama on transformers, the embedded GGUF on llama.cpp."""
+    if request.param == "table":
+        return TableBackend()
+    return request.getfixturevalue("tiny_lm" if request.param == "transformers" else "embedded_llamacpp")
 
 
 def search_of(lm, prompts: list[str], budgets: list[int], reward, **settings):
