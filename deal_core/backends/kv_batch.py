@@ -10,7 +10,6 @@ right-aligned, so holes and dropped rows do not pile up.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,12 +35,11 @@ def padded(sequences: Sequence[Sequence[int]], pad_id: int, left: bool, rows: in
 class Seq:
     """A handle: row `row` of `group`, holding `length` real tokens (`group` is None once dropped)."""
 
-    __slots__ = ("__weakref__", "group", "length", "row")
+    __slots__ = ("group", "length", "row")
 
     def __init__(self, group: Group, row: int, length: int):
         self.group: Group | None = group
         self.row, self.length = row, length
-        group.members.append(weakref.ref(self))
 
     def at(self) -> Group:
         if self.group is None:
@@ -50,19 +48,15 @@ class Seq:
 
 
 class Group:
-    """Rows of sequences on one KV cache, the mask of their real tokens, and each row's handle (weakly: a handle
-    nobody holds any more is a dead row, like a dropped one)."""
+    """Rows of sequences on one KV cache and the mask of their real tokens. A group lives while a handle holds it;
+    rows whose handles moved on or were dropped are dead weight until then."""
 
     def __init__(self, model: PreTrainedModel, cache: DynamicCache, mask: torch.Tensor):
         self.model, self.cache, self.mask = model, cache, mask
-        self.members: list[weakref.ref] = []
 
     @property
     def size(self) -> int:
         return self.mask.shape[0]
-
-    def live(self) -> list[Seq]:
-        return [h for ref in self.members if (h := ref()) is not None and h.group is self]
 
     def run(self, ids: torch.Tensor, block: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Feed `ids` [rows, width] whose real tokens are `block`; positions continue each row's real tokens."""
@@ -112,7 +106,6 @@ def together(handles: Sequence[Seq]) -> Group:
     group = gather(groups[0].model, [(h, h.length) for h in handles])
     for row, h in enumerate(handles):
         h.group, h.row = group, row
-    group.members = [weakref.ref(h) for h in handles]
     return group
 
 

@@ -140,7 +140,7 @@ def bench(
         Optional[str], typer.Option("--json", help="Write JSON here (plus .md table and .png plot beside it).")
     ] = None,
     concurrency: Annotated[
-        Optional[str], typer.Option(help="serve only: comma-separated concurrency levels (default 1,4,16; 1 is the one-at-a-time round).")
+        Optional[str], typer.Option(help="serve only: comma-separated concurrency levels (default 1,4,16).")
     ] = None,
     split: Annotated[
         Optional[str], typer.Option(help="commongen/speed: all | easy (3 concepts) | hard (4-5 concepts); "

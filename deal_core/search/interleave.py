@@ -21,6 +21,9 @@ from deal_core.search.state import State, StepUpdate
 if TYPE_CHECKING:
     from deal_core.search.search import DeALSearch
 
+Forward = tuple[list[Handle], list[int]]  # a pass a prompt's step waits for: its handles and one token each
+Sent = tuple[Any, list[int]]  # what it gets back: the pass's scores and its rows there
+
 
 @dataclass
 class Running:
@@ -29,7 +32,7 @@ class Running:
     state: State
     steps: int = 0
     step: Generator | None = None
-    need: tuple[list[Handle], list[int]] | None = None
+    need: Forward | None = None
 
 
 def one_pass(search: DeALSearch) -> StepUpdate:
@@ -54,7 +57,7 @@ def one_pass(search: DeALSearch) -> StepUpdate:
     return update
 
 
-def _advance(search: DeALSearch, prompt: int, sent: tuple[Any, list[int]] | None, update: StepUpdate) -> None:
+def _advance(search: DeALSearch, prompt: int, sent: Sent | None, update: StepUpdate) -> None:
     """Run `prompt`'s step (sending it `sent`, the scores it waited for) up to its next pass; a step that ends is
     committed into `update` and the next one starts. A step that fails ends its prompt, with the error."""
     run = search.running[prompt]

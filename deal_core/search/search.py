@@ -35,8 +35,8 @@ from deal_core.rewards.budget import deadline
 from deal_core.search import interleave, scoring, selection, trace
 from deal_core.search.state import Branch, Candidate, Finished, Job, Row, State, StepUpdate, advanced
 
-Forward = tuple[list[Handle], list[int]]  # a pass a prompt's step waits for: its handles and one token each
-Step = Generator[Forward, tuple[object, list[int]], StepUpdate]  # gets the pass's scores and its rows there
+Forward, Sent = interleave.Forward, interleave.Sent
+Step = Generator[Forward, Sent, StepUpdate]  # one prompt's step: yields the passes it needs, returns what it committed
 
 
 class DeALSearch:
@@ -170,7 +170,7 @@ class DeALSearch:
         return selection.commit(self, state, candidates, winners)
 
     def _reuse(self, state: State, candidates: list[list[Candidate]], rollout: list[int],
-               remaining: list[int]) -> Generator[Forward, tuple[object, list[int]], list[Candidate]]:
+               remaining: list[int]) -> Generator[Forward, Sent, list[Candidate]]:
         """Reuse: the candidate that equals a row's greedy tail continues it on the row's own sequence (topped up,
         scored)."""
         rows, reused = state.rows, []
@@ -189,7 +189,7 @@ class DeALSearch:
         return reused
 
     def _expand(self, state: State, survivors: list[Candidate], rollout: list[int],
-                remaining: list[int]) -> Generator[Forward, tuple[object, list[int]], None]:
+                remaining: list[int]) -> Generator[Forward, Sent, None]:
         """Fork each surviving candidate's sequence from its row's committed prefix and roll it out (one batch for
         all)."""
         rows, eos = state.rows, self.lm.eos_token_ids
@@ -219,7 +219,7 @@ class DeALSearch:
         return job.rewards.upper_bound(row.logp + c.logp, len(row.tokens) + 1, more)
 
     def _rollout(self, seqs: list[Handle], branches: list[Branch], lengths: list[int], left: list[int],
-                 before: list[list[int] | None]) -> Generator[Forward, tuple[object, list[int]], None]:
+                 before: list[list[int] | None]) -> Generator[Forward, Sent, None]:
         """Extend the branches greedily (branch i on sequence `seqs[i]`), one forward per token for the sequences
         that need one (each pass yielded to the driver, which feeds them with other prompts' rows), until `lengths[i]`
         tokens or EOS. `left[i]`: the budget left before branch i (output
