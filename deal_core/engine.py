@@ -6,7 +6,11 @@ batch call share one search); with batching (`DeAL(batching=True)`, the server) 
 every one-prompt call in flight: at each step boundary it admits the waiting calls into the search the policy
 (deal_core/scheduler.py) picks for them, steps the search the policy says is least served, hands each call the
 update for its prompt, and retires a call when its prompt finishes, fails, times out or is cancelled. Each answer
-equals the same call made alone (tests/unit/test_scheduler.py).
+equals the same call made alone (tests/unit/test_scheduler.py). On an engine whose rows depend on the rest of their
+batch (`Backend.batch_invariant` False: llama.cpp) prompts never share a pass or a cache: each call gets a search of
+its own in a view with its own KV cache (`Isolating`; at most `max_isolated` at once, later calls wait their turn)
+and the searches take turns step by step; the prompts of a batch call run one after another. An answer then does not
+depend on what else is in flight.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from deal_core.backends.base import Backend
+from deal_core.backends.base import Backend, Isolating
 from deal_core.constraint import ConstraintError, open_strings
 from deal_core.errors import GenerationTimeout, RewardError
 from deal_core.preparing import Prepared
@@ -92,19 +96,40 @@ class Ticket:
 class Loop:
     """The searches in flight and the tickets each serves: admit, step, time out, retire."""
 
-    def __init__(self, lm: Backend):
+    def __init__(self, lm: Backend, isolate: bool = False):
         self.lm = lm
         self.searches: dict[tuple, tuple[DeALSearch, dict[int, Ticket]]] = {}
         self.policy = FairShare()
+        # an engine whose rows depend on their batch gives every call a search of its own, in a view with a cache of
+        # its own where the engine has them (`isolate`; else the calls run one at a time)
+        self.isolate = not lm.batch_invariant and isolate and isinstance(lm, Isolating)
+        self.room = math.inf if lm.batch_invariant else lm.max_isolated if self.isolate else 1
+
+    def _open(self, tickets: list[Ticket]) -> tuple:
+        """The key of the search the call joins, opened if new."""
+        prepared = tickets[0].prepared
+        key = search_key(prepared, id(tickets[0])) if self.lm.batch_invariant else ("alone", id(tickets[0]))
+        if key not in self.searches:
+            lm = self.lm.isolated() if self.isolate else self.lm
+            self.searches[key] = (DeALSearch(lm, prepared.config), {})
+            self.policy.open(key)
+        return key
+
+    def _close(self, key: tuple) -> None:
+        search, _ = self.searches.pop(key)
+        self.policy.close(key)
+        if search.lm is not self.lm:
+            search.lm.close()
 
     def admit(self, tickets: list[Ticket]) -> None:
         """Admit the tickets of one call (its prompts prefilled together) into the search its key names."""
         prepared = tickets[0].prepared
+        if tickets[0].time_left() <= 0:  # its time ran out while it waited for its turn
+            for ticket in tickets:
+                ticket.events.put(("error", ticket.timed_out(0)))
+            return
         try:
-            key = search_key(prepared, id(tickets[0]))
-            if key not in self.searches:
-                self.searches[key] = (DeALSearch(self.lm, prepared.config), {})
-                self.policy.open(key)
+            key = self._open(tickets)
             search, served = self.searches[key]
             start = time.perf_counter()  # a prefill is model time too: charged to the search it joins
             indices = search.admit([prepared.encoded[t.slot] for t in tickets], [prepared.config] * len(tickets),
@@ -124,8 +149,7 @@ class Loop:
         search, served = self.searches[key]
         self._drop_gone(search, served)
         if not search.live:
-            del self.searches[key]
-            self.policy.close(key)
+            self._close(key)
             return
         start = time.perf_counter()
         try:
@@ -133,8 +157,7 @@ class Loop:
         except Exception as exc:  # noqa: BLE001 - a step that fails ends the calls sharing it, with its error
             for ticket in served.values():
                 ticket.events.put(("error", exc))
-            del self.searches[key]
-            self.policy.close(key)
+            self._close(key)
             return
         finally:
             self.policy.charge(key, time.perf_counter() - start, len(served))
@@ -173,7 +196,7 @@ class Engine:
         self._waiting: list[list[Ticket]] = []
         self._wake = threading.Condition()
         self._worker: threading.Thread | None = None
-        self._loop = Loop(lm)
+        self._loop = Loop(lm, isolate=True)
 
     @property
     def busy(self) -> bool:
@@ -187,12 +210,13 @@ class Engine:
             for event in self._submit(tickets)[0]:
                 yield [event]
             return
-        loop = Loop(self.lm)
-        loop.admit(tickets)
-        try:
-            while loop.searches:
-                loop.step()
-                yield [Ticket.take(t.events.get_nowait()) for t in tickets for _ in range(t.events.qsize())]
+        try:  # an engine whose rows depend on their batch runs the prompts one after another
+            for group in [tickets] if self.lm.batch_invariant else [[t] for t in tickets]:
+                loop = Loop(self.lm, isolate=self.batching)  # (the shared worker may be using the engine's cache)
+                loop.admit(group)
+                while loop.searches:
+                    loop.step()
+                    yield [Ticket.take(t.events.get_nowait()) for t in group for _ in range(t.events.qsize())]
         finally:
             for ticket in tickets:
                 ticket.cancelled.set()
@@ -223,7 +247,9 @@ class Engine:
                     if not self._wake.wait(timeout=30):
                         self._worker = None  # idle: the next call starts a fresh worker
                         return
-                arrived, self._waiting = self._waiting, []
+                room = self._loop.room - len(self._loop.searches)  # more calls wait for their turn
+                take = len(self._waiting) if room >= len(self._waiting) else max(int(room), 0)
+                arrived, self._waiting = self._waiting[:take], self._waiting[take:]
             for tickets in arrived:
                 if not all(t.cancelled.is_set() for t in tickets):
                     self._loop.admit(tickets)

@@ -1,7 +1,7 @@
-"""Inference engines behind one protocol: `Backend` (see `base.py`; optional verbs: `Judging`, `WholeSequence`).
-Engines: transformers.py (`LanguageModel`), llamacpp.py (`LlamaCppModel`; its text side in gguf_text.py),
+"""Inference engines behind one protocol: `Backend` (see `base.py`; optional verbs: `Judging`, `WholeSequence`,
+`Isolating`). Engines: transformers.py (`LanguageModel`), llamacpp.py (`LlamaCppModel`; its text side in gguf_text.py),
 table.py (the pure-Python reference). The proposer all engines share: proposer.py."""
 
-from deal_core.backends.base import Backend, Generated, Handle, Judging, Proposal, Proposer, WholeSequence
+from deal_core.backends.base import Backend, Generated, Handle, Isolating, Judging, Proposal, Proposer, WholeSequence
 
-__all__ = ["Backend", "Generated", "Handle", "Judging", "Proposal", "Proposer", "WholeSequence"]
+__all__ = ["Backend", "Generated", "Handle", "Isolating", "Judging", "Proposal", "Proposer", "WholeSequence"]

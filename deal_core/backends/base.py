@@ -74,6 +74,7 @@ class Backend(Protocol):
     name: str
     eos_token_ids: frozenset[int]
     lock: threading.RLock  # one search step, one judge call, one tokenization at a time per loaded model
+    batch_invariant: bool  # a row's scores do not depend on the other rows of its pass: prompts may share passes
 
     @property
     def context_window(self) -> int: ...
@@ -127,6 +128,18 @@ class Judging(Protocol):
     """Optional verb: yes/no log-odds from next-token scores (the `Judge` reward asks the search's backend)."""
 
     def answer_logodds(self, scores: Any, yes: Sequence[int], no: Sequence[int]) -> list[float]: ...
+
+
+@runtime_checkable
+class Isolating(Protocol):
+    """Optional verbs of an engine that is not batch-invariant: views of the same weights with caches of their own,
+    so concurrent searches take turns without touching each other's numbers (llama.cpp)."""
+
+    max_isolated: int  # views open at once
+
+    def isolated(self) -> Backend: ...
+
+    def close(self) -> None: ...  # on a view: its cache goes back to the model
 
 
 @runtime_checkable

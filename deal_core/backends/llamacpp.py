@@ -10,6 +10,7 @@ the chat template is the one in the GGUF metadata, rendered by transformers' ren
 
 from __future__ import annotations
 
+import copy
 import gc
 import os
 import threading
@@ -63,6 +64,12 @@ class LlamaCppModel(GGUFText, TorchScored):
     eos_token_ids: frozenset[int] = frozenset()
     pad_token_id: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # not batch-invariant: once a sequence's KV cells are not contiguous (other sequences' cells between its own)
+    # its attention sums round differently, 4-8 steps on up to 0.2 nats (README, "Engines"). So prompts never share
+    # a cache: concurrent calls each get an `isolated()` view (a context of its own, ~n_ctx × 23 KB on the embedded
+    # model), at most `max_isolated` at once, and take turns step by step; more calls wait for a free one
+    batch_invariant: bool = False
+    max_isolated: int = 4
 
     def __post_init__(self) -> None:
         C.llama_backend_init()
@@ -74,25 +81,13 @@ class LlamaCppModel(GGUFText, TorchScored):
         self._model = C.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self._model:
             raise ModelLoadError(f"llama.cpp could not load {self.path}: not a GGUF model file it supports")
-        threads = self.n_threads or len(os.sched_getaffinity(0))
-        cparams = C.llama_context_default_params()
-        cparams.n_ctx, cparams.n_batch, cparams.n_ubatch = self.n_ctx, self.n_batch, self.n_batch
-        cparams.n_seq_max, cparams.n_outputs_max, cparams.kv_unified = MAX_SEQUENCES, MAX_SEQUENCES, True
-        cparams.n_threads = cparams.n_threads_batch = threads
-        cparams.no_perf = True
-        # Flash attention off: on the CPU it returned logits 0.5-1 nats off for a row whose cells lie between other
-        # rows' cells in the unified cache (tests/unit/test_backend_conformance.py caught it; llama.cpp 0.3.36)
-        cparams.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        self._ctx = C.llama_init_from_model(self._model, cparams)
-        if not self._ctx:
-            C.llama_model_free(self._model)
-            raise ModelLoadError(f"llama.cpp could not create a context of {self.n_ctx} cells for {self.path}")
-        weakref.finalize(self, _free_native, self._ctx, self._model)
-        self._mem = C.llama_get_memory(self._ctx)
+        self._contexts: list[Any] = []  # every context made for this model, freed with it
+        self._idle: list[Any] = []  # contexts of closed isolated views, for the next one
+        self._parent: LlamaCppModel | None = None
+        weakref.finalize(self, _free_native, self._contexts, self._model)
+        self._open(self._new_context())
         self._vocab = C.llama_model_get_vocab(self._model)
         self.n_vocab = C.llama_vocab_n_tokens(self._vocab)
-        self._free = list(range(SCRATCH - 1, -1, -1))
-        self._released: list[int] = []
         self._batch = C.llama_batch_init(self.n_batch, 0, 1)
         weakref.finalize(self, C.llama_batch_free, self._batch)
         if not self.eos_token_ids:
@@ -103,12 +98,53 @@ class LlamaCppModel(GGUFText, TorchScored):
         template = C.llama_model_chat_template(self._model, None)
         self.chat_template = template.decode() if template else None
 
+    # -- contexts: each a KV cache of its own over the same weights --------------------------------------------
+    def _new_context(self) -> Any:
+        cparams = C.llama_context_default_params()
+        cparams.n_ctx, cparams.n_batch, cparams.n_ubatch = self.n_ctx, self.n_batch, self.n_batch
+        cparams.n_seq_max, cparams.n_outputs_max, cparams.kv_unified = MAX_SEQUENCES, MAX_SEQUENCES, True
+        cparams.n_threads = cparams.n_threads_batch = self.n_threads or len(os.sched_getaffinity(0))
+        cparams.no_perf = True
+        # Flash attention off: on the CPU it returned logits 0.5-1 nats off for a row whose cells lie between other
+        # rows' cells in the unified cache (tests/unit/test_backend_conformance.py caught it; llama.cpp 0.3.36)
+        cparams.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        ctx = C.llama_init_from_model(self._model, cparams)
+        if not ctx:
+            raise ModelLoadError(f"llama.cpp could not create a context of {self.n_ctx} cells for {self.path}")
+        self._contexts.append(ctx)
+        return ctx
+
+    def _open(self, ctx: Any) -> None:
+        self._ctx, self._mem = ctx, C.llama_get_memory(ctx)
+        self._free = list(range(SCRATCH - 1, -1, -1))
+        self._released: list[int] = []
+
+    def isolated(self) -> LlamaCppModel:
+        """This model with a KV cache of its own (the weights are shared): what a search computes there does not
+        depend on anything else in flight. `close()` gives the cache back for the next view."""
+        with self.lock:
+            view = copy.copy(self)
+            view._parent = self
+            view._open(self._idle.pop() if self._idle else self._new_context())
+            return view
+
+    def close(self) -> None:
+        """An isolated view's cache goes back to its model (its handles must not be used any more)."""
+        if self._parent is None:
+            raise ValueError("close() is for views made by isolated(); the model frees its caches when collected")
+        with self.lock:
+            C.llama_memory_clear(self._mem, True)
+            self._parent._idle.append(self._ctx)
+            self._free, self._released = [], []
+
     # -- sequence ids ------------------------------------------------------------------------------------------
     def _flush(self) -> None:
         while self._released:
             seq = self._released.pop()
             C.llama_memory_seq_rm(self._mem, seq, -1, -1)
             self._free.append(seq)
+            if len(self._free) == SCRATCH:  # no row left: the next prompt's cells start at cell 0 again, as alone
+                C.llama_memory_clear(self._mem, True)
 
     def _acquire(self) -> int:
         self._flush()
@@ -264,6 +300,7 @@ class LlamaCppModel(GGUFText, TorchScored):
             return logp.gather(1, torch.tensor(list(continuation))[:, None])[:, 0].tolist()
 
 
-def _free_native(ctx: Any, model: Any) -> None:
-    C.llama_free(ctx)
+def _free_native(contexts: list[Any], model: Any) -> None:
+    for ctx in contexts:
+        C.llama_free(ctx)
     C.llama_model_free(model)

@@ -86,6 +86,7 @@ class TableBackend:
     context_window: int = 512
     has_chat_template: bool = True
     renders_tools: bool = False
+    batch_invariant: bool = True
     forwards: int = 0
     held: int = 0  # sequences prefilled or forked and not dropped yet
 

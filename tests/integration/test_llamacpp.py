@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import jsonschema
 import pytest
@@ -134,3 +135,23 @@ def test_ollama_errors_say_what_to_do(tmp_path, monkeypatch):
         load_model(str(tmp_path), engine="llamacpp")
     with pytest.raises(ModelLoadError, match="not one of"):
         load_model(engine="vllm")
+
+
+def test_calls_in_flight_together_get_the_answers_they_get_alone(embedded_llamacpp):
+    """llama.cpp is not batch-invariant (README, "Engines"), so concurrent calls never share a cache: each runs in a
+    view with a KV cache of its own and the calls take turns. Every answer — its log-probability included, to the
+    bit — equals the call alone, before and after the load; so do the prompts of a batch call."""
+    prompts = ["Write a sentence using the words: dog, frisbee, park.", "Name three fruits.",
+               "Write a sentence using the words: kid, kite, beach.", "What is 2 + 2?", "Say hello in French."]
+    settings = dict(rewards=Keywords(keywords=["dog", "kite", "fruit"]), top_k=3, lookahead=2, max_new_tokens=16)
+    solo = DeAL(embedded_llamacpp, **settings)
+    alone = [(r.token_ids, r.logprob) for r in map(solo.generate, prompts)]
+    shared = DeAL(embedded_llamacpp, batching=True, **settings)
+    contexts = len(embedded_llamacpp._contexts)
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        together = [(r.token_ids, r.logprob) for r in pool.map(shared.generate, prompts)]
+    assert together == alone
+    assert len(embedded_llamacpp._contexts) > contexts  # the calls did overlap: they needed caches of their own
+    assert len(embedded_llamacpp._contexts) <= 1 + embedded_llamacpp.max_isolated
+    assert [(r.token_ids, r.logprob) for r in solo.generate_batch(prompts)] == alone
+    assert (solo.generate(prompts[0]).token_ids, solo.generate(prompts[0]).logprob) == alone[0]

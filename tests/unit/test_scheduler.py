@@ -167,3 +167,43 @@ def test_sampled_calls_keep_their_own_random_stream(tiny_long_lm):
         t.join(timeout=300)
     expected = solo.generate("Hello there", temperature=1.0, seed=7).token_ids
     assert [out[i] for i in range(3)] == [expected] * 3
+
+
+def test_an_engine_whose_rows_depend_on_their_batch_runs_one_prompt_at_a_time(vowels, monkeypatch):
+    """`batch_invariant=False` (llama.cpp): concurrent calls and the prompts of a batch never share a search or a
+    pass; they run in order of arrival and each answer equals the call alone."""
+    from deal_core.backends.table import TableBackend
+    from deal_core.search import DeALSearch
+
+    lm = TableBackend(batch_invariant=False)
+    running = []  # prompts already in a search when one was admitted
+    admit = DeALSearch.admit
+
+    def spy(self, prompts, *args, **kwargs):
+        running.append(len(self.rows) + len(prompts) - 1)
+        return admit(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(DeALSearch, "admit", spy)
+    prompts = ["The dog runs in the park", "a red ball", "the big tree and the blue sky", "a kid"]
+    alone = [DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2).generate(p, max_new_tokens=9)
+             for p in prompts]
+    shared = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2, batching=True)
+    results: dict[int, object] = {}
+    order: list[int] = []
+
+    def call(i: int) -> None:
+        time.sleep(0.01 * i)
+        results[i] = shared.generate(prompts[i], max_new_tokens=9)
+        order.append(i)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [results[i].token_ids for i in range(len(prompts))] == [r.token_ids for r in alone]
+    batch = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2).generate_batch(
+        prompts, max_new_tokens=9)
+    assert [r.token_ids for r in batch] == [r.token_ids for r in alone]
+    assert running and set(running) == {0}, running  # never admitted next to another prompt
+    assert lm.held == 0
