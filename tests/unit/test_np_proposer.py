@@ -26,13 +26,13 @@ def random_masks(rows: int, seed: int = 1, density: float = 0.3) -> list[np.ndar
     return [np.packbits(b, bitorder="little").view(np.int32) for b in bits]
 
 
-def assert_same_proposals(logits: np.ndarray, k: int, rows=None, allowed=None) -> None:
+def assert_same_proposals(logits: np.ndarray, k: int, rows=None, allowed=None, atol: float = 1e-5) -> None:
     ours = NumpyProposer(k).propose(logits, rows, allowed)
     theirs = LogitsProposer(k).propose(torch.from_numpy(logits), rows, allowed)
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
         assert a.tokens == b.tokens
-        assert a.logps == pytest.approx(b.logps, abs=1e-5)
+        assert a.logps == pytest.approx(b.logps, abs=atol)
 
 
 @pytest.mark.parametrize("k", [1, 4, 10])
@@ -107,11 +107,15 @@ def test_real_llama_cpp_logits_give_the_same_proposals_and_logodds(embedded_llam
     assert isinstance(logits, np.ndarray) and logits.dtype == np.float32
     top = np.sort(logits, -1)[:, ::-1][:, :11]
     assert (np.diff(top, axis=-1) < 0).all()  # no ties among the candidates compared
+    # torch's float32 log-softmax is off by up to 1.7e-5 from the float64 one on these 49k-token rows (its sum of
+    # exponentials), numpy's by 2.6e-6 (measured): the two agree within 2e-5, numpy within 5e-6 of float64
+    exact = torch.log_softmax(torch.from_numpy(logits).double(), -1).numpy()
+    assert np.abs(np_proposer.log_softmax(logits) - exact).max() < 5e-6
     for k in (1, 4, 10):
-        assert_same_proposals(logits, k)
+        assert_same_proposals(logits, k, atol=2e-5)
     masks = [np.packbits(np.r_[np.arange(lm.n_vocab) % 3 == 0, np.zeros(-lm.n_vocab % 32, bool)],
                          bitorder="little").view(np.int32), None, None]
-    assert_same_proposals(logits, 5, allowed=masks)
+    assert_same_proposals(logits, 5, allowed=masks, atol=2e-5)
     yes, no = lm.encode_text(" Yes", special_tokens=False), lm.encode_text(" No", special_tokens=False)
     assert lm.answer_logodds(logits, yes, no) == pytest.approx(
-        answer_logodds(torch.from_numpy(logits), yes, no), abs=1e-5)
+        answer_logodds(torch.from_numpy(logits), yes, no), abs=2e-5)
