@@ -4,6 +4,7 @@ rewards, sampling and repetition settings only. A module-level `import torch` on
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,7 @@ print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
 @pytest.mark.slow
 def test_running_the_embedded_model_on_llama_cpp_never_imports_torch():
     pytest.importorskip("llama_cpp", reason=LLAMACPP_OPT_IN)
-    out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=300)
+    root = Path(__file__).resolve().parents[2]  # this checkout's deal_core, whatever the current directory
+    out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=300, cwd=root)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
