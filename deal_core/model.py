@@ -16,8 +16,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from deal_core.backends.base import Backend
 from deal_core.backends.loader import (
     EMBEDDED_ENGINE,
@@ -29,7 +27,8 @@ from deal_core.backends.loader import (
 )
 from deal_core.errors import ModelLoadError
 
-if TYPE_CHECKING:  # transformers' model classes load only with a transformers model (llama.cpp never needs them)
+if TYPE_CHECKING:  # torch and transformers' model classes load only with a transformers model (llama.cpp never does)
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from deal_core.backends.transformers import LanguageModel
@@ -75,6 +74,7 @@ def embedded_model_dir() -> Path:
     if (target / "config.json").exists() and any(target.glob("*.safetensors")):
         return target
     log.warning("converting %s to safetensors under %s (once, about 10 s; later loads are fast)", gguf.name, target)
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -127,6 +127,8 @@ def downloads_allowed(allow_download: bool | None = None) -> bool:
 
 
 def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    import torch
+
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
@@ -139,6 +141,8 @@ def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> tor
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
+    import torch
+
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)

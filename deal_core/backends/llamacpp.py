@@ -4,30 +4,31 @@ One llama.cpp context holds every sequence handle as a sequence id in one unifie
 onto llama.cpp directly. Forking is `llama_memory_seq_cp` (the cells are shared, nothing is copied), cropping and
 dropping are `llama_memory_seq_rm`, and every sequence keeps its own positions. Logits are computed only for the
 positions the search reads.
-Proposals come from the engine-neutral `LogitsProposer` (backends/proposer.py) on a torch tensor of the logits;
-the chat template is the one in the GGUF metadata, rendered by transformers' renderer and tokenized by llama.cpp.
+Scores are numpy float32 logits; proposals come from the numpy proposer (backends/np_proposer.py), so greedy and
+top-k search never import torch (sampling and repetition settings fall back to the torch proposer).
+The chat template is the one in the GGUF metadata, rendered by transformers' renderer and tokenized by llama.cpp.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from llama_cpp._logger import set_verbose
 
-from deal_core.backends.base import Generated
+from deal_core.backends import np_proposer
+from deal_core.backends.base import Generated, Proposer
 from deal_core.backends.gguf_text import GGUFText
 from deal_core.backends.llama_native import C
-from deal_core.backends.proposer import TorchScored, answer_logodds
 from deal_core.errors import ConfigError, ModelLoadError, PromptError
 
 MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ: sequence ids one llama.cpp context can hold at once
@@ -52,7 +53,7 @@ class _Seq:
 
 
 @dataclass(eq=False)
-class LlamaCppModel(GGUFText, TorchScored):
+class LlamaCppModel(GGUFText):
     """A GGUF model in a llama.cpp context: the llama.cpp implementation of `deal_core.backends.Backend` (its text
     side, tokens and chat template, in `gguf_text.py`)."""
 
@@ -164,7 +165,7 @@ class LlamaCppModel(GGUFText, TorchScored):
         return seq
 
     # -- the forward pass --------------------------------------------------------------------------------------
-    def _decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> torch.Tensor:
+    def _decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> np.ndarray:
         """Feed (token, position, sequence id, wants logits) entries; the logits of those that want them, in order.
 
         llama.cpp's CPU kernels round differently for one row than for several (a matrix-vector product against a
@@ -191,10 +192,10 @@ class LlamaCppModel(GGUFText, TorchScored):
             if wanted:
                 ptr = C.llama_get_logits(self._ctx)
                 logits = np.ctypeslib.as_array(ptr, shape=(wanted, self.n_vocab))[:outputs]
-                out.append(torch.from_numpy(logits.copy()))
+                out.append(logits.copy())
         if not out:
-            return torch.empty((0, self.n_vocab))
-        return out[0] if len(out) == 1 else torch.cat(out)
+            return np.empty((0, self.n_vocab), dtype=np.float32)
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
     def _run(self, chunk: Sequence[tuple[int, int, int, bool]]) -> None:
         b = self._batch
@@ -214,7 +215,7 @@ class LlamaCppModel(GGUFText, TorchScored):
             raise RuntimeError(f"llama_decode failed (code {rc})")
 
     # -- the forward verbs ------------------------------------------------------------------------------------
-    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[list[_Seq], torch.Tensor]:
+    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[list[_Seq], np.ndarray]:
         """Each sequence in its own sequence id; logits after each one's last token [sequences, vocab]."""
         if not sequences or any(len(s) == 0 for s in sequences):
             raise PromptError("every prompt needs at least one token")
@@ -222,11 +223,11 @@ class LlamaCppModel(GGUFText, TorchScored):
         entries = [(t, j, h.id, j == len(s) - 1) for h, s in zip(handles, sequences) for j, t in enumerate(s)]
         return handles, self._decode(entries)
 
-    def step(self, handles: Sequence[_Seq], tokens: Sequence[int]) -> torch.Tensor:
+    def step(self, handles: Sequence[_Seq], tokens: Sequence[int]) -> np.ndarray:
         """One token per handle; logits after it [handles, vocab]."""
         return self.extend(handles, [[t] for t in tokens])
 
-    def extend(self, handles: Sequence[_Seq], blocks: Sequence[Sequence[int]]) -> torch.Tensor:
+    def extend(self, handles: Sequence[_Seq], blocks: Sequence[Sequence[int]]) -> np.ndarray:
         """A block per handle (at least one token each); logits after each block's last token [handles, vocab]."""
         entries = []
         for h, block in zip(handles, blocks, strict=True):
@@ -256,8 +257,17 @@ class LlamaCppModel(GGUFText, TorchScored):
             h.release()  # queued; `_flush` frees the cells before the next forward or fork
         self._flush()
 
-    def answer_logodds(self, scores: torch.Tensor, yes: Sequence[int], no: Sequence[int]) -> list[float]:
-        return answer_logodds(scores, yes, no)
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        with self.lock:
+            yield
+
+    def proposer(self, top_k: int, sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+                 seed: int | None = None, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> Proposer:
+        return np_proposer.proposer(top_k, sample, temperature, top_p, seed, repetition_penalty, no_repeat_ngram_size)
+
+    def answer_logodds(self, scores: np.ndarray, yes: Sequence[int], no: Sequence[int]) -> list[float]:
+        return np_proposer.answer_logodds(scores, yes, no)
 
     def generate(self, ids: Sequence[int], *, max_new_tokens: int, n: int = 1, sample: bool = False,
                  top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),
@@ -265,16 +275,17 @@ class LlamaCppModel(GGUFText, TorchScored):
         """Greedy decoding (or n samples at temperature 1, nucleus `top_p`) of n sequences decoded together.
         Repetition settings use transformers' processors, so both engines apply the same rules."""
         sampler = self.proposer(1, sample, 1.0, top_p, seed, repetition_penalty, no_repeat_ngram_size)
+        histories = repetition_penalty != 1.0 or no_repeat_ngram_size > 0
         with self.session():
             handles, logits = self.prefill([list(ids)])
             if n > 1:
                 handles += self.fork(handles * (n - 1))
-                logits = logits.expand(n, -1)
+                logits = np.broadcast_to(logits, (n, logits.shape[-1]))
             new: list[list[int]] = [[] for _ in range(n)]
             logps, ended, live = [0.0] * n, [False] * n, list(range(n))
             while True:
                 props = sampler.propose(logits, None, None, [list(ids) + new[i] for i in live] if
-                                        sampler.rules else None)
+                                        histories else None)
                 for i, prop in zip(live, props):
                     token, logp = sampler.candidates(prop)[0] if sample else (prop.greedy, prop.greedy_logp)
                     logps[i] += logp
@@ -296,8 +307,7 @@ class LlamaCppModel(GGUFText, TorchScored):
             seq = _Seq(self, len(full))
             logits = self._decode([(t, j, seq.id, j >= len(ids) - 1 and j < len(full) - 1) for j, t in enumerate(full)])
             self.drop([seq])
-            logp = torch.log_softmax(logits.float(), -1)
-            return logp.gather(1, torch.tensor(list(continuation))[:, None])[:, 0].tolist()
+            return np_proposer.token_logprobs(logits, continuation)
 
 
 def _free_native(contexts: list[Any], model: Any) -> None:

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import torch
 from pydantic import Field, PrivateAttr, field_validator
 
 from deal_core.backends.base import Judging
@@ -103,6 +102,7 @@ class RewardModel(Reward):
         return (0.0, 1.0) if self.normalize != "none" else (-math.inf, math.inf)
 
     def load(self) -> tuple[Any, Any]:
+        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from deal_core.model import DOWNLOAD_HINT, downloads_allowed
@@ -139,6 +139,8 @@ class RewardModel(Reward):
         return names[self.label]
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
+        import torch
+
         tok, clf = self.load()
         index = self._index(clf)
         out: list[float] = []
