@@ -207,3 +207,52 @@ def test_an_engine_whose_rows_depend_on_their_batch_runs_one_prompt_at_a_time(vo
     assert [r.token_ids for r in batch] == [r.token_ids for r in alone]
     assert running and set(running) == {0}, running  # never admitted next to another prompt
     assert lm.held == 0
+
+
+def test_calls_on_an_isolating_engine_take_turns_in_views_of_their_own(vowels):
+    """`Isolating` (llama.cpp's `isolated()` views, each a KV cache of its own): every concurrent call runs in a view
+    of its own, at most `max_isolated` open at once (later calls wait), each closed when its call ends; answers equal
+    the call alone. A table engine stands in for the views here (tests/integration/test_llamacpp.py: llama.cpp)."""
+    import copy
+
+    from deal_core.backends import Isolating
+    from deal_core.backends.table import TableBackend
+
+    class Views(TableBackend):
+        max_isolated = 2
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.opened, self.open_at_once, self.parent = [], 0, None
+
+        def isolated(self):
+            view = copy.copy(self)
+            view.parent, view.held = self, 0
+            self.opened.append(view)
+            self.open_at_once = max(self.open_at_once, sum(v.parent is not None for v in self.opened))
+            return view
+
+        def close(self):
+            assert self.held == 0, "a view closed while it still held rows"
+            self.parent = None
+
+    lm = Views(batch_invariant=False)
+    assert isinstance(lm, Isolating)
+    prompts = ["The dog runs in the park", "a red ball", "the big tree and the blue sky", "a kid", "the sun"]
+    solo = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2)
+    alone = [solo.generate(p, max_new_tokens=12).token_ids for p in prompts]
+    assert lm.opened == []  # a call alone runs on the engine's own cache
+    shared = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2, batching=True)
+    results: dict[int, object] = {}
+
+    def call(i: int) -> None:
+        results[i] = shared.generate(prompts[i], max_new_tokens=12)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [results[i].token_ids for i in range(len(prompts))] == alone
+    assert len(lm.opened) == len(prompts) and lm.open_at_once == 2
+    assert all(v.parent is None for v in lm.opened)  # every view went back
