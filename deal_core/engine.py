@@ -214,8 +214,9 @@ class Engine:
             for group in [tickets] if self.lm.batch_invariant else [[t] for t in tickets]:
                 loop = Loop(self.lm, isolate=self.batching)  # (the shared worker may be using the engine's cache)
                 loop.admit(group)
-                while loop.searches:
-                    loop.step()
+                while loop.searches or any(t.events.qsize() for t in group):  # (an error at admission: no search)
+                    if loop.searches:
+                        loop.step()
                     yield [Ticket.take(t.events.get_nowait()) for t in group for _ in range(t.events.qsize())]
         finally:
             for ticket in tickets:

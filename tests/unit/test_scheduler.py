@@ -236,6 +236,10 @@ def test_calls_on_an_isolating_engine_take_turns_in_views_of_their_own(vowels):
             assert self.held == 0, "a view closed while it still held rows"
             self.parent = None
 
+        def step(self, handles, tokens):
+            time.sleep(0.002)  # a pass takes a while, as on a real engine: the calls overlap
+            return super().step(handles, tokens)
+
     lm = Views(batch_invariant=False)
     assert isinstance(lm, Isolating)
     prompts = ["The dog runs in the park", "a red ball", "the big tree and the blue sky", "a kid", "the sun"]
@@ -244,8 +248,10 @@ def test_calls_on_an_isolating_engine_take_turns_in_views_of_their_own(vowels):
     assert lm.opened == []  # a call alone runs on the engine's own cache
     shared = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2, batching=True)
     results: dict[int, object] = {}
+    arrive = threading.Barrier(len(prompts))
 
     def call(i: int) -> None:
+        arrive.wait()
         results[i] = shared.generate(prompts[i], max_new_tokens=12)
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(prompts))]
