@@ -21,6 +21,7 @@ import queue
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -118,6 +119,10 @@ class Loop:
     def _close(self, key: tuple) -> None:
         search, _ = self.searches.pop(key)
         self.policy.close(key)
+        try:  # a search that failed mid-pass still holds rows and steps under way: they go back first
+            search.drop(search.live)
+        except Exception:  # noqa: BLE001 - the engine is what failed; its calls already have their error
+            pass
         if search.lm is not self.lm:
             search.lm.close()
 
@@ -188,6 +193,17 @@ class Loop:
                 del served[i]
 
 
+_OWN_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_OWN_CACHES_LOCK = threading.Lock()
+
+
+def _own_cache(lm: Backend) -> threading.Lock:
+    """Held by the call whose private loop runs in the backend's own cache (the shared worker never does: its calls
+    run in views). Per backend, whichever `DeAL` objects share it."""
+    with _OWN_CACHES_LOCK:
+        return _OWN_CACHES.setdefault(lm, threading.Lock())
+
+
 class Engine:
     """Runs prepared calls on one backend: in the caller's thread, or (batching) on a shared worker."""
 
@@ -210,15 +226,19 @@ class Engine:
             for event in self._submit(tickets)[0]:
                 yield [event]
             return
+        own = _own_cache(self.lm)  # taken: another call's private loop runs there, this one needs a view
+        mine = own.acquire(blocking=False)
         try:  # an engine whose rows depend on their batch runs the prompts one after another
             for group in [tickets] if self.lm.batch_invariant else [[t] for t in tickets]:
-                loop = Loop(self.lm, isolate=self.batching)  # (the shared worker may be using the engine's cache)
+                loop = Loop(self.lm, isolate=not mine)
                 loop.admit(group)
                 while loop.searches or any(t.events.qsize() for t in group):  # (an error at admission: no search)
                     if loop.searches:
                         loop.step()
                     yield [Ticket.take(t.events.get_nowait()) for t in group for _ in range(t.events.qsize())]
         finally:
+            if mine:
+                own.release()
             for ticket in tickets:
                 ticket.cancelled.set()
 

@@ -134,12 +134,19 @@ class LlamaCppModel(GGUFText):
         if self._parent is None:
             raise ValueError("close() is for views made by isolated(); the model frees its caches when collected")
         with self.lock:
+            if self._ctx is None:
+                return
             C.llama_memory_clear(self._mem, True)
             self._parent._idle.append(self._ctx)
+            # a handle of this view dropped later (a step closed by the garbage collector) touches nothing: the
+            # cache may already serve another view
+            self._ctx = self._mem = None
             self._free, self._released = [], []
 
     # -- sequence ids ------------------------------------------------------------------------------------------
     def _flush(self) -> None:
+        if self._ctx is None:
+            raise ValueError("this isolated view was closed: its handles are gone")
         while self._released:
             seq = self._released.pop()
             C.llama_memory_seq_rm(self._mem, seq, -1, -1)
@@ -255,7 +262,8 @@ class LlamaCppModel(GGUFText):
         for h in handles:
             h.live()
             h.release()  # queued; `_flush` frees the cells before the next forward or fork
-        self._flush()
+        if self._ctx is not None:
+            self._flush()
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:

@@ -33,18 +33,22 @@ def _send(url: str, body: dict[str, Any]) -> tuple[str, int, float]:
 
 class Forwards:
     """Counts the engine's forward passes (`prefill`, `step`, `extend` calls on the backend, whatever the engine)
-    and the sequences (rows) they carry: shared passes are what batching changes."""
+    and the sequences (rows) they carry: shared passes are what batching changes. The model becomes an instance of
+    a counting subclass, so the views an engine makes of it (llama.cpp's `isolated()`) count too."""
+
+    VERBS = ("prefill", "step", "extend")
 
     def __init__(self, deal: DeAL):
         self.calls = self.rows = 0
-        for verb in ("prefill", "step", "extend"):
-            setattr(deal.lm, verb, self._counting(getattr(deal.lm, verb)))
+        cls = type(deal.lm)
+        deal.lm.__class__ = type(f"Counting{cls.__name__}", (cls,),
+                                 {verb: self._counting(getattr(cls, verb)) for verb in self.VERBS})
 
     def _counting(self, verb: Any) -> Any:
-        def counted(handles: Any, *args: Any, **kwargs: Any) -> Any:
+        def counted(lm: Any, handles: Any, *args: Any, **kwargs: Any) -> Any:
             self.calls += 1
             self.rows += len(handles)
-            return verb(handles, *args, **kwargs)
+            return verb(lm, handles, *args, **kwargs)
 
         return counted
 

@@ -140,7 +140,8 @@ def test_ollama_errors_say_what_to_do(tmp_path, monkeypatch):
 def test_calls_in_flight_together_get_the_answers_they_get_alone(embedded_llamacpp):
     """llama.cpp is not batch-invariant (README, "Engines"), so concurrent calls never share a cache: each runs in a
     view with a KV cache of its own and the calls take turns. Every answer — its log-probability included, to the
-    bit — equals the call alone, before and after the load; so do the prompts of a batch call."""
+    bit — equals the call alone, before and after the load, with batching or without; so do the prompts of a batch
+    call."""
     prompts = ["Write a sentence using the words: dog, frisbee, park.", "Name three fruits.",
                "Write a sentence using the words: kid, kite, beach.", "What is 2 + 2?", "Say hello in French."]
     settings = dict(rewards=Keywords(keywords=["dog", "kite", "fruit"]), top_k=3, lookahead=2, max_new_tokens=16)
@@ -154,4 +155,7 @@ def test_calls_in_flight_together_get_the_answers_they_get_alone(embedded_llamac
     assert len(embedded_llamacpp._contexts) > contexts  # the calls did overlap: they needed caches of their own
     assert len(embedded_llamacpp._contexts) <= 1 + embedded_llamacpp.max_isolated
     assert [(r.token_ids, r.logprob) for r in solo.generate_batch(prompts)] == alone
+    with ThreadPoolExecutor(len(prompts)) as pool:  # without batching: calls take turns, the first in the own cache
+        turns = [(r.token_ids, r.logprob) for r in pool.map(solo.generate, prompts)]
+    assert turns == alone
     assert (solo.generate(prompts[0]).token_ids, solo.generate(prompts[0]).logprob) == alone[0]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 import time
 
 import pytest
 
 from deal_core import DeAL
+from deal_core.backends.table import PAD, TableBackend
 from deal_core.errors import GenerationTimeout, RewardError
 from deal_core.request import Request, ResponseFormat
 from deal_core.rewards import Keywords, Regex
@@ -208,37 +210,39 @@ def test_an_engine_whose_rows_depend_on_their_batch_runs_one_prompt_at_a_time(vo
     assert running and set(running) == {0}, running  # never admitted next to another prompt
     assert lm.held == 0
 
+class Views(TableBackend):
+    """The table engine with `Isolating` views (llama.cpp's are KV caches of their own): records each view, how many
+    were open at once and the rows each still held when it was closed. A pass with a row holding <pad> fails (no
+    answer has one)."""
+
+    max_isolated = 2
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.opened, self.open_at_once, self.parent, self.held_at_close = [], 0, None, None
+
+    def isolated(self):
+        view = copy.copy(self)
+        view.parent, view.held = self, 0
+        self.opened.append(view)
+        self.open_at_once = max(self.open_at_once, sum(v.parent is not None for v in self.opened))
+        return view
+
+    def close(self):
+        self.held_at_close, self.parent = self.held, None
+
+    def step(self, handles, tokens):
+        time.sleep(0.002)  # a pass takes a while, as on a real engine: the calls overlap
+        if any(PAD in h.live for h in handles):
+            raise RuntimeError("the engine failed mid-pass")
+        return super().step(handles, tokens)
+
 
 def test_calls_on_an_isolating_engine_take_turns_in_views_of_their_own(vowels):
     """`Isolating` (llama.cpp's `isolated()` views, each a KV cache of its own): every concurrent call runs in a view
     of its own, at most `max_isolated` open at once (later calls wait), each closed when its call ends; answers equal
     the call alone. A table engine stands in for the views here (tests/integration/test_llamacpp.py: llama.cpp)."""
-    import copy
-
     from deal_core.backends import Isolating
-    from deal_core.backends.table import TableBackend
-
-    class Views(TableBackend):
-        max_isolated = 2
-
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.opened, self.open_at_once, self.parent = [], 0, None
-
-        def isolated(self):
-            view = copy.copy(self)
-            view.parent, view.held = self, 0
-            self.opened.append(view)
-            self.open_at_once = max(self.open_at_once, sum(v.parent is not None for v in self.opened))
-            return view
-
-        def close(self):
-            assert self.held == 0, "a view closed while it still held rows"
-            self.parent = None
-
-        def step(self, handles, tokens):
-            time.sleep(0.002)  # a pass takes a while, as on a real engine: the calls overlap
-            return super().step(handles, tokens)
 
     lm = Views(batch_invariant=False)
     assert isinstance(lm, Isolating)
@@ -261,4 +265,28 @@ def test_calls_on_an_isolating_engine_take_turns_in_views_of_their_own(vowels):
         t.join(timeout=120)
     assert [results[i].token_ids for i in range(len(prompts))] == alone
     assert len(lm.opened) == len(prompts) and lm.open_at_once == 2
-    assert all(v.parent is None for v in lm.opened)  # every view went back
+    assert all(v.parent is None and v.held_at_close == 0 for v in lm.opened)  # every view went back, empty
+
+
+def test_a_pass_that_fails_in_a_view_ends_its_call_and_returns_the_view_empty(vowels):
+    lm = Views(batch_invariant=False)
+    shared = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2, batching=True)
+    expected = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2).generate(
+        "a red ball", max_new_tokens=12).token_ids
+    errors, results = [], []
+    arrive = threading.Barrier(2)
+
+    def call(prompt: str) -> None:
+        arrive.wait()
+        try:
+            results.append(shared.generate(prompt, max_new_tokens=12).token_ids)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=call, args=(p,)) for p in ("<pad> the dog runs", "a red ball")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == ["the engine failed mid-pass"] and results == [expected]
+    assert len(lm.opened) == 2 and all(v.parent is None and v.held_at_close == 0 for v in lm.opened)
