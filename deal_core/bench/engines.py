@@ -3,6 +3,7 @@
 process; and each engine's cold start and peak memory in a fresh interpreter.
 
     python -m deal_core.bench.engines --split hard --limit 10 --max-new-tokens 48 [--json OUT]
+    python -m deal_core.bench.engines --plain path/to/base-model.gguf   (another model: plain completions)
 """
 
 from __future__ import annotations
@@ -102,13 +103,44 @@ def run(split: str = "hard", limit: int = 10, max_new_tokens: int = 48) -> dict[
     return report
 
 
+def plain(path: str, split: str = "hard", limit: int = 10, max_new_tokens: int = 48) -> dict[str, Any]:
+    """Another GGUF model on llama.cpp, plain completions (no chat template: a base model), greedy against DeAL
+    default and paper settings, interleaved on the same CommonGen sets: ms/token and coverage."""
+    sets = load_commongen(None, limit, split)
+    deal = DeAL(load_model(path, engine="llamacpp"), use_chat_template=False, max_new_tokens=max_new_tokens)
+    deal.generate(sets[0].prompt, max_new_tokens=4)  # warm-up
+    times: dict[str, list[float]] = {}
+    covered: dict[str, list[float]] = {}
+    for s in sets:
+        prompt = f"Here is one sentence that uses the words {', '.join(s.concepts)}:"
+        for mode, settings in MODES.items():
+            start = time.perf_counter()
+            result = deal.greedy(prompt) if settings is None else deal.generate(
+                prompt, rewards=Keywords(keywords=s.concepts), **settings)
+            times.setdefault(mode, []).append((time.perf_counter() - start) / max(len(result.token_ids), 1))
+            covered.setdefault(mode, []).append(quality.judge(s.concepts, result.text)["all_concepts"])
+    return {"model": path, "split": split, "sets": len(sets), "max_new_tokens": max_new_tokens,
+            "modes": {m: {"ms_per_token_median": 1000 * statistics.median(times[m]),
+                          "all_concepts": statistics.fmean(covered[m])} for m in MODES}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="hard")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--json")
+    parser.add_argument("--plain", metavar="GGUF", help="instead: this GGUF model on llama.cpp, plain completions")
     args = parser.parse_args()
+    if args.plain:
+        report = plain(args.plain, args.split, args.limit, args.max_new_tokens)
+        print("| mode | ms/token (median) | all concepts |\n|---|---|---|")
+        for mode, e in report["modes"].items():
+            print(f"| {mode} | {e['ms_per_token_median']:.1f} | {e['all_concepts']:.0%} |")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=1)
+        return
     report = run(args.split, args.limit, args.max_new_tokens)
     print("| mode / engine | ms/token (median) | × transformers | all concepts |\n|---|---|---|---|")
     for key, e in report["modes"].items():
