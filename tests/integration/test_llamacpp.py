@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import jsonschema
@@ -159,3 +160,45 @@ def test_calls_in_flight_together_get_the_answers_they_get_alone(embedded_llamac
         turns = [(r.token_ids, r.logprob) for r in pool.map(solo.generate, prompts)]
     assert turns == alone
     assert (solo.generate(prompts[0]).token_ids, solo.generate(prompts[0]).logprob) == alone[0]
+
+
+def test_deal_serve_on_llama_cpp_answers_each_request_as_alone(embedded_llamacpp):
+    """A real server over a real socket on the llama.cpp engine: six requests at once, one of them a stream the
+    client drops after its first chunk and one that runs out of time. The others get the answers they get alone,
+    and every cache the calls took goes back to the model."""
+    import httpx
+
+    from deal_core.serving import create_app, running_server
+
+    bodies = [{"messages": [{"role": "user", "content": p}], "max_tokens": 12,
+               "deal": {"rewards": [{"name": "keywords", "keywords": ["dog", "sun"]}], "top_k": 4, "lookahead": 3}}
+              for p in ("Write about a dog.", "Name a colour.", "Describe the sun.", "Say hi.")]
+    deal = DeAL(embedded_llamacpp)
+    alone = []
+    with running_server(create_app(deal, batching=True)) as url:
+        for body in bodies:
+            alone.append(httpx.post(f"{url}/v1/chat/completions", json=body, timeout=300).json())
+
+        def dropped_stream() -> None:
+            with httpx.stream("POST", f"{url}/v1/chat/completions", timeout=300,
+                              json={**bodies[0], "stream": True, "max_tokens": 64}) as response:
+                next(response.iter_lines())
+
+        def timed_out() -> int:
+            body = {**bodies[1], "max_tokens": 200, "deal": {**bodies[1]["deal"], "timeout_s": 0.5}}
+            return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=300).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            extra = [pool.submit(dropped_stream), pool.submit(timed_out)]
+            together = list(pool.map(lambda b: httpx.post(f"{url}/v1/chat/completions", json=b, timeout=300).json(),
+                                     bodies))
+            extra[0].result()
+            status = extra[1].result()
+        assert status == 408, status  # GenerationTimeout, in the OpenAI error shape
+        texts = [r["choices"][0]["message"]["content"] for r in together]
+        assert texts == [r["choices"][0]["message"]["content"] for r in alone]
+        deadline = time.monotonic() + 30
+        while deal.engine.busy and time.monotonic() < deadline:  # the dropped stream leaves at its next step
+            time.sleep(0.1)
+    assert not deal.engine.busy
+    assert len(embedded_llamacpp._idle) == len(embedded_llamacpp._contexts) - 1  # every view went back
