@@ -39,16 +39,21 @@ class Forwards:
     VERBS = ("prefill", "step", "extend")
 
     def __init__(self, deal: DeAL):
-        self.calls = self.rows = 0
+        self.calls = self.rows = self.depth = 0
         cls = type(deal.lm)
         deal.lm.__class__ = type(f"Counting{cls.__name__}", (cls,),
                                  {verb: self._counting(getattr(cls, verb)) for verb in self.VERBS})
 
     def _counting(self, verb: Any) -> Any:
         def counted(lm: Any, handles: Any, *args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            self.rows += len(handles)
-            return verb(lm, handles, *args, **kwargs)
+            if not self.depth:  # a verb built on another (llama.cpp's step is an extend) is one pass
+                self.calls += 1
+                self.rows += len(handles)
+            self.depth += 1
+            try:
+                return verb(lm, handles, *args, **kwargs)
+            finally:
+                self.depth -= 1
 
         return counted
 
