@@ -226,8 +226,10 @@ class Engine:
             for event in self._submit(tickets)[0]:
                 yield [event]
             return
-        own = _own_cache(self.lm)  # taken: another call's private loop runs there, this one needs a view
-        mine = own.acquire(blocking=False)
+        # an engine whose rows depend on their batch: a call runs in its own cache unless another private loop holds
+        # that, then in a view
+        own = None if self.lm.batch_invariant else _own_cache(self.lm)
+        mine = own is not None and own.acquire(blocking=False)
         try:  # an engine whose rows depend on their batch runs the prompts one after another
             for group in [tickets] if self.lm.batch_invariant else [[t] for t in tickets]:
                 loop = Loop(self.lm, isolate=not mine)
@@ -269,7 +271,7 @@ class Engine:
                         self._worker = None  # idle: the next call starts a fresh worker
                         return
                 room = self._loop.room - len(self._loop.searches)  # more calls wait for their turn
-                take = len(self._waiting) if room >= len(self._waiting) else max(int(room), 0)
+                take = int(min(len(self._waiting), max(room, 0)))
                 arrived, self._waiting = self._waiting[:take], self._waiting[take:]
             for tickets in arrived:
                 if not all(t.cancelled.is_set() for t in tickets):

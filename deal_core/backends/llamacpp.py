@@ -283,7 +283,6 @@ class LlamaCppModel(GGUFText):
         """Greedy decoding (or n samples at temperature 1, nucleus `top_p`) of n sequences decoded together.
         Repetition settings use transformers' processors, so both engines apply the same rules."""
         sampler = self.proposer(1, sample, 1.0, top_p, seed, repetition_penalty, no_repeat_ngram_size)
-        histories = repetition_penalty != 1.0 or no_repeat_ngram_size > 0
         with self.session():
             handles, logits = self.prefill([list(ids)])
             if n > 1:
@@ -293,7 +292,7 @@ class LlamaCppModel(GGUFText):
             logps, ended, live = [0.0] * n, [False] * n, list(range(n))
             while True:
                 props = sampler.propose(logits, None, None, [list(ids) + new[i] for i in live] if
-                                        histories else None)
+                                        sampler.rules else None)
                 for i, prop in zip(live, props):
                     token, logp = sampler.candidates(prop)[0] if sample else (prop.greedy, prop.greedy_logp)
                     logps[i] += logp
