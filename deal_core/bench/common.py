@@ -51,12 +51,22 @@ def best_of_n(deal: DeAL, prompt: PromptLike, reward: Reward | RewardSum, n: int
 
 def answer(deal: DeAL, condition: Condition, prompt: PromptLike, reward: Reward | RewardSum,
            max_new_tokens: int) -> str:
-    if condition.method == "greedy":
-        return deal.greedy(prompt, alignment_prompt=condition.alignment_prompt, max_new_tokens=max_new_tokens).text
+    return answer_tokens(deal, condition, prompt, reward, max_new_tokens)[0]
+
+
+def answer_tokens(deal: DeAL, condition: Condition, prompt: PromptLike, reward: Reward | RewardSum,
+                  max_new_tokens: int) -> tuple[str, int]:
+    """The condition's answer and its length in tokens (best-of-N: the kept sample, re-encoded)."""
     if condition.method == "best_of_n":
-        return best_of_n(deal, prompt, reward, condition.settings["n"], condition.alignment_prompt, max_new_tokens)
-    return deal.generate(prompt, rewards=reward, alignment_prompt=condition.alignment_prompt,
-                         max_new_tokens=max_new_tokens, **condition.settings).text
+        text = best_of_n(deal, prompt, reward, condition.settings["n"], condition.alignment_prompt, max_new_tokens)
+        with deal.lm.lock:
+            return text, len(deal.lm.encode_text(text, special_tokens=False))
+    if condition.method == "greedy":
+        result = deal.greedy(prompt, alignment_prompt=condition.alignment_prompt, max_new_tokens=max_new_tokens)
+    else:
+        result = deal.generate(prompt, rewards=reward, alignment_prompt=condition.alignment_prompt,
+                               max_new_tokens=max_new_tokens, **condition.settings)
+    return result.text, len(result.token_ids)
 
 
 def perplexity(deal: DeAL, prompt: PromptLike, response: str) -> float:

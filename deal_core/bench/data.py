@@ -66,13 +66,16 @@ def _resolve(path: str | os.PathLike | None, default_name: str) -> Path:
 
 
 HALVES = ("dev", "test", "all")  # safety benches: settings are chosen on dev rows, reported on test rows
-SPLITS = {"all": (1, 99), "easy": (1, 3), "hard": (4, 99)}  # by number of concepts: the dev data has 3, 4 and 5
+SPLITS = {"all": (1, 99), "easy": (1, 3), "hard": (4, 99), "hard-dev": (4, 99), "hard-test": (4, 99)}
+# by number of concepts (the dev data has 3, 4 and 5); hard-dev / hard-test: the first / second half of the hard sets
+# (in the order `hard` takes them): reward internals are tuned on hard-dev, results reported on hard-test
 
 
 def load_commongen(path: str | os.PathLike | None = None, limit: int | None = None,
                    split: str = "all") -> list[ConceptSet]:
     """CommonGen rows (`concept_set` like `dance_V#kid_N`), in file order. `split`: all, easy (3 concepts) or hard
-    (4-5 concepts: the sets where the reward is hard to satisfy)."""
+    (4-5 concepts: the sets where the reward is hard to satisfy), hard-dev or hard-test (its first or second half:
+    tune on one, report on the other)."""
     if split not in SPLITS:
         raise DataError(f"unknown CommonGen split {split!r}; choose one of: {', '.join(SPLITS)}")
     low, high = SPLITS[split]
@@ -97,6 +100,8 @@ def load_commongen(path: str | os.PathLike | None = None, limit: int | None = No
             by_size.setdefault(len(s.concepts), []).append(s)
         columns = [by_size[n] for n in sorted(by_size)]
         sets = [s for group in itertools.zip_longest(*columns) for s in group if s is not None]
+        half = len(sets) // 2
+        sets = sets[:half] if split.endswith("-dev") else sets[half:] if split.endswith("-test") else sets
     return sets[:limit] if limit else sets
 
 

@@ -1,13 +1,19 @@
 """How good a CommonGen answer is, judged independently of the Keywords reward the search optimises.
 
 `covers` has its own inflection rules (regular suffixes plus a table of irregular verbs and plurals) instead of the
-reward's stemmer, so a quirk of the reward cannot be mistaken for coverage. `degenerate` names the two ways a
-keyword reward is gamed: listing the words instead of writing a sentence, and looping until the budget ends.
+reward's stemmer, so a quirk of the reward cannot be mistaken for coverage. Where a word counts as *used* — in a
+sentence, not in a list, quotation, heading, loop or a sentence about the words — is the one definition in
+`deal_core/rewards/prose.py`, shared with the `Keywords` reward. `degenerate` names the ways a keyword reward is
+gamed: listing the words (bare, quoted or as a heading) instead of writing a sentence, and looping until the budget
+ends; `meta` a sentence that talks about the words ("the word X is used twice").
 """
 
 from __future__ import annotations
 
 import re
+
+from deal_core.rewards.prose import clean_use
+from deal_core.rewards.prose import is_loop as _is_loop
 
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 _VOWELS = set("aeiou")
@@ -75,21 +81,28 @@ def is_word_list(text: str) -> bool:
 
 def is_loop(text: str) -> bool:
     """A repetition loop: a run of three or more words that occurs twice, or one word three times in a row."""
-    ws = [w.lower() for w in _WORD.findall(text)]
-    grams = [tuple(ws[i:i + 3]) for i in range(len(ws) - 2)]
-    if len(grams) != len(set(grams)):
-        return True
-    return any(ws[i] == ws[i + 1] == ws[i + 2] for i in range(len(ws) - 2))
+    return _is_loop(text)
 
 
-def degenerate(text: str) -> bool:
-    """A word list or a repetition loop (coverage gained this way does not count as clean)."""
-    return is_word_list(text) or is_loop(text)
+def _uses(concept: str, text_words: list[str]) -> bool:
+    found = set(text_words)
+    return all(forms(part) & found for part in _WORD.findall(concept))
+
+
+def degenerate(text: str, concepts: list[str] | None = None) -> bool:
+    """A word list, a repetition loop, or (given the concepts) a list, quote or heading that holds one of them."""
+    listed = concepts is not None and clean_use(text, concepts, _uses).listed
+    return is_word_list(text) or is_loop(text) or listed
 
 
 def judge(concepts: list[str], text: str) -> dict[str, float | bool]:
-    """Coverage, hard coverage (every concept), degenerate, and clean hard coverage (every concept, not degenerate)."""
+    """Plain coverage (a concept anywhere) and clean coverage (a concept used in a sentence), each soft (share) and
+    hard (every concept); degenerate (lists or loops) and meta (talks about the words). A clean answer uses every
+    concept in sentences and is neither degenerate nor meta."""
+    use = clean_use(text, concepts, _uses)
     cov = coverage(concepts, text)
-    bad = degenerate(text)
-    return {"coverage": cov, "all_concepts": cov == 1.0, "degenerate": bad, "word_list": is_word_list(text),
-            "loop": is_loop(text), "clean_all_concepts": cov == 1.0 and not bad}
+    word_list, loop = is_word_list(text), is_loop(text)
+    bad = word_list or loop or use.listed
+    return {"coverage": cov, "all_concepts": cov == 1.0, "clean_coverage": sum(use.clean) / len(concepts),
+            "degenerate": bad, "word_list": word_list, "loop": loop, "lists_words": use.listed, "meta": use.meta,
+            "clean_all_concepts": all(use.clean) and not bad and not use.meta}
