@@ -114,12 +114,12 @@ def talks_about_words(text: str, exempt: Callable[[str], bool] = lambda noun: Fa
 
 
 def _kind(text: str, is_meta: Callable[[str], bool]) -> str:
+    if is_meta(text):  # first: a sentence about the words often lists or loops as well
+        return META
     if is_loop(text):
         return LOOP
     if is_list(text):
         return LIST
-    if is_meta(text):
-        return META
     return PROSE
 
 
