@@ -11,6 +11,7 @@ ends; `meta` a sentence that talks about the words ("the word X is used twice").
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from deal_core.rewards.prose import clean_use
 from deal_core.rewards.prose import is_loop as _is_loop
@@ -84,9 +85,15 @@ def is_loop(text: str) -> bool:
     return _is_loop(text)
 
 
-def _uses(concept: str, text_words: list[str]) -> bool:
-    found = set(text_words)
-    return all(forms(part) & found for part in _WORD.findall(concept))
+@lru_cache(maxsize=1 << 16)
+def _uses(part: str, word: str) -> bool:
+    """Whether `word` is one of the judge's own forms of `part` (one word of a concept)."""
+    return word in _forms(part)
+
+
+@lru_cache(maxsize=1 << 12)
+def _forms(part: str) -> frozenset[str]:
+    return frozenset(forms(part))
 
 
 def degenerate(text: str, concepts: list[str] | None = None) -> bool:

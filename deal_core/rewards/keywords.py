@@ -10,18 +10,23 @@ from pydantic import Field, field_validator
 
 from deal_core.rewards.base import Reward
 from deal_core.rewards.prose import Use, clean_use
-from deal_core.rewards.text import mentions, stem, words
+from deal_core.rewards.text import inflections, stem, words
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
     return stem(word)
 
 
-def uses(keyword: str, text_words: Sequence[str]) -> bool:
-    """Whether `text_words` (lowercased) hold every word of `keyword` in some regular inflection."""
-    found = set(text_words)
-    return mentions(keyword, found, {_stem(w) for w in found})
+@lru_cache(maxsize=1 << 12)
+def _forms(part: str) -> frozenset[str]:
+    return frozenset(inflections(part))
+
+
+@lru_cache(maxsize=1 << 18)
+def matches(part: str, word: str) -> bool:
+    """Whether the lowercased `word` is a regular inflection of `part`, one word of a keyword (as `text.mentions`)."""
+    return word == part or word in _forms(part) or _stem(part) == _stem(word)
 
 
 class Keywords(Reward):
@@ -50,12 +55,12 @@ class Keywords(Reward):
 
     def present(self, text: str) -> list[bool]:
         """Per keyword, whether it occurs anywhere in the text (lists and quotes included)."""
-        text_words = [w.lower() for w in words(text)]
-        return [uses(k, text_words) for k in self.keywords]
+        found = {w.lower() for w in words(text)}
+        return [all(any(matches(part.lower(), w) for w in found) for part in words(k)) for k in self.keywords]
 
     def use(self, text: str) -> Use:
         """Per keyword, whether a sentence uses it, and how the text games the words (see `clean_use`)."""
-        return clean_use(text, self.keywords, uses)
+        return clean_use(text, self.keywords, matches)
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
         if not self.clean:

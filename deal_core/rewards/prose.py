@@ -160,28 +160,39 @@ def pieces(text: str, is_meta: Callable[[str], bool] = talks_about_words) -> lis
     return out
 
 
-def clean_use(text: str, keywords: Sequence[str], matches: Callable[[str, list[str]], bool]) -> Use:
-    """Per keyword, whether a prose piece of `text` uses it (`matches(keyword, words)`: whether `words`, lowercased,
-    hold a form of the keyword), whether it occurs anywhere, and how the text games the words."""
-    is_keyword = [lambda ws, k=k: matches(k, ws) for k in keywords]
+def clean_use(text: str, keywords: Sequence[str], matches: Callable[[str, str], bool]) -> Use:
+    """Per keyword, whether a prose piece of `text` uses it, whether it occurs anywhere, and how the text games the
+    words. `matches(part, word)`: whether the lowercased `word` is a form of `part`, one word of a keyword (a keyword
+    of several words needs each of them in the same piece)."""
+    parts = [[p.lower() for p in WORD.findall(k)] or [k.lower()] for k in keywords]
+    hits: dict[str, frozenset[tuple[int, int]]] = {}
 
-    def is_meta(piece: str) -> bool:
-        return talks_about_words(piece, lambda noun: any(m([noun]) for m in is_keyword))
+    def hit(word: str) -> frozenset[tuple[int, int]]:
+        if word not in hits:
+            hits[word] = frozenset((i, j) for i, ps in enumerate(parts) for j, p in enumerate(ps) if matches(p, word))
+        return hits[word]
+
+    def held(ws: list[str]) -> list[bool]:
+        found = set().union(*(hit(w) for w in ws)) if ws else set()
+        return [all((i, j) in found for j in range(len(ps))) for i, ps in enumerate(parts)]
+
+    def is_meta(piece: str) -> bool:  # a meta noun that is one of the keywords ("sentence") does not count
+        return talks_about_words(piece, lambda noun: bool(hit(noun)))
 
     found = pieces(text, is_meta)
     clean = [False] * len(keywords)
     gamed: set[str] = set()
     for piece in found:
         ws = piece.words
-        held = [m(ws) for m in is_keyword]
-        if not any(held):
+        has = held(ws)
+        if not any(has):
             continue
-        keyword_words = sum(any(m([w]) for m in is_keyword) for w in ws)
+        keyword_words = sum(bool(hit(w)) for w in ws)
         sentence = len(ws) >= MIN_WORDS and len(ws) - keyword_words >= MIN_OTHER_WORDS
-        alone = len(found) == 1 and sum(held) == 1  # a one-phrase answer using one word: "a dog"
+        alone = len(found) == 1 and sum(has) == 1  # a one-phrase answer using one word: "a dog"
         if piece.kind == PROSE and (sentence or alone):
-            clean = [c or h for c, h in zip(clean, held)]
+            clean = [c or h for c, h in zip(clean, has)]
         elif piece.kind != PROSE:
             gamed.add(piece.kind)
-    anywhere = [matches(k, [w.lower() for w in WORD.findall(text)]) for k in keywords]
+    anywhere = held([w.lower() for w in WORD.findall(text)])
     return Use(clean=clean, anywhere=anywhere, gamed=gamed, loop=is_loop(text))
