@@ -11,8 +11,10 @@ meta-sentence rate. `--engines transformers,llamacpp` answers on both engines, i
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from deal_core.bench import quality
@@ -57,8 +59,9 @@ def decoders(model: str | None, engines: Sequence[str] | None) -> dict[str, DeAL
 
 
 def answer_all(decs: dict[str, DeAL], sets: Sequence[ConceptSet], conds: Sequence[Condition],
-               max_new_tokens: int) -> dict[str, list[dict[str, Any]]]:
-    """Every set under every condition on every engine, interleaved (drift in machine speed hits all alike)."""
+               max_new_tokens: int, partial: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every set under every condition on every engine, interleaved (drift in machine speed hits all alike).
+    `partial`: a JSON file rewritten after each set with the rows so far (a long run that is stopped keeps them)."""
     for deal in decs.values():  # warm-up: first-call allocations are not the cost of a search
         deal.generate(sets[0].prompt, max_new_tokens=4)
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -74,6 +77,8 @@ def answer_all(decs: dict[str, DeAL], sets: Sequence[ConceptSet], conds: Sequenc
                         {"concepts": s.concepts, "text": text, "tokens": tokens, "seconds": seconds,
                          "ms_per_token": 1000 * seconds / max(tokens, 1), **quality.judge(s.concepts, text),
                          "perplexity": perplexity(deal, s.prompt, text)})
+            if partial:
+                Path(partial).write_text(json.dumps(rows, indent=1))
     return rows
 
 
@@ -102,7 +107,7 @@ def run(model: str | None = None, data: str | None = None, limit: int = 50, max_
                          f"{[c.name for c in conditions(settings)]}")
     sets = load_commongen(data, limit, split)
     decs = decoders(model, engines)
-    rows = answer_all(decs, sets, conds, max_new_tokens)
+    rows = answer_all(decs, sets, conds, max_new_tokens, json_out and f"{json_out}.partial")
     summary = {name: summarise(results) for name, results in rows.items()}
     keys = ["soft_coverage", "hard_coverage", "clean_soft_coverage", "clean_hard_coverage", "degenerate", "meta",
             "perplexity", "ms_per_token"]
@@ -116,9 +121,12 @@ def run(model: str | None = None, data: str | None = None, limit: int = 50, max_
                                        "degenerate": [s["degenerate"] for s in summary.values()]},
                  f"CommonGen keyword coverage, plain and clean (N={len(sets)})")
 
-    return write_report("commongen", next(iter(decs.values())), summary, rows, table, json_out, plot,
+    report = write_report("commongen", next(iter(decs.values())), summary, rows, table, json_out, plot,
                         {"deal": settings, "max_new_tokens": max_new_tokens, "limit": len(sets), "split": split,
                          "engines": list(engines or []), "instruction": INSTRUCTION})
+    if json_out:
+        Path(f"{json_out}.partial").unlink(missing_ok=True)
+    return report
 
 
 def main() -> None:
