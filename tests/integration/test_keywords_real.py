@@ -22,7 +22,7 @@ def _check_clean_default_does_not_game(lm):
     assert not gamed["clean_all_concepts"] and Keywords(WORDS).score(prompt, plain.text)[0] < 1.0
     # the clean default: no list, no loop, no sentence about the words; what it reports is what the judge sees
     assert not honest["degenerate"] and not honest["meta"], clean.text
-    assert clean.rewards["keywords"] == pytest.approx(honest["clean_coverage"]) > 0
+    assert clean.rewards["keywords"] == pytest.approx(honest["clean_coverage"]) and honest["clean_coverage"] > 0
     assert demo.flaw(gamed) and not demo.flaw(honest)
 
 
