@@ -42,7 +42,7 @@ def test_bench_task_smoke(task, tmp_path):
     if task in ("speed", "commongen"):  # the hard split: 4-5 concepts; every answer judged by the quality judge
         rows = report["rows"][next(iter(report["rows"]))]
         assert (report["split"] if task == "speed" else report["settings"]["split"]) == "hard"
-        assert all({"degenerate", "clean_all_concepts"} <= set(r) for r in rows)
+        assert all({"degenerate", "clean_all_concepts", "clean_coverage", "meta"} <= set(r) for r in rows)
         if task == "speed":
             assert len(rows[0]["concepts"]) >= 4
     if task == "overrefusal":  # every benign set under every condition, CommonGen with and without Safety
