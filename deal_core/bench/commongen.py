@@ -33,7 +33,7 @@ from deal_core.decoder import DeAL
 from deal_core.rewards import Keywords
 
 INSTRUCTION = "Always write one fluent, natural sentence that uses every word the user lists."
-DEAL_SETTINGS = dict(top_k=10, lookahead=8, reward_weight=3.0)  # the defaults
+DEAL_SETTINGS = {"top_k": 10, "lookahead": 8, "reward_weight": 3.0}  # the defaults
 COLUMNS = ["soft coverage", "hard coverage", "clean soft coverage", "clean hard coverage", "degenerate", "meta",
            "perplexity", "ms / token"]
 
