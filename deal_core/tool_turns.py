@@ -58,15 +58,16 @@ def results_to_answer(request: Request) -> tuple[str, ...]:
     return tuple(m.content for m in request.messages[last_user + 1:] if m.role == "tool" and m.content.strip())
 
 
-def with_result_use(rewards: RewardSum, requests: Sequence[Request], weight: float) -> RewardSum:
-    """`rewards` plus `weight` × ToolResultUse of the requests' tool results, on a turn that answers from them."""
+def with_result_use(rewards: RewardSum, requests: Sequence[Request], term_weight: float) -> RewardSum:
+    """`rewards` plus `term_weight` × ToolResultUse of the requests' tool results, on a turn that answers from
+    them."""
     results = {results_to_answer(r) for r in requests}
-    if not weight or results == {()}:
+    if not term_weight or results == {()}:
         return rewards
     if len(results) > 1:
         raise ConfigError("the requests of one batch answer from different tool results, so their rewards differ: "
                           "run them apart, or pass tool_result_weight=0")
-    return rewards + ToolResultUse(results=results.pop()) * weight
+    return rewards + ToolResultUse(results=results.pop()) * term_weight
 
 
 def minimum_budget(tokenizer: Any, request: Request) -> int:

@@ -23,11 +23,12 @@ from typing import Any
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
+from deal_core.config import DeALConfig
 from deal_core.constraint import ConstraintError
 from deal_core.guard import Guard
 from deal_core.rewards import Reward, RewardSum, as_reward_sum
 
-DEFAULT_BUDGET = 128  # DeALConfig's max_new_tokens default, for a model that sets none
+DEFAULT_BUDGET = DeALConfig().max_new_tokens  # for a model that sets none
 
 
 def _answer(response: Any) -> AIMessage | None:

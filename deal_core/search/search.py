@@ -11,7 +11,7 @@ the most likely candidate next step only needs its rollout topped up. Pruning: r
 candidate whose log-probability plus λ·max-reward cannot beat an already scored candidate is never rolled out.
 Neither changes the result: tests/unit/test_search_oracle.py compares every reuse × prune combination with a plain
 reference implementation. The search talks to the model only through the `Backend` protocol; the engine
-(deal_core/engine.py) admits prompts, steps and retires them.
+(deal_core/runner.py) admits prompts, steps and retires them.
 
 Prompts do not wait for each other: each prompt's step is a generator that yields the forward pass it needs next
 (its handles and one token each: a lookahead token, a top-up) and gets the scores back, and `step()` runs one pass

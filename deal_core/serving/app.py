@@ -73,10 +73,8 @@ class Service:
     """One served model: turns a parsed body into an answer (JSON or SSE) within the limits."""
 
     def __init__(self, deal: DeAL, limits: ServerLimits, rewards: RewardSum, batching: bool):
-        if deal.batching != batching:  # the server's own decoder over the same weights
-            deal = DeAL(deal.lm, deal.rewards, deal.config, deal.use_chat_template, batching=batching)
-        self.chat = deal
-        self.raw = DeAL(deal.lm, config=deal.config, use_chat_template=False, batching=batching)  # /v1/completions
+        self.chat = deal.variant(batching=batching)  # one run loop for both endpoints over the same weights
+        self.raw = self.chat.variant(rewards=None, use_chat_template=False)  # /v1/completions
         self.limits, self.rewards, self.name = limits, rewards, deal.lm.name
         self.slots = Slots(limits.max_concurrent)
 

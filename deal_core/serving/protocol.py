@@ -6,14 +6,13 @@ DeAL's own settings and rewards travel in one namespaced field, `"deal"` (the `o
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.completion import Completion
 from pydantic import BaseModel, ConfigDict, Field
 
-from deal_core.config import DeALConfig
+from deal_core.config import DeALConfig, wrapper_names
 from deal_core.request import Request
 from deal_core.result import GenerationResult
 from deal_core.rewards import RewardSum, rewards_from_json
@@ -77,9 +76,10 @@ class CompletionRequest(_Common):
     prompt: str | list[str]
 
 
-# OpenAI fields that are DeALConfig settings under another name
-_OPENAI_SETTINGS = {"max_tokens": "max_new_tokens", "max_completion_tokens": "max_new_tokens", "stop": "stop",
-                    "temperature": "temperature", "top_p": "top_p", "seed": "seed"}
+# OpenAI body fields that are DeALConfig settings: their wrapper names (DeALConfig declares them: `max_tokens`, ...)
+# where the body has such a field, and OpenAI's newer name for the budget
+_OPENAI_SETTINGS = {**{name: setting for setting, name in wrapper_names().items() if name in _Common.model_fields},
+                    "max_completion_tokens": "max_new_tokens"}
 
 
 def _settings(body: _Common, options: dict[str, Any], base: DeALConfig,
@@ -115,21 +115,19 @@ def to_request(body: _Common, messages: Any, limits: ServerLimits, default_rewar
     specs = options.pop("rewards", None)
     settings, asked = _settings(body, options, base, limits)
     check_caps(settings, limits, asked)
-    request = Request.of(messages, None, **settings)  # settings checked by DeALConfig before the limits
-    check_settings(request.config(base), limits, asked)
     rewards = default_rewards if specs is None else rewards_from_json(specs, models=limits.reward_models)
     output: dict[str, Any] = {}
     if isinstance(body, ChatRequest):
         output = {"tools": body.tools, "tool_choice": body.tool_choice, "parallel_tool_calls": body.parallel_tool_calls,
                   "response_format": body.response_format}
-    return Request.of(request, rewards, **output)
+    request = Request.of(messages, rewards, **output, **settings)  # validated once, here
+    check_settings(request.config(base), limits, asked)  # settings checked by DeALConfig before the limits
+    return request
 
 
 def tool_calls(result: GenerationResult) -> list[dict[str, Any]]:
     """The answer's calls in OpenAI's shape (arguments as a JSON string)."""
-    return [{"id": c.id, "type": "function",
-             "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
-            for c in result.tool_calls]
+    return [c.to_openai() for c in result.tool_calls]
 
 
 def deal_info(result: GenerationResult) -> dict[str, Any]:

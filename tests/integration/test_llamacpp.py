@@ -198,7 +198,7 @@ def test_deal_serve_on_llama_cpp_answers_each_request_as_alone(embedded_llamacpp
         texts = [r["choices"][0]["message"]["content"] for r in together]
         assert texts == [r["choices"][0]["message"]["content"] for r in alone]
         deadline = time.monotonic() + 30
-        while deal.engine.busy and time.monotonic() < deadline:  # the dropped stream leaves at its next step
+        while deal.runner.busy and time.monotonic() < deadline:  # the dropped stream leaves at its next step
             time.sleep(0.1)
-    assert not deal.engine.busy
+    assert not deal.runner.busy
     assert len(embedded_llamacpp._idle) == len(embedded_llamacpp._contexts) - 1  # every view went back

@@ -15,29 +15,25 @@ depend on what else is in flight.
 
 from __future__ import annotations
 
-import json
 import math
 import queue
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from deal_core.answers import build_result, score_answers
 from deal_core.backends.base import Backend, Isolating
-from deal_core.constraint import ConstraintError, open_strings
+from deal_core.backends.current import serving
 from deal_core.errors import GenerationTimeout, RewardError
 from deal_core.preparing import Prepared
 from deal_core.proposals import best_answer
-from deal_core.request import ToolCall
 from deal_core.result import GenerationResult
-from deal_core.rewards.base import RewardSum
 from deal_core.scheduler import FairShare, search_key
 from deal_core.search import DeALSearch, Finished, StepUpdate
-from deal_core.streaming import cut_at_stop
-from deal_core.tool_turns import read_calls
 
 
 class Event(NamedTuple):
@@ -137,9 +133,11 @@ class Loop:
             key = self._open(tickets)
             search, served = self.searches[key]
             start = time.perf_counter()  # a prefill is model time too: charged to the search it joins
-            indices = search.admit([prepared.encoded[t.slot] for t in tickets], [prepared.config] * len(tickets),
-                                   [prepared.rewards] * len(tickets),
-                                   [None if (f := prepared.formats[t.slot]) is None else f.fork() for t in tickets])
+            with serving(search.lm):
+                indices = search.admit([prepared.encoded[t.slot] for t in tickets], [prepared.config] * len(tickets),
+                                       [prepared.rewards] * len(tickets),
+                                       [None if (f := prepared.formats[t.slot]) is None else f.fork()
+                                        for t in tickets])
             spent = time.perf_counter() - start
             search.stats.wall_time_s += spent
             self.policy.charge(key, spent, len(tickets))
@@ -158,7 +156,8 @@ class Loop:
             return
         start = time.perf_counter()
         try:
-            update = search.step(min(t.time_left() for t in served.values()))
+            with serving(search.lm):  # a reward that asks a model (Judge) asks this search's backend
+                update = search.step(min(t.time_left() for t in served.values()))
         except Exception as exc:  # noqa: BLE001 - a step that fails ends the calls sharing it, with its error
             for ticket in served.values():
                 ticket.events.put(("error", exc))
@@ -204,7 +203,7 @@ def _own_cache(lm: Backend) -> threading.Lock:
         return _OWN_CACHES.setdefault(lm, threading.Lock())
 
 
-class Engine:
+class Runner:
     """Runs prepared calls on one backend: in the caller's thread, or (batching) on a shared worker."""
 
     def __init__(self, lm: Backend, batching: bool = False):
@@ -244,14 +243,39 @@ class Engine:
             for ticket in tickets:
                 ticket.cancelled.set()
 
+    @contextmanager
+    def session(self) -> Iterator[Backend]:
+        """The backend for a call's model work outside a search (proposed answers, greedy decoding, final rewards),
+        under the same isolation a search gets: an engine whose rows depend on their batch lends the call its own
+        cache when no other call holds it, else an isolated view (else the call waits for the cache)."""
+        if self.lm.batch_invariant:
+            with serving(self.lm) as lm:
+                yield lm
+            return
+        own = _own_cache(self.lm)
+        if not own.acquire(blocking=not isinstance(self.lm, Isolating)):
+            view = self.lm.isolated()
+            try:
+                with serving(view) as lm:
+                    yield lm
+            finally:
+                view.close()
+            return
+        try:
+            with serving(self.lm) as lm:
+                yield lm
+        finally:
+            own.release()
+
     def results(self, prepared: Prepared, done: list[Event]) -> list[GenerationResult]:
         """The call's results from its prompts' finishing events, in slot order, with their final rewards (each
         answer scored once, as a whole). A request its rewards propose answers for gets the best by the objective
-        of the search's answer and those (deal_core/proposals.py)."""
+        of the search's answer and those (deal_core/proposals.py). All of it runs in a session of the engine."""
         done = sorted(done, key=lambda e: e.slot)
-        results = [answer(self.lm, e.search, e.index, best_answer(self.lm, prepared, e.slot, e.finished), prepared,
-                          e.slot) for e in done]
-        score_answers(prepared.rewards, [prepared.encoded[e.slot].request for e in done], results)
+        with self.session() as lm:
+            results = [build_result(lm, best_answer(lm, prepared, e.slot, e.finished), prepared, e.slot,
+                                    e.search.stats, e.search.traces[e.index]) for e in done]
+            score_answers(prepared.rewards, [prepared.encoded[e.slot].request for e in done], results)
         return results
 
     def _submit(self, tickets: list[Ticket]) -> list[Ticket]:
@@ -278,48 +302,3 @@ class Engine:
                     self._loop.admit(tickets)
             if self._loop.searches:
                 self._loop.step()
-
-
-def answer(lm: Backend, search: DeALSearch, index: int, done: Finished, prepared: Prepared,
-           slot: int) -> GenerationResult:
-    """The result of prompt `index` of `search`, which is request `slot` of `prepared` (rewards still empty)."""
-    config = prepared.config
-    raw, _ = cut_at_stop(lm.decode(done.tokens), config.stop)
-    request, grammar = prepared.requests[slot], prepared.formats[slot]
-    text, calls, cut, parsed, reason = raw, [], [], None, done.reason
-    tools = grammar is not None and bool(request.tools) and request.choice[0] != "none"
-    if tools:  # a call the budget cut is no call (tool_turns.read_calls); the complete ones before it stand
-        text, found, cut = read_calls(raw, done.complete, done.closed_early)
-        if not done.complete and not found and not cut:
-            text, cut = "", [{"name": None, "args": raw, "error": "max_new_tokens ran out before the call began"}]
-        calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=n, arguments=a) for n, a in found]
-        reason = "tool_calls" if calls and not cut and done.complete else reason
-    if done.closed_early or cut:  # the budget, not the model, ended the answer
-        reason = "length"
-    fmt = request.response_format
-    if not done.complete and not tools:
-        rules = open_strings(fmt.json_schema if fmt is not None else None)
-        why = f" (the budget cannot close strings with {', '.join(rules)}: only the model can)" if rules else ""
-        raise ConstraintError(f"the answer reached max_new_tokens={config.max_new_tokens} before its JSON answer "
-                              f"was complete ({raw[-80:]!r}){why}: raise max_new_tokens")
-    if grammar is not None and not tools and fmt is not None and fmt.type != "text":
-        parsed = json.loads(raw)
-    result = GenerationResult(
-        text=text, token_ids=done.tokens, logprob=done.logp, rewards={}, reward_total=0.0, finish_reason=reason,
-        prompt_tokens=len(search.prompts[index].ids), tool_calls=calls, invalid_tool_calls=cut, parsed=parsed,
-        raw_text=raw if raw != text else None, constraint_fallback=done.fallback, stats=search.stats,
-        trace=search.traces[index] if config.trace else None,
-    )
-    result._ended = done.reason == "eos"
-    return result
-
-
-def score_answers(rewards: RewardSum, requests: list[str], results: list[GenerationResult]) -> None:
-    """Each answer's final rewards, scored once as a whole (with its mean token log-probability, an EOS that ended
-    it included, for rewards that read it)."""
-    if not rewards:
-        return
-    logprobs = [r.logprob / max(len(r.token_ids) + r._ended, 1) for r in results]
-    scores = rewards.evaluate(requests, [r.raw_text or r.text for r in results], True, logprobs)
-    for i, result in enumerate(results):
-        result.rewards, result.reward_total = scores.row(i), scores.total[i]
