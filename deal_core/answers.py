@@ -43,12 +43,15 @@ def build_result(lm: Backend, done: Finished, prepared: Prepared, slot: int, sta
     if done.closed_early or cut:  # the budget, not the model, ended the answer
         reason = "length"
     fmt = request.response_format
-    if not done.complete and not tools:
+    json_answer = fmt is not None and fmt.type != "text"
+    if not done.complete and not tools and not json_answer:  # plain text under a format (tools bound, no call)
+        reason = "length"
+    elif not done.complete and not tools:
         rules = open_strings(fmt.json_schema if fmt is not None else None)
         why = f" (the budget cannot close strings with {', '.join(rules)}: only the model can)" if rules else ""
         raise ConstraintError(f"the answer reached max_new_tokens={config.max_new_tokens} before its JSON answer "
                               f"was complete ({raw[-80:]!r}){why}: raise max_new_tokens")
-    if grammar is not None and not tools and fmt is not None and fmt.type != "text":
+    if grammar is not None and not tools and json_answer:
         parsed = json.loads(raw)
     result = GenerationResult(
         text=text, token_ids=done.tokens, logprob=done.logp, rewards={}, reward_total=0.0, finish_reason=reason,
