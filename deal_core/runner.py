@@ -32,6 +32,7 @@ from deal_core.errors import GenerationTimeout, RewardError
 from deal_core.preparing import Prepared
 from deal_core.proposals import best_answer
 from deal_core.result import GenerationResult
+from deal_core.rewards.base import Reward
 from deal_core.scheduler import FairShare, search_key
 from deal_core.search import DeALSearch, Finished, StepUpdate
 
@@ -212,6 +213,7 @@ class Runner:
         self._wake = threading.Condition()
         self._worker: threading.Thread | None = None
         self._loop = Loop(lm, isolate=True)
+        self._session_views = threading.BoundedSemaphore(getattr(lm, "max_isolated", 1))
 
     @property
     def busy(self) -> bool:
@@ -254,12 +256,13 @@ class Runner:
             return
         own = _own_cache(self.lm)
         if not own.acquire(blocking=not isinstance(self.lm, Isolating)):
-            view = self.lm.isolated()
-            try:
-                with serving(view) as lm:
-                    yield lm
-            finally:
-                view.close()
+            with self._session_views:  # at most max_isolated such views at once; later sessions wait
+                view = self.lm.isolated()
+                try:
+                    with serving(view) as lm:
+                        yield lm
+                finally:
+                    view.close()
             return
         try:
             with serving(self.lm) as lm:
@@ -272,7 +275,9 @@ class Runner:
         answer scored once, as a whole). A request its rewards propose answers for gets the best by the objective
         of the search's answer and those (deal_core/proposals.py). All of it runs in a session of the engine."""
         done = sorted(done, key=lambda e: e.slot)
-        with self.session() as lm:
+        asks_model = any(prepared.proposed(e.slot) for e in done) or any(
+            type(t.reward).use_backend is not Reward.use_backend for t in prepared.rewards.terms)
+        with self.session() if asks_model else serving(self.lm) as lm:  # decoding text needs no isolation
             results = [build_result(lm, best_answer(lm, prepared, e.slot, e.finished), prepared, e.slot,
                                     e.search.stats, e.search.traces[e.index]) for e in done]
             score_answers(prepared.rewards, [prepared.encoded[e.slot].request for e in done], results)
