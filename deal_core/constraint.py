@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 _JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-_CALLS = re.compile(re.escape(CALL_OPEN) + r"\n(.*?)\n" + re.escape(CALL_CLOSE), re.DOTALL)
+TOOL_CALLS = re.compile(  # one whole call as the model writes it; group 1: its JSON body
+    re.escape(CALL_OPEN) + r"\n(.*?)\n" + re.escape(CALL_CLOSE), re.DOTALL)
 
 
 class ConstraintError(DeALError, ValueError):
@@ -335,7 +336,7 @@ def split_tool_calls(text: str) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
     if first < 0:
         return text, []
     calls: list[tuple[str, dict[str, Any]]] = []
-    for body in _CALLS.findall(text[first:]):
+    for body in TOOL_CALLS.findall(text[first:]):
         data = json.loads(body)
         if (data["name"], data["arguments"]) not in calls:
             calls.append((data["name"], data["arguments"]))

@@ -7,7 +7,7 @@ from langchain_deal.middleware import GuardModelCalls, RetryOnBudget, StepReward
 
 agent = create_agent(ChatDeAL(max_tokens=64), tools, middleware=[
     StepRewards([ToolArguments()]),                      # rewards (and settings) on every model call
-    GuardModelCalls(Harmlessness(), threshold=0.5),      # score each answer; retry with more weight, then raise
+    GuardModelCalls(Safety(), threshold=0.5),            # score each answer; retry with more weight, then raise
     RetryOnBudget(),                                     # a budget-cut call or JSON answer: again with twice the budget
 ])
 ```
