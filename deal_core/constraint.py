@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from deal_core.errors import ConfigError, DeALError
+from deal_core.errors import ConfigError, ConstraintError
 
 if TYPE_CHECKING:
     from deal_core.request import Request, Tool, ToolCall
@@ -35,10 +35,6 @@ CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 _JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 TOOL_CALLS = re.compile(  # one whole call as the model writes it; group 1: its JSON body
     re.escape(CALL_OPEN) + r"\n(.*?)\n" + re.escape(CALL_CLOSE), re.DOTALL)
-
-
-class ConstraintError(DeALError, ValueError):
-    """A grammar that cannot be built or completed (bad schema, budget too small for the forced output)."""
 
 
 class Constraint(Protocol):

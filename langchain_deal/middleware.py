@@ -23,7 +23,7 @@ from typing import Any
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from deal_core.constraint import ConstraintError
+from deal_core.errors import ConstraintError
 from deal_core.guard import Guard
 from deal_core.rewards import Reward, RewardSum, as_reward_sum
 
