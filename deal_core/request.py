@@ -159,10 +159,10 @@ class ResponseFormat(BaseModel):
 
 
 def _check_schema(schema: Any, what: str) -> None:
-    from deal_core.rewards.schema_guard import _check_literal
+    from deal_core.rewards.schema_guard import check_schema_shape
 
     try:
-        _check_literal(schema)
+        check_schema_shape(schema)
         json.dumps(schema)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{what}: {exc}") from None

@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from deal_core.constraint import _CALLS, CALL_OPEN, ConstraintError, Matcher, split_tool_calls, tool_grammar
+from deal_core.constraint import CALL_OPEN, TOOL_CALLS, ConstraintError, Matcher, split_tool_calls, tool_grammar
 from deal_core.errors import ConfigError, DeALError
 from deal_core.rewards.base import RewardSum
 from deal_core.rewards.tool_results import ToolResultUse
@@ -114,7 +114,7 @@ def read_calls(raw: str, complete: bool,
     first = raw.find(CALL_OPEN)
     if first < 0:
         return raw, [], []
-    spans = list(_CALLS.finditer(raw, first))
+    spans = list(TOOL_CALLS.finditer(raw, first))
     end = spans[-1].end() if spans else first
     tail = raw[end:].strip()
     cut = []

@@ -7,7 +7,7 @@ from langchain_deal.middleware import GuardModelCalls, RetryOnBudget, StepReward
 
 agent = create_agent(ChatDeAL(max_tokens=64), tools, middleware=[
     StepRewards([ToolArguments()]),                      # rewards (and settings) on every model call
-    GuardModelCalls(Harmlessness(), threshold=0.5),      # score each answer; retry with more weight, then raise
+    GuardModelCalls(Safety(), threshold=0.5),            # score each answer; retry with more weight, then raise
     RetryOnBudget(),                                     # a budget-cut call or JSON answer: again with twice the budget
 ])
 ```
@@ -24,7 +24,7 @@ from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResp
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from deal_core.config import DeALConfig
-from deal_core.constraint import ConstraintError
+from deal_core.errors import ConstraintError
 from deal_core.guard import Guard
 from deal_core.rewards import Reward, RewardSum, as_reward_sum
 

@@ -48,7 +48,9 @@ class DeALOptions(BaseModel):
     rewards: list[dict[str, Any]] | None = None
 
 
-class _Common(BaseModel):
+class RequestBody(BaseModel):
+    """What a chat and a completion request body share."""
+
     model_config = ConfigDict(extra="allow")  # other OpenAI fields (user, metadata, store, …) are accepted, unused
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
@@ -63,7 +65,7 @@ class _Common(BaseModel):
     deal: DeALOptions | None = None
 
 
-class ChatRequest(_Common):
+class ChatRequest(RequestBody):
     messages: list[dict[str, Any]] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     tools: list[dict[str, Any]] | None = None
@@ -72,17 +74,17 @@ class ChatRequest(_Common):
     response_format: dict[str, Any] | None = None
 
 
-class CompletionRequest(_Common):
+class CompletionRequest(RequestBody):
     prompt: str | list[str]
 
 
 # OpenAI body fields that are DeALConfig settings: their wrapper names (DeALConfig declares them: `max_tokens`, ...)
 # where the body has such a field, and OpenAI's newer name for the budget
-_OPENAI_SETTINGS = {**{name: setting for setting, name in wrapper_names().items() if name in _Common.model_fields},
+_OPENAI_SETTINGS = {**{name: setting for setting, name in wrapper_names().items() if name in RequestBody.model_fields},
                     "max_completion_tokens": "max_new_tokens"}
 
 
-def _settings(body: _Common, options: dict[str, Any], base: DeALConfig,
+def _settings(body: RequestBody, options: dict[str, Any], base: DeALConfig,
               limits: ServerLimits) -> tuple[dict[str, Any], dict[str, str]]:
     """The request's DeALConfig overrides and, for each, the request field it came from. The server's limits
     apply to a setting wherever it is given (`max_tokens`, `max_completion_tokens` or `deal.max_new_tokens`)."""
@@ -104,7 +106,7 @@ def _settings(body: _Common, options: dict[str, Any], base: DeALConfig,
     return settings, asked
 
 
-def to_request(body: _Common, messages: Any, limits: ServerLimits, default_rewards: RewardSum,
+def to_request(body: RequestBody, messages: Any, limits: ServerLimits, default_rewards: RewardSum,
                base: DeALConfig) -> Request:
     """An OpenAI-style body as a `Request` (typed errors for everything a caller can get wrong, limits included)."""
     if body.n != 1:

@@ -8,7 +8,7 @@ from langchain.agents import create_agent
 
 from deal_core.rewards import ToolArguments
 from langchain_deal import ChatDeAL
-from langchain_deal.bench_agent import TOOLS, load_tasks, run_task
+from deal_core.bench.agent import TOOLS, load_tasks, run_task
 
 agent = create_agent(ChatDeAL(max_tokens=64, rewards=[ToolArguments()], tool_result_weight=0), tools=TOOLS)
 rows = []

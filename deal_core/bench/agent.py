@@ -7,7 +7,10 @@ Success: the final answer contains the task's value (never a number of the quest
 calls per task; leaks: answers holding a phrase of the library's prompt wording (the tool prompt, the call format,
 earlier result wording); markup: answers holding a tag (`<user_message>`, `<string_error>`: the 135M model imitates
 the call tags it sees) or a call's JSON (`{"name":`, `"arguments`), which are not the library's words but are not
-answers either. Empty answers: final answers with no text."""
+answers either. Empty answers: final answers with no text.
+
+Needs the `langchain` extra: this module imports langchain at import time (it is only imported to run this bench)
+and `langchain_deal` when it runs; the bench sits above the wrappers (the import contracts in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 
 from deal_core.bench.common import console, markdown_table, write_report
-from deal_core.bench.data import _resolve
+from deal_core.bench.data import data_path
 from deal_core.rewards import ToolArguments
 
 LEAK_PHRASES = ("You can call functions", "<tools>", "</tools>", "<tool_call", "function-name", "arguments-object",
@@ -80,7 +83,7 @@ TOOLS = [calculator, convert_units, get_weather, lookup_country]
 
 
 def load_tasks(path: str | None = None) -> list[dict[str, str]]:
-    with open(_resolve(path, "agent_tasks.jsonl"), encoding="utf-8") as fh:
+    with open(data_path(path, "agent_tasks.jsonl"), encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
