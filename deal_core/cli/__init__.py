@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -59,6 +60,9 @@ def generate(
     model: Model = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Plain greedy decoding for comparison.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    trace_html: Annotated[Optional[str], typer.Option(
+        "--trace-html", metavar="FILE", help="Write the traced search as a self-contained HTML page (sets --trace).")
+    ] = None,
     **search: Any,
 ) -> None:
     """Generate an aligned response to PROMPT (--trace shows each step's candidates and rewards)."""
@@ -68,6 +72,11 @@ def generate(
     from deal_core.rewards import Keywords, Length, RewardSum, rewards_from_cli
 
     settings = given(DeALConfig, search)
+    show_trace = bool(settings.get("trace"))
+    if trace_html is not None:
+        if greedy:
+            _fail("--trace-html traces a DeAL search; leave out --greedy")
+        settings["trace"] = True
     config = make_config(**settings)  # bad settings fail here (greedy too), before the model loads
     try:
         rewards = rewards_from_cli(reward or [])
@@ -82,7 +91,8 @@ def generate(
     request = Request.of(prompt, rewards if rewards.terms else RewardSum(), **settings)
     deal = DeAL(model)
     result = deal.greedy(request) if greedy else deal.generate(request)
-
+    if trace_html is not None:
+        _write_trace_page(result, trace_html, prompt, config)
     if as_json:
         payload = result.model_dump(mode="json", exclude_none=True)
         payload["mode"] = "greedy" if greedy else "deal"
@@ -92,10 +102,19 @@ def generate(
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
         return
     sys.stdout.write(result.text + "\n")  # the model's text as it is: no markup, emoji codes or re-wrapping
-    _print_trace(result.trace or [])
+    _print_trace(result.trace or [] if show_trace else [])
     summary = ", ".join(f"{k}={v:.3f}" for k, v in result.rewards.items())
     err.print(f"[dim]{'greedy' if greedy else 'deal'}: {len(result.token_ids)} tokens, "
               f"{result.stats.wall_time_s:.2f}s, finish={result.finish_reason}{', ' + summary if summary else ''}[/]")
+
+
+def _write_trace_page(result: Any, path: str, prompt: str, config: DeALConfig) -> None:
+    """`--trace-html FILE`: the search as an HTML page (deal_core/trace_html.py)."""
+    from deal_core.trace_html import write_trace_html
+
+    shown = {k: getattr(config, k) for k in ("top_k", "lookahead", "reward_weight", "max_new_tokens")}
+    write_trace_html(result, path, prompt=prompt, settings=shown)
+    err.print(f"[dim]trace page: {path}[/]")
 
 
 def _print_trace(trace: list[Any]) -> None:
@@ -139,6 +158,10 @@ def bench(
     json_out: Annotated[
         Optional[str], typer.Option("--json", help="Write JSON here (plus .md table and .png plot beside it).")
     ] = None,
+    report: Annotated[
+        Optional[str], typer.Option("--report", metavar="PAGE.md", help="Write a results page here (command, date, "
+                                    "machine, settings, data split, table, plot), its JSON and plot beside it.")
+    ] = None,
     concurrency: Annotated[
         Optional[str], typer.Option(help="serve only: comma-separated concurrency levels (default 1,4,16).")
     ] = None,
@@ -174,8 +197,22 @@ def bench(
     make_config(**settings)  # bad settings and a missing data file fail here, before any model is loaded
     if data is not None:
         data_file(data)
-    run_task(task, model=model, data=data, json_out=json_out, settings=settings,
-             **{k: v for k, v in options.items() if v is not None})
+    if report is not None and json_out is None:
+        json_out = str(Path(report).with_suffix(".json"))
+    result = run_task(task, model=model, data=data, json_out=json_out, settings=settings,
+                      **{k: v for k, v in options.items() if v is not None})
+    if report is not None:
+        _write_results_page(task, result, report, json_out)
+
+
+def _write_results_page(task: str, result: Any, page: str, json_out: str | None) -> None:
+    """`deal bench TASK --report PAGE.md`: the results page, from the report the bench returned."""
+    from deal_core.bench.report import command_line, stamp, write_page
+
+    if not isinstance(result, dict):
+        _fail(f"bench {task} returns no report to write a page from; leave out --report")
+    write_page(stamp(result, command_line()), page, json_out or Path(page).with_suffix(".json"))
+    err.print(f"[dim]results page: {page}[/]")
 
 
 @app.command()
