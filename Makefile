@@ -43,8 +43,9 @@ docs: $(STAMP)
 
 # The trace the Concepts page embeds: a real search of the embedded model, written by the CLI itself.
 docs-trace: $(STAMP)
-	$(PY) -m deal_core.cli generate "Write one sentence that uses all of these words: dance, kid, room." \
-		--keywords dance,kid,room --max-new-tokens 16 --trace-html docs/assets/trace-example.html
+	$(PY) -m deal_core.cli generate "Write one sentence that uses all of these words: climb, talk, wall." \
+		--keywords climb,talk,wall --no-repeat-ngram-size 3 --max-new-tokens 24 \
+		--trace-html docs/assets/trace-example.html
 
 # Headless Chromium and its driver for the browser test (tests/docs/test_browser.py), from the OS packages, never a
 # browser build that downloads itself. Skipped where they are installed already, or where apt-get is not available
