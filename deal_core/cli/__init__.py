@@ -19,6 +19,7 @@ from rich.table import Table
 
 from deal_core.bench.tasks import TASKS, TUNABLE_SETTINGS
 from deal_core.cli.options import given, options, with_options
+from deal_core.cli.pages import write_results_page, write_trace_page
 from deal_core.config import DeALConfig
 from deal_core.errors import DeALError, describe_validation_error
 from deal_core.serving.limits import ServerLimits
@@ -69,7 +70,7 @@ def generate(
     from deal_core.config import make_config
     from deal_core.decoder import DeAL
     from deal_core.request import Request
-    from deal_core.rewards import Keywords, Length, RewardSum, rewards_from_cli
+    from deal_core.rewards import RewardSum
 
     settings = given(DeALConfig, search)
     show_trace = bool(settings.get("trace"))
@@ -78,21 +79,12 @@ def generate(
             _fail("--trace-html traces a DeAL search; leave out --greedy")
         settings["trace"] = True
     config = make_config(**settings)  # bad settings fail here (greedy too), before the model loads
-    try:
-        rewards = rewards_from_cli(reward or [])
-        if keywords is not None:
-            rewards = rewards + Keywords(keywords=keywords.split(","))
-        if min_words is not None or max_words is not None:
-            rewards = rewards + Length(min_words=min_words, max_words=max_words)
-    except Exception as exc:  # pydantic errors from reward constructors reach here
-        if isinstance(exc, DeALError) or _DEBUG["on"]:
-            raise
-        _fail(f"{type(exc).__name__}: {exc}")
+    rewards = _generate_rewards(reward, keywords, min_words, max_words)
     request = Request.of(prompt, rewards if rewards.terms else RewardSum(), **settings)
     deal = DeAL(model)
     result = deal.greedy(request) if greedy else deal.generate(request)
     if trace_html is not None:
-        _write_trace_page(result, trace_html, prompt, config)
+        write_trace_page(result, trace_html, prompt, config)
     if as_json:
         payload = result.model_dump(mode="json", exclude_none=True)
         payload["mode"] = "greedy" if greedy else "deal"
@@ -108,13 +100,22 @@ def generate(
               f"{result.stats.wall_time_s:.2f}s, finish={result.finish_reason}{', ' + summary if summary else ''}[/]")
 
 
-def _write_trace_page(result: Any, path: str, prompt: str, config: DeALConfig) -> None:
-    """`--trace-html FILE`: the search as an HTML page (deal_core/trace_html.py)."""
-    from deal_core.trace_html import write_trace_html
+def _generate_rewards(reward: list[str] | None, keywords: str | None, min_words: int | None,
+                      max_words: int | None) -> Any:
+    """`deal generate`'s rewards: its --reward specs, plus --keywords and --min/--max-words."""
+    from deal_core.rewards import Keywords, Length, rewards_from_cli
 
-    shown = {k: getattr(config, k) for k in ("top_k", "lookahead", "reward_weight", "max_new_tokens")}
-    write_trace_html(result, path, prompt=prompt, settings=shown)
-    err.print(f"[dim]trace page: {path}[/]")
+    try:
+        rewards = rewards_from_cli(reward or [])
+        if keywords is not None:
+            rewards = rewards + Keywords(keywords=keywords.split(","))
+        if min_words is not None or max_words is not None:
+            rewards = rewards + Length(min_words=min_words, max_words=max_words)
+    except Exception as exc:  # pydantic errors from reward constructors reach here
+        if isinstance(exc, DeALError) or _DEBUG["on"]:
+            raise
+        _fail(f"{type(exc).__name__}: {exc}")
+    return rewards
 
 
 def _print_trace(trace: list[Any]) -> None:
@@ -158,10 +159,8 @@ def bench(
     json_out: Annotated[
         Optional[str], typer.Option("--json", help="Write JSON here (plus .md table and .png plot beside it).")
     ] = None,
-    report: Annotated[
-        Optional[str], typer.Option("--report", metavar="PAGE.md", help="Write a results page here (command, date, "
-                                    "machine, settings, data split, table, plot), its JSON and plot beside it.")
-    ] = None,
+    report: Annotated[Optional[str], typer.Option("--report", metavar="PAGE.md", help="Write a results page here "
+                      "(command, date, machine, settings, data split, table, plot), its JSON and plot beside.")] = None,
     concurrency: Annotated[
         Optional[str], typer.Option(help="serve only: comma-separated concurrency levels (default 1,4,16).")
     ] = None,
@@ -185,14 +184,7 @@ def bench(
         except ValueError:
             _fail(f"--concurrency takes comma-separated integers like 1,4,16, got {concurrency!r}")
     if split is not None:
-        from deal_core.bench.data import HALVES, SPLITS
-
-        known = HALVES if task in ("harmless", "jailbreak", "overrefusal") else SPLITS
-        if task not in ("commongen", "speed") and known is SPLITS:
-            _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal`, not {task}")
-        if split not in known:
-            _fail(f"unknown --split {split!r} for {task}; choose one of: {', '.join(known)}")
-        options["split"] = split
+        options["split"] = _bench_split(task, split)
     settings = given(DeALConfig, search)
     make_config(**settings)  # bad settings and a missing data file fail here, before any model is loaded
     if data is not None:
@@ -202,17 +194,19 @@ def bench(
     result = run_task(task, model=model, data=data, json_out=json_out, settings=settings,
                       **{k: v for k, v in options.items() if v is not None})
     if report is not None:
-        _write_results_page(task, result, report, json_out)
+        write_results_page(task, result, report, json_out)
 
 
-def _write_results_page(task: str, result: Any, page: str, json_out: str | None) -> None:
-    """`deal bench TASK --report PAGE.md`: the results page, from the report the bench returned."""
-    from deal_core.bench.report import command_line, stamp, write_page
+def _bench_split(task: str, split: str) -> str:
+    """`deal bench TASK --split S`: a split the task knows."""
+    from deal_core.bench.data import HALVES, SPLITS
 
-    if not isinstance(result, dict):
-        _fail(f"bench {task} returns no report to write a page from; leave out --report")
-    write_page(stamp(result, command_line()), page, json_out or Path(page).with_suffix(".json"))
-    err.print(f"[dim]results page: {page}[/]")
+    known = HALVES if task in ("harmless", "jailbreak", "overrefusal") else SPLITS
+    if task not in ("commongen", "speed") and known is SPLITS:
+        _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal`, not {task}")
+    if split not in known:
+        _fail(f"unknown --split {split!r} for {task}; choose one of: {', '.join(known)}")
+    return split
 
 
 @app.command()
