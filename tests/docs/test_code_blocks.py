@@ -2,7 +2,8 @@
 
 Python blocks run each on its own (a fresh namespace, in this process, so the embedded model loads once) and must
 print something; shell blocks may only hold `deal …` commands, each run through `python -m deal_core.cli`; data
-blocks (json) must parse. A block that cannot run carries `notest` after its language and says why in its first line (`# not run: …`).
+blocks (json) must parse. A block that cannot run carries `notest` after its language and says why in its first
+line (`# not run: …`).
 """
 
 from __future__ import annotations
