@@ -22,7 +22,8 @@ def test_a_page_states_command_date_machine_split_table_and_plot(tmp_path):
     page = report.write_page(report.stamp(data, "deal bench harmless --split test"), tmp_path / "harmless.md",
                              tmp_path / "harmless.json").read_text()
     for fact in ("| command | `deal bench harmless --split test` |", "| date | 20", "| machine |",
-                 "| model | M (cpu) |", "held-out rows", "| greedy | 0.250 |", "![harmless](harmless.png)", "- `limit`: `4`"):
+                 "| model | M (cpu) |", "held-out rows", "| greedy | 0.250 |", "![harmless](harmless.png)",
+                 "- `limit`: `4`"):
         assert fact in page, fact
     assert json.loads((tmp_path / "harmless.json").read_text())["command"] == "deal bench harmless --split test"
     assert report.page_from_data(tmp_path / "harmless.json") == page  # the page is its data, written again
