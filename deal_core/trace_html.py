@@ -57,7 +57,7 @@ def _step_section(step: StepTrace, reward_names: Sequence[str]) -> str:
     return (f'<section class="step" data-step="{step.step}"><h2>Step {step.step}{beam}: '
             f"<code>{_esc(winner)}</code> wins</h2>"
             f'<p class="prefix">{_esc(step.prefix)}<b>{_esc(winner)}</b></p>'
-            f"<table><thead><tr><th>fate</th><th>token</th><th>log P</th><th>lookahead</th>{head}"
+            f"<table><thead><tr><th>fate</th><th>token</th><th>log P (prefix + token)</th><th>lookahead</th>{head}"
             f"<th>score</th></tr></thead><tbody>\n{rows}\n</tbody></table></section>")
 
 

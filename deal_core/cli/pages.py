@@ -18,7 +18,9 @@ def write_trace_page(result: Any, path: str, prompt: str, config: DeALConfig) ->
     """`--trace-html FILE`: the search as one self-contained HTML page (deal_core/trace_html.py)."""
     from deal_core.trace_html import write_trace_html
 
-    shown = {k: getattr(config, k) for k in ("top_k", "lookahead", "reward_weight", "max_new_tokens")}
+    main = ("top_k", "lookahead", "reward_weight", "max_new_tokens")
+    changed = {k: v for k, v in config.model_dump().items() if k != "trace" and v != DeALConfig.model_fields[k].default}
+    shown = {**{k: getattr(config, k) for k in main}, **changed}
     write_trace_html(result, path, prompt=prompt, settings=shown)
     _err.print(f"[dim]trace page: {path}[/]")
 
