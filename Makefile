@@ -17,7 +17,7 @@ LLAMA_CFLAGS ?= -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 GGUF ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench-speed clean-venv
+.PHONY: demo test test-fast bench-speed clean-venv docs docs-trace browser
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,8 +32,31 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/deal bench demo --limit 5
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q -rfEx --durations=15 $(PYTEST_ARGS)
+
+# The documentation site: reference pages written from the code, then a strict build into site/ (open
+# site/index.html). Offline: no fonts, scripts or inventories from the network.
+docs: $(STAMP)
+	$(PY) -m deal_core.docs_gen
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
+# The trace the Concepts page embeds: a real search of the embedded model, written by the CLI itself.
+docs-trace: $(STAMP)
+	$(PY) -m deal_core.cli generate "Write one sentence that uses all of these words: climb, talk, wall." \
+		--keywords climb,talk,wall --no-repeat-ngram-size 3 --max-new-tokens 24 \
+		--trace-html docs/assets/trace-example.html
+
+# Headless Chromium and its driver for the browser test (tests/docs/test_browser.py), from the OS packages, never a
+# browser build that downloads itself. Skipped where they are installed already, or where apt-get is not available
+# (the test then says why it did not run).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+		as_root=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); $$as_root apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$as_root apt-get install -y -qq chromium chromium-driver; \
+	else echo "browser: chromium and chromium-driver are not installed and cannot be installed here (needs apt-get" \
+		"as root or sudo); the browser test will say it did not run"; fi
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -5,6 +5,7 @@ from deal_core.config import DeALConfig, make_config
 from deal_core.decoder import DeAL, TextStream
 from deal_core.errors import (
     ConfigError,
+    ConstraintError,
     ContextLengthError,
     DeALError,
     GenerationTimeout,
@@ -19,6 +20,7 @@ from deal_core.result import GenerationResult, SearchStats
 __all__ = [
     "EMBEDDED_MODEL",
     "ConfigError",
+    "ConstraintError",
     "ContextLengthError",
     "DeAL",
     "DeALConfig",

@@ -141,3 +141,20 @@ def shared_settings() -> tuple[str, ...]:
 def wrapper_names() -> dict[str, str]:
     """DeALConfig field → the name the wrappers (LangChain, LlamaIndex) give it: `max_tokens`, `timeout`, …"""
     return {n: setting_info(n)["wrapper"] for n in DeALConfig.model_fields}
+
+
+# Named settings, declared once: benchmarks, the middleware and the docs use these (`settings_of("paper")`), and
+# tests/architecture/test_declarations.py fails on a literal copy elsewhere.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},  # DeALConfig's own defaults
+    "paper": {"top_k": 5, "lookahead": 5, "reward_weight": 1.0},  # Huang et al. (2024)'s settings
+    "safety": {"top_k": 5, "lookahead": 5, "reward_weight": 5.0},  # the safety benchmarks' settings
+}
+
+
+def settings_of(preset: str) -> dict[str, Any]:
+    """The search settings a preset names, every one spelled out (a copy: change it freely)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
+    defaults = DeALConfig()
+    return {**{k: getattr(defaults, k) for k in ("top_k", "lookahead", "reward_weight")}, **PRESETS[preset]}

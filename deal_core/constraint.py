@@ -26,18 +26,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from deal_core.errors import ConfigError, DeALError
+from deal_core.errors import ConfigError, ConstraintError
 
 if TYPE_CHECKING:
     from deal_core.request import Request, Tool, ToolCall
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 _JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-_CALLS = re.compile(re.escape(CALL_OPEN) + r"\n(.*?)\n" + re.escape(CALL_CLOSE), re.DOTALL)
-
-
-class ConstraintError(DeALError, ValueError):
-    """A grammar that cannot be built or completed (bad schema, budget too small for the forced output)."""
+TOOL_CALLS = re.compile(  # one whole call as the model writes it; group 1: its JSON body
+    re.escape(CALL_OPEN) + r"\n(.*?)\n" + re.escape(CALL_CLOSE), re.DOTALL)
 
 
 class Constraint(Protocol):
@@ -335,7 +332,7 @@ def split_tool_calls(text: str) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
     if first < 0:
         return text, []
     calls: list[tuple[str, dict[str, Any]]] = []
-    for body in _CALLS.findall(text[first:]):
+    for body in TOOL_CALLS.findall(text[first:]):
         data = json.loads(body)
         if (data["name"], data["arguments"]) not in calls:
             calls.append((data["name"], data["arguments"]))

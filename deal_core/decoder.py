@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from deal_core.aio import iterate_in_thread
+from deal_core.answers import build_result, score_answers
 from deal_core.backends.base import Backend, WholeSequence
 from deal_core.config import DeALConfig, make_config
 from deal_core.constraint import CALL_OPEN
-from deal_core.engine import Engine, Event, score_answers
 from deal_core.errors import ConfigError, PromptError
 from deal_core.messages import PromptLike
 from deal_core.model import load_model
+from deal_core.objective import finish_reason
 from deal_core.preparing import Defaults, Prepared, prepare
 from deal_core.request import Request
 from deal_core.result import GenerationResult, SearchStats
 from deal_core.rewards.base import RewardLike, as_reward_sum
 from deal_core.rewards.tool_need import ToolNeed
-from deal_core.streaming import AsyncTextStream, DeltaTracker, IncrementalDecoder, TextStream, cut_at_stop
+from deal_core.runner import Event, Runner
+from deal_core.search import Finished
+from deal_core.stops import cut_at_stop
+from deal_core.streaming import AsyncTextStream, DeltaTracker, IncrementalDecoder, TextStream
+from deal_core.tool_turns import retry_for_cut_call
 
 __all__ = ["DeAL", "Prepared", "TextStream"]
 
@@ -61,9 +67,21 @@ class DeAL:
         self.use_chat_template = use_chat_template
         # batching: one-prompt calls made at the same time (threads, tasks, a server's requests) share one search's
         # forward passes (deal_core/scheduler.py) instead of taking turns on the model
-        self.engine = Engine(self.lm, batching)
+        self.runner = Runner(self.lm, batching)
         # tool_choice="auto" decided by the request's need for a bound tool (None: left to the model)
         self.tool_need = tool_need
+
+    def variant(self, *, batching: bool | None = None, rewards: RewardLike = ..., use_chat_template: Any = ...) -> DeAL:
+        """A decoder over the same backend and the same run loop (one admission, one fair share for both) with
+        other defaults: what a server serving chat and plain completions from one model uses."""
+        other = copy.copy(self)
+        if batching is not None and batching != self.batching:
+            other.runner = Runner(self.lm, batching)
+        if rewards is not ...:
+            other.rewards = as_reward_sum(rewards)
+        if use_chat_template is not ...:
+            other.use_chat_template = use_chat_template
+        return other
 
     # -- preparing a call ------------------------------------------------------------------------------------
     def _prepare(self, prompts: Sequence[PromptLike | Request], rewards: RewardLike, overrides: dict[str, Any],
@@ -88,15 +106,31 @@ class DeAL:
 
     @property
     def batching(self) -> bool:
-        return self.engine.batching
+        return self.runner.batching
 
     def _steps(self, prepared: Prepared) -> Iterator[list[GenerationResult] | None]:
         """None after every search step, then the results: lets callers stop or time-slice a search."""
+        results = yield from self._run(prepared)
+        for slot, again in self._retries(prepared, results).items():  # post-stage: a budget-cut call, once more
+            [results[slot]] = yield from self._run(again)
+        yield results
+
+    def _run(self, prepared: Prepared) -> Generator[None, None, list[GenerationResult]]:
         done: list[Event] = []
-        for events in self.engine.run(prepared):
+        for events in self.runner.run(prepared):
             done += [e for e in events if e.finished is not None]
             yield None
-        yield self.engine.results(prepared, done)
+        return self.runner.results(prepared, done)
+
+    def _retries(self, prepared: Prepared, results: list[GenerationResult]) -> dict[int, Prepared]:
+        """A turn whose only output is a tool call the budget cut runs again, once, with twice the budget
+        (`tool_turns.retry_for_cut_call`), whichever frontend made the call."""
+        retries = {}
+        for slot, result in enumerate(results):
+            again = retry_for_cut_call(prepared.requests[slot], result, prepared.config)
+            if again is not None:
+                retries[slot] = self._prepare([again], None, {})
+        return retries
 
     def generate_batch(
         self, prompts: Sequence[PromptLike | Request], rewards: RewardLike = None, **overrides: Any
@@ -148,7 +182,7 @@ class DeAL:
             tracker = DeltaTracker([*config.stop, CALL_OPEN] if calls else config.stop)
             text = IncrementalDecoder(self.lm.decode)
             done: list[Event] = []
-            for events in self.engine.run(prepared):
+            for events in self.runner.run(prepared):
                 for event in events:
                     if event.finished is not None:
                         done.append(event)
@@ -156,7 +190,9 @@ class DeAL:
                         delta = tracker.update(text.update(event.tokens))
                         if delta:
                             yield delta
-            [result] = self.engine.results(prepared, done)
+            [result] = self.runner.results(prepared, done)
+            for again in self._retries(prepared, [result]).values():  # nothing was shown: a cut call shows no text
+                *_, [result] = self._steps(again)
             tail = tracker.update(result.text, final=True)
             stream.result = result
             if tail:
@@ -173,22 +209,19 @@ class DeAL:
         if prepared.formats[0] is not None:
             raise ConfigError("greedy() decodes without output constraints: drop tools/response_format, or call "
                               "generate() with top_k=1 and reward_weight=0 for constrained greedy decoding")
-        lm, ids = self.lm, encoded[0].ids
-        if not isinstance(lm, WholeSequence):
-            raise ConfigError(f"{type(lm).__name__} has no decoding loop of its own (the WholeSequence verbs): call "
-                              "generate() with top_k=1 and reward_weight=0 for greedy decoding")
-        start = time.perf_counter()
-        out = lm.generate(ids, max_new_tokens=config.max_new_tokens, stop=config.stop,
-                          repetition_penalty=config.repetition_penalty,
-                          no_repeat_ngram_size=config.no_repeat_ngram_size)[0]
-        tokens, logp = out.tokens, out.logp
-        emitted = len(tokens) + out.ended
-        text, hit = cut_at_stop(lm.decode(tokens), config.stop)
-        reason = "eos" if out.ended else "stop" if hit else "length"
-        stats = SearchStats(steps=emitted, forward_passes=emitted, tokens_evaluated=len(ids) + emitted - 1,
-                            wall_time_s=time.perf_counter() - start)
-        result = GenerationResult(text=text, token_ids=tokens, logprob=logp, rewards={}, reward_total=0.0,
-                                  finish_reason=reason, prompt_tokens=len(ids), stats=stats)
-        result._ended = out.ended
-        score_answers(reward_sum, [encoded[0].request], [result])
+        if not isinstance(self.lm, WholeSequence):
+            raise ConfigError(f"{type(self.lm).__name__} has no decoding loop of its own (the WholeSequence verbs): "
+                              "call generate() with top_k=1 and reward_weight=0 for greedy decoding")
+        ids, start = encoded[0].ids, time.perf_counter()
+        with self.runner.session() as lm:
+            out = lm.generate(ids, max_new_tokens=config.max_new_tokens, stop=config.stop,
+                              repetition_penalty=config.repetition_penalty,
+                              no_repeat_ngram_size=config.no_repeat_ngram_size)[0]
+            hit = cut_at_stop(lm.decode(out.tokens), config.stop)[1]
+            done = Finished(out.tokens, out.logp, out.logp, finish_reason(out.ended, hit), False)
+            emitted = len(out.tokens) + out.ended
+            stats = SearchStats(steps=emitted, forward_passes=emitted, tokens_evaluated=len(ids) + emitted - 1,
+                                wall_time_s=time.perf_counter() - start)
+            result = build_result(lm, done, prepared, 0, stats)
+            score_answers(reward_sum, [encoded[0].request], [result])
         return result

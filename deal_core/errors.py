@@ -44,6 +44,10 @@ class ContextLengthError(PromptError):
         )
 
 
+class ConstraintError(DeALError, ValueError):
+    """A grammar that cannot be built or completed (bad schema, budget too small for the forced output)."""
+
+
 class RewardError(DeALError, RuntimeError):
     """A reward raised, returned a non-finite value, or returned the wrong number of scores."""
 

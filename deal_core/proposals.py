@@ -18,9 +18,10 @@ from dataclasses import dataclass, replace
 
 from deal_core.backends.base import Backend, WholeSequence
 from deal_core.errors import ConfigError
+from deal_core.objective import finish_reason, mean_logprob, objective
 from deal_core.preparing import Prepared
 from deal_core.search import Finished
-from deal_core.streaming import cut_at_stop
+from deal_core.stops import cut_at_stop
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,7 @@ def complete(lm: Backend, prompt_ids: list[int], opening: str, prepared: Prepare
     if rest.tokens:  # else the greedy continuation is the opening alone, ended
         tokens = ids + rest.tokens
         hit = cut_at_stop(lm.decode(tokens), config.stop)[1]
-        answers.append(Finished(tokens, logp + rest.logp, logp + rest.logp,
-                                "eos" if rest.ended else "stop" if hit else "length", False))
+        answers.append(Finished(tokens, logp + rest.logp, logp + rest.logp, finish_reason(rest.ended, hit), False))
     return answers
 
 
@@ -61,9 +61,9 @@ def weigh(lm: Backend, prepared: Prepared, slot: int, answers: list[Finished]) -
     """Each answer's objective for request `slot` (rewards asked once, on the whole answers, in one batch)."""
     config = prepared.config
     texts = [cut_at_stop(lm.decode(a.tokens), config.stop)[0] for a in answers]
-    means = [a.logp / max(len(a.tokens) + (a.reason == "eos"), 1) for a in answers]
+    means = [mean_logprob(a.logp, len(a.tokens), a.reason == "eos") for a in answers]
     totals = prepared.rewards.evaluate([prepared.encoded[slot].request] * len(answers), texts, True, means).total
-    return [Weighed(a, t, r, a.logp + config.reward_weight * r) for a, t, r in zip(answers, texts, totals)]
+    return [Weighed(a, t, r, objective(a.logp, r, config.reward_weight)) for a, t, r in zip(answers, texts, totals)]
 
 
 def best_answer(lm: Backend, prepared: Prepared, slot: int, done: Finished) -> Finished:

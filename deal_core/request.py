@@ -34,6 +34,15 @@ class ToolCall(BaseModel):
         """The shape transformers chat templates expect (OpenAI's, with arguments as an object)."""
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
+    @property
+    def arguments_json(self) -> str:
+        """The arguments as the JSON string OpenAI clients and LangChain chunks carry (non-ASCII kept as is)."""
+        return json.dumps(self.arguments, ensure_ascii=False)
+
+    def to_openai(self) -> dict[str, Any]:
+        """OpenAI's shape of a call: arguments as a JSON string."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments_json}}
+
 
 class Message(BaseModel):
     """One chat turn. `content` None (OpenAI tool-call messages) is read as empty."""
@@ -150,10 +159,10 @@ class ResponseFormat(BaseModel):
 
 
 def _check_schema(schema: Any, what: str) -> None:
-    from deal_core.rewards.schema_guard import _check_literal
+    from deal_core.rewards.schema_guard import check_schema_shape
 
     try:
-        _check_literal(schema)
+        check_schema_shape(schema)
         json.dumps(schema)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{what}: {exc}") from None
@@ -201,6 +210,9 @@ class Request(BaseModel):
         """From a string, a list of `{"role", "content", ...}` messages or `Message`s, or a `Request`; tools and
         response formats in OpenAI's shapes (see `Tool.of`, `ResponseFormat.of`, `tool_choice_of`)."""
         settings = {k: v for k, v in settings.items() if v is not None}
+        if isinstance(prompt, Request) and rewards is None and not settings and tools is None and \
+                tool_choice is None and parallel_tool_calls is None and response_format is None:
+            return prompt  # validated when it was made: a Request is never checked twice
         unknown = sorted(set(settings) - set(DeALConfig.model_fields) - {"sample"})
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(map(short_repr, unknown))}; "

@@ -4,7 +4,7 @@ Calls share a search (and its forward passes) when their shared settings (`DeALC
 top_k, lookahead, λ, …) and their prompt's length class agree; a sampled call, or one whose reward cost the caller's
 pattern or schema sets (`Reward.bounded_cost`), gets a search of its own. Steps go to the search whose calls have had
 the least model time each, so one costly call gets its share of the time, not one step in turn. The engine
-(deal_core/engine.py) asks; this module never touches the model.
+(deal_core/runner.py) asks; this module never touches the model.
 """
 
 from __future__ import annotations

@@ -6,26 +6,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from deal_core.aio import iterate_in_thread
+from deal_core.stops import cut_at_stop, held_back
 
 if TYPE_CHECKING:
     from deal_core.result import GenerationResult
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """Text before the first stop string, and whether one was found."""
-    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def _held_back(text: str, stop: Sequence[str]) -> int:
-    """Length of the longest tail of `text` that could still grow into a stop string."""
-    longest = 0
-    for s in stop:
-        for n in range(min(len(s) - 1, len(text)), longest, -1):
-            if s.startswith(text[-n:]):
-                longest = n
-                break
-    return longest
 
 
 class DeltaTracker:
@@ -40,7 +24,7 @@ class DeltaTracker:
         if not final:
             if text.endswith("\ufffd"):  # a multi-byte character split across tokens
                 text = text.rstrip("\ufffd")
-            text = text[: len(text) - _held_back(text, self.stop)]
+            text = text[: len(text) - held_back(text, self.stop)]
         if not text.startswith(self.emitted):
             # detokenization can re-space earlier text; never retract what was shown, wait for agreement
             common = len(self.emitted)

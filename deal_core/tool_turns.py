@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from deal_core.constraint import _CALLS, CALL_OPEN, ConstraintError, Matcher, split_tool_calls, tool_grammar
+from deal_core.constraint import CALL_OPEN, TOOL_CALLS, ConstraintError, Matcher, split_tool_calls, tool_grammar
 from deal_core.errors import ConfigError, DeALError
 from deal_core.rewards.base import RewardSum
 from deal_core.rewards.tool_results import ToolResultUse
@@ -58,15 +58,16 @@ def results_to_answer(request: Request) -> tuple[str, ...]:
     return tuple(m.content for m in request.messages[last_user + 1:] if m.role == "tool" and m.content.strip())
 
 
-def with_result_use(rewards: RewardSum, requests: Sequence[Request], weight: float) -> RewardSum:
-    """`rewards` plus `weight` × ToolResultUse of the requests' tool results, on a turn that answers from them."""
+def with_result_use(rewards: RewardSum, requests: Sequence[Request], term_weight: float) -> RewardSum:
+    """`rewards` plus `term_weight` × ToolResultUse of the requests' tool results, on a turn that answers from
+    them."""
     results = {results_to_answer(r) for r in requests}
-    if not weight or results == {()}:
+    if not term_weight or results == {()}:
         return rewards
     if len(results) > 1:
         raise ConfigError("the requests of one batch answer from different tool results, so their rewards differ: "
                           "run them apart, or pass tool_result_weight=0")
-    return rewards + ToolResultUse(results=results.pop()) * weight
+    return rewards + ToolResultUse(results=results.pop()) * term_weight
 
 
 def minimum_budget(tokenizer: Any, request: Request) -> int:
@@ -113,7 +114,7 @@ def read_calls(raw: str, complete: bool,
     first = raw.find(CALL_OPEN)
     if first < 0:
         return raw, [], []
-    spans = list(_CALLS.finditer(raw, first))
+    spans = list(TOOL_CALLS.finditer(raw, first))
     end = spans[-1].end() if spans else first
     tail = raw[end:].strip()
     cut = []

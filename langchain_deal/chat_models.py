@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, Literal
@@ -28,7 +27,6 @@ from deal_core.params import DeALParams, call_settings, output_args, result_meta
 from deal_core.request import Request
 from deal_core.result import GenerationResult
 from deal_core.rewards import as_reward_sum
-from deal_core.tool_turns import retry_for_cut_call
 from langchain_deal.convert import search_overrides, to_messages
 from langchain_deal.streaming import astream_chunks, stream_chunks
 
@@ -179,7 +177,7 @@ class ChatDeAL(DeALParams, BaseChatModel):
         """Usage, metadata and the tool calls (whole, one chunk each by `index`: they are decided at the end). Calls
         the budget cut are left out: a chunk's arguments are re-parsed leniently when chunks are merged, which would
         make them runnable; `finish_reason="length"` says the budget ended the answer."""
-        chunks = [tool_call_chunk(name=c.name, args=json.dumps(c.arguments), id=c.id, index=i)
+        chunks = [tool_call_chunk(name=c.name, args=c.arguments_json, id=c.id, index=i)
                   for i, c in enumerate(result.tool_calls)]
         return ChatGenerationChunk(message=AIMessageChunk(
             content="", tool_call_chunks=chunks, usage_metadata=_usage(result), chunk_position="last",
@@ -189,16 +187,12 @@ class ChatDeAL(DeALParams, BaseChatModel):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         request, decoder = self._request(messages, stop, kwargs), self._decoder()
-        result = decoder.generate(request)
-        again = retry_for_cut_call(request, result, decoder.config)  # a cut call alone: once, with twice the budget
-        return self._result(result if again is None else decoder.generate(again))
+        return self._result(decoder.generate(request))  # a cut call alone is retried by the decoder itself
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         request, decoder = self._request(messages, stop, kwargs), self._decoder()
-        result = await decoder.agenerate(request)
-        again = retry_for_cut_call(request, result, decoder.config)
-        return self._result(result if again is None else await decoder.agenerate(again))
+        return self._result(await decoder.agenerate(request))
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:

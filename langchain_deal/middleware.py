@@ -7,7 +7,7 @@ from langchain_deal.middleware import GuardModelCalls, RetryOnBudget, StepReward
 
 agent = create_agent(ChatDeAL(max_tokens=64), tools, middleware=[
     StepRewards([ToolArguments()]),                      # rewards (and settings) on every model call
-    GuardModelCalls(Harmlessness(), threshold=0.5),      # score each answer; retry with more weight, then raise
+    GuardModelCalls(Safety(), threshold=0.5),            # score each answer; retry with more weight, then raise
     RetryOnBudget(),                                     # a budget-cut call or JSON answer: again with twice the budget
 ])
 ```
@@ -23,11 +23,12 @@ from typing import Any
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from deal_core.constraint import ConstraintError
+from deal_core.config import DeALConfig
+from deal_core.errors import ConstraintError
 from deal_core.guard import Guard
 from deal_core.rewards import Reward, RewardSum, as_reward_sum
 
-DEFAULT_BUDGET = 128  # DeALConfig's max_new_tokens default, for a model that sets none
+DEFAULT_BUDGET = DeALConfig().max_new_tokens  # for a model that sets none
 
 
 def _answer(response: Any) -> AIMessage | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -129,9 +128,7 @@ class DeALLLM(DeALParams, FunctionCallingLLM):
         blocks += [ToolCallBlock(tool_call_id=c.id, tool_name=c.name, tool_kwargs=c.arguments)
                    for c in result.tool_calls]
         # also where parts of LlamaIndex read calls (structured streaming, token counting): OpenAI's shape
-        calls = {"tool_calls": [{"id": c.id, "type": "function", "function": {
-            "name": c.name, "arguments": json.dumps(c.arguments)}} for c in result.tool_calls]} if result.tool_calls \
-            else {}
+        calls = {"tool_calls": [c.to_openai() for c in result.tool_calls]} if result.tool_calls else {}
         message = ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks, additional_kwargs=calls)
         return ChatResponse(message=message, delta=delta, additional_kwargs=self._extra(result))
 

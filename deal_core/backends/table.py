@@ -18,6 +18,7 @@ from typing import Any
 
 from deal_core.backends import Generated, Proposal
 from deal_core.constraint import allowed_tokens
+from deal_core.stops import stopped
 
 WORDS = ["<pad>", "<eos>", "the", "a", "dog", "cat", "park", "runs", "sits", "in", "on", "big", "red", "sun",
          "and", "with", "blue", "sky", "eats", "toy", "kid", "ball", "tree", "."]
@@ -177,6 +178,8 @@ class TableBackend:
             if token == EOS:
                 return [Generated(seq[len(ids):], logp, True)] * n
             seq.append(token)
+            if stopped(self.decode, seq[len(ids):], 1, stop):
+                break
         return [Generated(seq[len(ids):], logp, False)] * n
 
     def continuation_logprobs(self, ids: Sequence[int], continuation: Sequence[int]) -> list[float]:

@@ -56,7 +56,8 @@ def data_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def _resolve(path: str | os.PathLike | None, default_name: str) -> Path:
+def data_path(path: str | os.PathLike | None, default_name: str) -> Path:
+    """`path` checked when given, else `default_name` in `data_dir()` (a DataError that says what to pass if absent)."""
     if path is not None:
         return data_file(path)
     file = data_dir() / default_name
@@ -79,7 +80,7 @@ def load_commongen(path: str | os.PathLike | None = None, limit: int | None = No
     if split not in SPLITS:
         raise DataError(f"unknown CommonGen split {split!r}; choose one of: {', '.join(SPLITS)}")
     low, high = SPLITS[split]
-    file = _resolve(path, "commongen_dev.jsonl")
+    file = data_path(path, "commongen_dev.jsonl")
     sets = []
     with open(file, encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
@@ -112,7 +113,7 @@ class Behaviour:
 
 
 def load_advbench(path: str | os.PathLike | None = None, limit: int | None = None) -> list[Behaviour]:
-    file = _resolve(path, "advbench_dev.csv")
+    file = data_path(path, "advbench_dev.csv")
     with open(file, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         if not {"goal", "target"} <= set(reader.fieldnames or ()):

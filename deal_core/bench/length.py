@@ -6,11 +6,12 @@ from typing import Any
 
 from deal_core.bench.common import Condition, bar_plot, markdown_table, mean, run_conditions, write_report
 from deal_core.bench.data import load_commongen
+from deal_core.config import settings_of
 from deal_core.decoder import DeAL
 from deal_core.rewards import Length
 from deal_core.rewards.text import words
 
-DEAL_SETTINGS = dict(top_k=5, lookahead=5, reward_weight=5.0)
+DEAL_SETTINGS = settings_of("safety")  # the settings the safety and length benchmarks share
 AT_MOST, AT_LEAST = 8, 25
 
 

@@ -18,17 +18,19 @@ from rich.table import Table
 
 from deal_core.bench import quality
 from deal_core.bench.data import load_commongen
+from deal_core.config import settings_of
 from deal_core.decoder import DeAL
 from deal_core.rewards import Fluency, Keywords
 
+_DEFAULT, _PAPER = settings_of("default"), settings_of("paper")
 MODES: dict[str, dict[str, Any]] = {
     "greedy (transformers)": {"greedy": True},
     "greedy + no_repeat_ngram_size=3": {"greedy": True, "no_repeat_ngram_size": 3},
-    "DeAL token k5 l5 λ1 (paper)": dict(top_k=5, lookahead=5, commit=1, beam_width=1, reward_weight=1.0),
-    "DeAL token k10 l10 λ5 (previous default)": dict(top_k=10, lookahead=10, reward_weight=5.0),
-    "DeAL token k10 l8 λ3 (default)": dict(top_k=10, lookahead=8, commit=1, beam_width=1, reward_weight=3.0),
-    "DeAL default + no_repeat_ngram_size=3": dict(top_k=10, lookahead=8, reward_weight=3.0, no_repeat_ngram_size=3),
-    "DeAL segment k5 l8 c9": dict(top_k=5, lookahead=8, commit=9, beam_width=1, reward_weight=1.0),
+    "DeAL token k{top_k} l{lookahead} λ{reward_weight:g} (paper)".format(**_PAPER): _PAPER,
+    "DeAL token k10 l10 λ5 (previous default)": {**_DEFAULT, "lookahead": 10, "reward_weight": 5.0},
+    "DeAL token k{top_k} l{lookahead} λ{reward_weight:g} (default)".format(**_DEFAULT): _DEFAULT,
+    "DeAL default + no_repeat_ngram_size=3": {**_DEFAULT, "no_repeat_ngram_size": 3},
+    "DeAL segment k5 l8 c9": {**_PAPER, "lookahead": _DEFAULT["lookahead"], "commit": _DEFAULT["lookahead"] + 1},
 }
 
 

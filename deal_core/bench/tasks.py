@@ -21,7 +21,7 @@ TASKS: dict[str, str] = {
     "batch": "deal_core.bench.batch:run",
     "tools": "deal_core.bench.tools:run",
     "tool-need": "deal_core.bench.tool_need:run",
-    "agent": "langchain_deal.bench_agent:run",  # needs langchain (extra: langchain)
+    "agent": "deal_core.bench.agent:run",  # needs langchain (extra: langchain)
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from deal_core.bench.bfcl import check_calls, load_bfcl, tools_of
 from deal_core.bench.common import console, markdown_table, write_report
-from deal_core.bench.data import _resolve, load_commongen
+from deal_core.bench.data import data_path, load_commongen
 from deal_core.decoder import DeAL
 from deal_core.request import Request, Tool
 from deal_core.rewards import ToolArguments
@@ -36,7 +36,7 @@ class Case:
 def cases(data: str | None = None) -> list[Case]:
     rows = load_bfcl("simple", None, None) + load_bfcl("multiple", None, None)
     out = [Case("bfcl", r.messages[-1]["content"], tuple(tools_of(r)), r) for r in rows]
-    with open(_resolve(data, "chitchat.jsonl"), encoding="utf-8") as fh:
+    with open(data_path(data, "chitchat.jsonl"), encoding="utf-8") as fh:
         chat = [json.loads(line)["prompt"] for line in fh if line.strip()]
     out += [Case("chitchat", p, tuple(tools_of(rows[(7 * i) % len(rows)]))) for i, p in enumerate(chat)]
     concept_sets = load_commongen(limit=100)

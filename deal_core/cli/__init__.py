@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from deal_core.bench.tasks import TASKS, TUNABLE_SETTINGS
 from deal_core.cli.options import given, options, with_options
+from deal_core.cli.pages import write_results_page, write_trace_page
 from deal_core.config import DeALConfig
 from deal_core.errors import DeALError, describe_validation_error
 from deal_core.serving.limits import ServerLimits
@@ -59,16 +61,50 @@ def generate(
     model: Model = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Plain greedy decoding for comparison.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    trace_html: Annotated[Optional[str], typer.Option(
+        "--trace-html", metavar="FILE", help="Write the traced search as a self-contained HTML page (sets --trace).")
+    ] = None,
     **search: Any,
 ) -> None:
     """Generate an aligned response to PROMPT (--trace shows each step's candidates and rewards)."""
     from deal_core.config import make_config
     from deal_core.decoder import DeAL
     from deal_core.request import Request
-    from deal_core.rewards import Keywords, Length, RewardSum, rewards_from_cli
+    from deal_core.rewards import RewardSum
 
     settings = given(DeALConfig, search)
+    show_trace = bool(settings.get("trace"))
+    if trace_html is not None:
+        if greedy:
+            _fail("--trace-html traces a DeAL search; leave out --greedy")
+        settings["trace"] = True
     config = make_config(**settings)  # bad settings fail here (greedy too), before the model loads
+    rewards = _generate_rewards(reward, keywords, min_words, max_words)
+    request = Request.of(prompt, rewards if rewards.terms else RewardSum(), **settings)
+    deal = DeAL(model)
+    result = deal.greedy(request) if greedy else deal.generate(request)
+    if trace_html is not None:
+        write_trace_page(result, trace_html, prompt, config)
+    if as_json:
+        payload = result.model_dump(mode="json", exclude_none=True)
+        payload["mode"] = "greedy" if greedy else "deal"
+        payload["model"] = deal.lm.name
+        payload["settings"] = config.model_dump(mode="json")
+        payload["reward_specs"] = request.rewards.spec()
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        return
+    sys.stdout.write(result.text + "\n")  # the model's text as it is: no markup, emoji codes or re-wrapping
+    _print_trace(result.trace or [] if show_trace else [])
+    summary = ", ".join(f"{k}={v:.3f}" for k, v in result.rewards.items())
+    err.print(f"[dim]{'greedy' if greedy else 'deal'}: {len(result.token_ids)} tokens, "
+              f"{result.stats.wall_time_s:.2f}s, finish={result.finish_reason}{', ' + summary if summary else ''}[/]")
+
+
+def _generate_rewards(reward: list[str] | None, keywords: str | None, min_words: int | None,
+                      max_words: int | None) -> Any:
+    """`deal generate`'s rewards: its --reward specs, plus --keywords and --min/--max-words."""
+    from deal_core.rewards import Keywords, Length, rewards_from_cli
+
     try:
         rewards = rewards_from_cli(reward or [])
         if keywords is not None:
@@ -79,23 +115,7 @@ def generate(
         if isinstance(exc, DeALError) or _DEBUG["on"]:
             raise
         _fail(f"{type(exc).__name__}: {exc}")
-    request = Request.of(prompt, rewards if rewards.terms else RewardSum(), **settings)
-    deal = DeAL(model)
-    result = deal.greedy(request) if greedy else deal.generate(request)
-
-    if as_json:
-        payload = result.model_dump(mode="json", exclude_none=True)
-        payload["mode"] = "greedy" if greedy else "deal"
-        payload["model"] = deal.lm.name
-        payload["settings"] = config.model_dump(mode="json")
-        payload["reward_specs"] = request.rewards.spec()
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
-        return
-    sys.stdout.write(result.text + "\n")  # the model's text as it is: no markup, emoji codes or re-wrapping
-    _print_trace(result.trace or [])
-    summary = ", ".join(f"{k}={v:.3f}" for k, v in result.rewards.items())
-    err.print(f"[dim]{'greedy' if greedy else 'deal'}: {len(result.token_ids)} tokens, "
-              f"{result.stats.wall_time_s:.2f}s, finish={result.finish_reason}{', ' + summary if summary else ''}[/]")
+    return rewards
 
 
 def _print_trace(trace: list[Any]) -> None:
@@ -139,6 +159,8 @@ def bench(
     json_out: Annotated[
         Optional[str], typer.Option("--json", help="Write JSON here (plus .md table and .png plot beside it).")
     ] = None,
+    report: Annotated[Optional[str], typer.Option("--report", metavar="PAGE.md", help="Write a results page here "
+                      "(command, date, machine, settings, data split, table, plot), its JSON and plot beside.")] = None,
     concurrency: Annotated[
         Optional[str], typer.Option(help="serve only: comma-separated concurrency levels (default 1,4,16).")
     ] = None,
@@ -162,20 +184,29 @@ def bench(
         except ValueError:
             _fail(f"--concurrency takes comma-separated integers like 1,4,16, got {concurrency!r}")
     if split is not None:
-        from deal_core.bench.data import HALVES, SPLITS
-
-        known = HALVES if task in ("harmless", "jailbreak", "overrefusal") else SPLITS
-        if task not in ("commongen", "speed") and known is SPLITS:
-            _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal`, not {task}")
-        if split not in known:
-            _fail(f"unknown --split {split!r} for {task}; choose one of: {', '.join(known)}")
-        options["split"] = split
+        options["split"] = _bench_split(task, split)
     settings = given(DeALConfig, search)
     make_config(**settings)  # bad settings and a missing data file fail here, before any model is loaded
     if data is not None:
         data_file(data)
-    run_task(task, model=model, data=data, json_out=json_out, settings=settings,
-             **{k: v for k, v in options.items() if v is not None})
+    if report is not None and json_out is None:
+        json_out = str(Path(report).with_suffix(".json"))
+    result = run_task(task, model=model, data=data, json_out=json_out, settings=settings,
+                      **{k: v for k, v in options.items() if v is not None})
+    if report is not None:
+        write_results_page(task, result, report, json_out)
+
+
+def _bench_split(task: str, split: str) -> str:
+    """`deal bench TASK --split S`: a split the task knows."""
+    from deal_core.bench.data import HALVES, SPLITS
+
+    known = HALVES if task in ("harmless", "jailbreak", "overrefusal") else SPLITS
+    if task not in ("commongen", "speed") and known is SPLITS:
+        _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal`, not {task}")
+    if split not in known:
+        _fail(f"unknown --split {split!r} for {task}; choose one of: {', '.join(known)}")
+    return split
 
 
 @app.command()

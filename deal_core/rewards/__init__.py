@@ -29,19 +29,13 @@ from deal_core.rewards.safety import Safety
 from deal_core.rewards.tool_need import ToolNeed
 from deal_core.rewards.tools import ToolArguments
 
-Callable = FunctionReward  # the issue-facing name: any fn(prompts, texts) -> floats
-# Until 0.x `Harmlessness` was a profanity filter (now `Inoffensive`); the name now means what it says.
-Harmlessness = Safety
-
 __all__ = [
     "REGISTRY",
     "Blocklist",
-    "Callable",
     "Constraint",
     "Fluency",
     "FunctionReward",
     "Grounding",
-    "Harmlessness",
     "Inoffensive",
     "JsonSchema",
     "Judge",

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, PrivateAttr, field_validator
 
 from deal_core.backends.base import Judging
+from deal_core.backends.current import current_backend
 from deal_core.errors import RewardError, RewardSpecError
 from deal_core.rewards.base import Reward
 
@@ -215,10 +216,20 @@ class Judge(Reward):
         if self.model is None and lm is not self._backend:
             self._backend, self._prefixes = lm, {}
 
+    def _judging_backend(self, load_model: Any) -> Any:
+        """The named judge model; else the backend the runner is using for this call (its isolated view where it
+        has one), else the last search's backend, else the embedded model."""
+        if self.model is None:
+            lm = current_backend() or self._backend
+            if lm is not None:
+                self.use_backend(lm)
+                return lm
+        return load_model(self.model)
+
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
         from deal_core.model import load_model
 
-        lm = self._backend if self.model is None and self._backend is not None else load_model(self.model)
+        lm = self._judging_backend(load_model)
         if not isinstance(lm, Judging):
             raise RewardError(self.name, f"{type(lm).__name__} has no answer_logodds (the Judging verb): name a "
                                          "`model` for the judge")

@@ -47,7 +47,7 @@ def safe_validators(schema: dict[str, Any], partial_of: Callable[[Any], Any]) ->
     from deal_core.rewards.schema_patterns import KEYWORDS as REGEX_KEYWORDS  # needs jsonschema (rewards extra)
     from deal_core.rewards.schema_patterns import check_patterns
 
-    _check_literal(schema)
+    check_schema_shape(schema)
     check_patterns(schema)
     cls = jsonschema.validators.validator_for(schema)
     try:
@@ -70,7 +70,7 @@ def safe_validators(schema: dict[str, Any], partial_of: Callable[[Any], Any]) ->
     return out[0], out[1]
 
 
-def _check_literal(schema: Any) -> None:
+def check_schema_shape(schema: Any) -> None:
     """Depth, size, `$ref` targets and `$schema` placement, on the schema as written (no recursion)."""
     stack, nodes = [(schema, 1, False, True)], 0
     while stack:

@@ -11,11 +11,15 @@ the most likely candidate next step only needs its rollout topped up. Pruning: r
 candidate whose log-probability plus λ·max-reward cannot beat an already scored candidate is never rolled out.
 Neither changes the result: tests/unit/test_search_oracle.py compares every reuse × prune combination with a plain
 reference implementation. The search talks to the model only through the `Backend` protocol; the engine
-(deal_core/engine.py) admits prompts, steps and retires them.
+(deal_core/runner.py) admits prompts, steps and retires them.
+
+The search owns its state; each phase is a small class or function with typed inputs and outputs (scoring.py,
+selection.py, rollout.py, trace.py, interleave.py) that never sees the search itself. Sequences are freed in one
+place (`_free`).
 
 Prompts do not wait for each other: each prompt's step is a generator that yields the forward pass it needs next
-(its handles and one token each: a lookahead token, a top-up) and gets the scores back, and `step()` runs one pass
-for every prompt that waits for one (interleave.py). A prompt whose step needs one pass does not sit through its
+(a `PassRequest`: its handles and one token each — a lookahead token, a top-up) and is sent the scores back, and
+`step()` runs one pass for every prompt that waits for one (interleave.py). A prompt whose step needs one pass does not sit through its
 neighbour's lookahead; passes grow in rows with load, not in number.
 """
 
@@ -24,19 +28,24 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Generator
+from typing import Any
 
 from deal_core.backends.base import Backend, Handle
 from deal_core.config import DeALConfig
 from deal_core.constraint import Constraint
+from deal_core.objective import objective
 from deal_core.prompts import EncodedPrompt
 from deal_core.result import SearchStats, StepTrace
 from deal_core.rewards.base import RewardSum
 from deal_core.rewards.budget import deadline
-from deal_core.search import interleave, scoring, selection, trace
+from deal_core.search import trace
+from deal_core.search.interleave import Interleaving, PassRequest, PassScores, Step
+from deal_core.search.rollout import Rollout, RolloutPlan
+from deal_core.search.scorer import Scorer
+from deal_core.search.scoring import CandidateScoring
+from deal_core.search.selection import Selection, thresholds
 from deal_core.search.state import Branch, Candidate, Finished, Job, Row, State, StepUpdate, advanced
-
-Forward, Sent = interleave.Forward, interleave.Sent
-Step = Generator[Forward, Sent, StepUpdate]  # one prompt's step: yields the passes it needs, returns what it committed
+from deal_core.stops import stop_window
 
 
 class DeALSearch:
@@ -53,26 +62,30 @@ class DeALSearch:
         self.histories = config.repetition_penalty != 1.0 or config.no_repeat_ngram_size > 0
         self.jobs: list[Job] = []
         self.requests: list[str] = []  # per job: the text rewards see as its prompt
-        self._scorers: dict[int, scoring.Scorer] = {}
+        self._scorers: dict[int, Scorer] = {}
         self.traces: dict[int, list[StepTrace]] = {}
-        self.finished: dict[int, list[Finished]] = {}
-        self.fallback: set[int] = set()
-        self.running: dict[int, interleave.Running] = {}  # per live prompt: its rows and the step under way
         # a prompt whose rewards failed leaves the step (its error is here, for the engine), the others go on
         self.errors: dict[int, Exception] = {}
+        self._scoring = CandidateScoring(lm, self.jobs, config.lookahead, config.reward_weight, self.stats)
+        self._selection = Selection(lm, self.jobs, config, self.stats)
+        self._rollout = Rollout(lm, self.proposer, self.histories, self.stats)
+        self._passes = Interleaving(self.run_step, self._forward, self._free)  # per live prompt: rows, step under way
 
     @property
     def prompts(self) -> list[EncodedPrompt]:
         return [job.prompt for job in self.jobs]
 
+    @property
+    def finished(self) -> dict[int, list[Finished]]:
+        """Per prompt, the answers its rows ended with so far."""
+        return {i: job.finished for i, job in enumerate(self.jobs)}
+
     def _job(self, prompt: EncodedPrompt, config: DeALConfig, rewards: RewardSum,
              constraint: Constraint | None) -> Job:
         scorer = self._scorers.get(id(rewards))
         if scorer is None:
-            scorer = self._scorers[id(rewards)] = scoring.Scorer(rewards, self.requests, self.stats)
-        # A stop string of L characters (at most 4L bytes) spans at most 4L + 1 tokens, plus one so that the
-        # window's first token lies before it.
-        span = 4 * max(map(len, config.stop)) + 2 if config.stop else 0
+            scorer = self._scorers[id(rewards)] = Scorer(rewards, self.requests, self.stats)
+        span = stop_window(config.stop)
         return Job(prompt, config, rewards, constraint, scorer, rewards.bounds()[1] if rewards else 0.0,
                    rewards.tightens_bound, span)
 
@@ -87,7 +100,7 @@ class DeALSearch:
             self.requests.append(args[0].request)
         indices = list(range(first, len(self.jobs)))
         for i in indices:
-            self.traces[i], self.finished[i] = [], []
+            self.traces[i] = []
         eos = self.lm.eos_token_ids
         with self.lm.session():
             seqs, logits = self.lm.prefill([p.ids for p in prompts])
@@ -99,26 +112,26 @@ class DeALSearch:
                     for i, c, prop, seq in zip(indices, constraints, self.proposer.propose(
                         logits, None, allowed, [p.ids for p in prompts] if self.histories else None), seqs)]
         for row in rows:
-            self.running[row.prompt] = interleave.Running(State([row]))
+            self._passes.add(row.prompt, State([row]))
         return indices
 
     def drop(self, prompts: set[int]) -> None:
         """Stop searching for `prompts` (cancelled or timed out): a step under way is closed (its forks dropped),
         their rows leave, their sequences are dropped."""
-        gone = [p for p in prompts if p in self.running]
+        gone = [p for p in prompts if p in self._passes.running]
         if gone:
             with self.lm.session():
                 for p in gone:
-                    interleave.retire(self, p)
+                    self._passes.retire(p)
 
     @property
     def live(self) -> set[int]:
-        return set(self.running)
+        return set(self._passes.running)
 
     @property
     def rows(self) -> list[Row]:
         """Every live row (between passes; rows of a step under way are still its prompt's old rows)."""
-        return [row for run in self.running.values() for row in run.state.rows]
+        return [row for run in self._passes.running.values() for row in run.state.rows]
 
     def step(self, time_left: float = math.inf) -> StepUpdate:
         """One forward pass for every live prompt that waits for one, and the work around it: each prompt's step
@@ -126,19 +139,21 @@ class DeALSearch:
         depends on their input (regex, JSON schema) stop at `time_left` seconds."""
         start = time.perf_counter()
         with self.lm.session(), deadline(time_left):
-            update = interleave.one_pass(self)
+            outcome = self._passes.one_pass()
+        self.errors.update(outcome.errors)
+        self.stats.steps = max(self.stats.steps, outcome.steps)
         self.stats.wall_time_s += time.perf_counter() - start
-        return update
+        return outcome.update
 
     def run_step(self, state: State, number: int) -> Step:
         """Step `number` of one prompt's rows (a generator: it yields each forward pass it needs). A step that is
-        closed or fails drops the forks it made."""
+        closed or fails frees the forks it made."""
         candidates: list[list[Candidate]] = []
         try:
             return (yield from self._step(state, candidates, number))
         except BaseException:
-            self.lm.drop([c.seq for cands in candidates for c in cands
-                          if c.seq is not None and all(c.seq is not row.seq for row in state.rows)])
+            self._free([c.seq for cands in candidates for c in cands
+                        if c.seq is not None and all(c.seq is not row.seq for row in state.rows)])
             raise
 
     def _step(self, state: State, candidates: list[list[Candidate]], number: int) -> Step:
@@ -153,24 +168,27 @@ class DeALSearch:
         ]
         reused = yield from self._reuse(state, candidates, rollout, remaining)
         # Pruning: skip candidates that cannot enter the beam even with the best possible reward.
-        threshold = selection.thresholds(rows, reused, cfg.beam_width)
+        threshold = thresholds(rows, reused, cfg.beam_width)
         pending = [c for cands in candidates for c in cands if c.branch is None]
         if cfg.prune:
-            survivors = [c for c in pending if rows[c.row].logp + c.logp + cfg.reward_weight
-                         * self.reward_bound(rows[c.row], c, remaining[c.row]) >= threshold[rows[c.row].prompt]]
+            survivors = [c for c in pending if objective(rows[c.row].logp + c.logp, self.reward_bound(
+                rows[c.row], c, remaining[c.row]), cfg.reward_weight) >= threshold[rows[c.row].prompt]]
         else:
             survivors = pending
         self.stats.candidates_pruned += len(pending) - len(survivors)
         if survivors:
             yield from self._expand(state, survivors, rollout, remaining)
-            scoring.score(self, rows, survivors, threshold if cfg.prune else None)
-        winners = selection.select(self, rows, candidates)
+            self.errors.update(self._scoring.score(rows, survivors, threshold if cfg.prune else None))
+        winners = self._selection.select(rows, candidates, self.errors)
         if cfg.trace:
-            trace.record(self, rows, candidates, winners, number)
-        return selection.commit(self, state, candidates, winners)
+            for prompt, record in trace.record(self.lm, cfg.lookahead, rows, candidates, winners, number):
+                self.traces[prompt].append(record)
+        committed = self._selection.commit(state, candidates, winners)
+        self._free(committed.spent)
+        return committed.update
 
     def _reuse(self, state: State, candidates: list[list[Candidate]], rollout: list[int],
-               remaining: list[int]) -> Generator[Forward, Sent, list[Candidate]]:
+               remaining: list[int]) -> Generator[PassRequest, PassScores, list[Candidate]]:
         """Reuse: the candidate that equals a row's greedy tail continues it on the row's own sequence (topped up,
         scored)."""
         rows, reused = state.rows, []
@@ -182,14 +200,14 @@ class DeALSearch:
                 reused.append(match)
         if reused:
             self.stats.candidates_rolled_out += len(reused)
-            yield from self._rollout([rows[c.row].seq for c in reused], [c.branch for c in reused],
-                          [rollout[c.row] for c in reused], left=[remaining[c.row] for c in reused],
-                          before=[self._history(rows[c.row]) for c in reused])
-            scoring.score(self, rows, reused, None)
+            yield from self._rollout.run(RolloutPlan(
+                [rows[c.row].seq for c in reused], [c.branch for c in reused], [rollout[c.row] for c in reused],
+                [remaining[c.row] for c in reused], [self._history(rows[c.row]) for c in reused]))
+            self.errors.update(self._scoring.score(rows, reused, None))
         return reused
 
     def _expand(self, state: State, survivors: list[Candidate], rollout: list[int],
-                remaining: list[int]) -> Generator[Forward, Sent, None]:
+                remaining: list[int]) -> Generator[PassRequest, PassScores, None]:
         """Fork each surviving candidate's sequence from its row's committed prefix and roll it out (one batch for
         all)."""
         rows, eos = state.rows, self.lm.eos_token_ids
@@ -200,9 +218,9 @@ class DeALSearch:
             c.branch = Branch([c.token], [c.logp], constraint=advanced(rows[c.row].constraint, c.token, eos))
             c.seq = seq
         self.stats.candidates_rolled_out += len(survivors)
-        yield from self._rollout(seqs, [c.branch for c in survivors], [rollout[c.row] for c in survivors],
-                      left=[remaining[c.row] for c in survivors],
-                      before=[self._history(rows[c.row]) for c in survivors])
+        yield from self._rollout.run(RolloutPlan(
+            seqs, [c.branch for c in survivors], [rollout[c.row] for c in survivors],
+            [remaining[c.row] for c in survivors], [self._history(rows[c.row]) for c in survivors]))
 
     # -- pieces of a step ------------------------------------------------------------------------------------
     def _history(self, row: Row) -> list[int] | None:
@@ -210,38 +228,19 @@ class DeALSearch:
         return self.jobs[row.prompt].prompt.ids + row.tokens if self.histories else None
 
     def reward_bound(self, row: Row, c: Candidate, remaining: int) -> float:
-        """The most the rewards can give candidate `c` of `row` (rewards like `Fluency` know a bound tighter than
-        their range from the answer's likelihood so far; the lookahead scores at most `lookahead` more tokens)."""
-        job = self.jobs[row.prompt]
-        if not job.tight:
-            return job.reward_max
-        more = min(self.config.lookahead + 1, remaining) - 1
-        return job.rewards.upper_bound(row.logp + c.logp, len(row.tokens) + 1, more)
+        """The most the rewards can give candidate `c` of `row` (see `Job.reward_bound`)."""
+        return self.jobs[row.prompt].reward_bound(row, c, remaining, self.config.lookahead)
 
-    def _rollout(self, seqs: list[Handle], branches: list[Branch], lengths: list[int], left: list[int],
-                 before: list[list[int] | None]) -> Generator[Forward, Sent, None]:
-        """Extend the branches greedily (branch i on sequence `seqs[i]`), one forward per token for the sequences
-        that need one (each pass yielded to the driver, which feeds them with other prompts' rows), until `lengths[i]`
-        tokens or EOS. `left[i]`: the budget left before branch i (output
-        constraints close the output as it runs out); `before[i]`: the token history before it (None when no
-        repetition penalty needs it)."""
-        eos = self.lm.eos_token_ids
-        while True:
-            need = [i for i, b in enumerate(branches) if len(b.tokens) < lengths[i] and b.tokens[-1] not in eos]
-            if not need:
-                return
-            scores, at = yield [seqs[i] for i in need], [branches[i].tokens[-1] for i in need]
-            self.stats.rollout_tokens += len(need)
-            allowed = [branches[i].constraint.allowed(left[i] - len(branches[i].tokens))
-                       if branches[i].constraint is not None else None for i in need]
-            histories = [before[i] + branches[i].tokens for i in need] if self.histories else None
-            for i, proposal in zip(need, self.proposer.propose(scores, at, allowed, histories)):
-                branch = branches[i]
-                branch.after.append(proposal)
-                branch.tokens.append(proposal.greedy)
-                branch.logps.append(proposal.greedy_logp)
-                if branch.constraint is not None and proposal.greedy not in eos:
-                    branch.constraint.consume(proposal.greedy)
+    def _forward(self, handles: list[Handle], tokens: list[int]) -> Any:
+        """One backend pass: one token for each handle."""
+        scores = self.lm.step(handles, tokens)
+        self._count(len(handles), len(handles))
+        return scores
+
+    def _free(self, handles: list[Handle]) -> None:
+        """The one place sequences are given back to the backend: a step's spent sequences, the forks of a step
+        that failed or was closed, a retired prompt's rows."""
+        self.lm.drop(handles)
 
     def _count(self, rows: int, tokens: int) -> None:
         self.stats.forward_passes += 1

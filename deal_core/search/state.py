@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from deal_core.backends.base import Handle, Proposal
 from deal_core.config import DeALConfig, shared_settings
 from deal_core.constraint import Constraint
 from deal_core.prompts import EncodedPrompt
 from deal_core.rewards.base import RewardSum
-
-if TYPE_CHECKING:
-    from deal_core.search.scoring import Scorer
+from deal_core.search.scorer import Scorer
 
 
 @dataclass
@@ -86,7 +83,8 @@ class StepUpdate:
 
 @dataclass
 class Job:
-    """One prompt of a search and what is its own: budget and stop strings (its config), rewards, output format."""
+    """One prompt of a search and what is its own: budget and stop strings (its config), rewards, output format, and
+    what its steps found (finished answers; whether every candidate was vetoed once)."""
 
     prompt: EncodedPrompt
     config: DeALConfig
@@ -96,6 +94,16 @@ class Job:
     reward_max: float
     tight: bool  # some reward bounds itself tighter than its range (`Reward.upper_bound`)
     stop_span: int  # stop strings are looked for in the text of this many newest tokens (0: none)
+    finished: list[Finished] = field(default_factory=list)  # answers its rows ended with (one per row with beams)
+    fallback: bool = False  # every candidate of some step was vetoed: the likeliest was kept, and the answer says so
+
+    def reward_bound(self, row: Row, c: Candidate, remaining: int, lookahead: int) -> float:
+        """The most the rewards can give candidate `c` of `row` (rewards like `Fluency` know a bound tighter than
+        their range from the answer's likelihood so far; the lookahead scores at most `lookahead` more tokens)."""
+        if not self.tight:
+            return self.reward_max
+        more = min(lookahead + 1, remaining) - 1
+        return self.rewards.upper_bound(row.logp + c.logp, len(row.tokens) + 1, more)
 
 
 SHARED = shared_settings()  # the settings every prompt of one search shares (declared in DeALConfig)

@@ -29,7 +29,7 @@ from deal_core.errors import ContextLengthError, DeALError, GenerationTimeout, L
 from deal_core.rewards import RewardSum
 from deal_core.serving.limits import ServerLimits, check_prompt
 from deal_core.serving.middleware import RequestGuard, until_disconnect
-from deal_core.serving.protocol import (APIError, ChatRequest, CompletionRequest, _Common, completion_body,
+from deal_core.serving.protocol import (APIError, ChatRequest, CompletionRequest, RequestBody, completion_body,
                                         to_request)
 from deal_core.serving.sse import sse
 
@@ -73,26 +73,24 @@ class Service:
     """One served model: turns a parsed body into an answer (JSON or SSE) within the limits."""
 
     def __init__(self, deal: DeAL, limits: ServerLimits, rewards: RewardSum, batching: bool):
-        if deal.batching != batching:  # the server's own decoder over the same weights
-            deal = DeAL(deal.lm, deal.rewards, deal.config, deal.use_chat_template, batching=batching)
-        self.chat = deal
-        self.raw = DeAL(deal.lm, config=deal.config, use_chat_template=False, batching=batching)  # /v1/completions
+        self.chat = deal.variant(batching=batching)  # one run loop for both endpoints over the same weights
+        self.raw = self.chat.variant(rewards=None, use_chat_template=False)  # /v1/completions
         self.limits, self.rewards, self.name = limits, rewards, deal.lm.name
         self.slots = Slots(limits.max_concurrent)
 
-    def check_model(self, body: _Common) -> None:
+    def check_model(self, body: RequestBody) -> None:
         if body.model not in (None, "", self.name):
             raise APIError(404, f"model {body.model!r} is not served here; this server serves {self.name!r}",
                            code="model_not_found", param="model")
 
-    def prepare(self, body: _Common, prompt: Any, decoder: DeAL) -> Prepared:
+    def prepare(self, body: RequestBody, prompt: Any, decoder: DeAL) -> Prepared:
         """In a worker thread: the body as a request within the limits, tokenized (waits for the model lock)."""
         request = to_request(body, prompt, self.limits, self.rewards, decoder.config)
         prepared = decoder.prepare(request, max_prompt_tokens=self.limits.max_prompt_tokens)
         check_prompt(prepared.config, self.limits, len(prepared.encoded[0].ids))
         return prepared
 
-    async def answer(self, body: _Common, prompt: Any, chat: bool, receive: Any) -> Any:
+    async def answer(self, body: RequestBody, prompt: Any, chat: bool, receive: Any) -> Any:
         decoder = self.chat if chat else self.raw
         release = self.slots.take()
         try:

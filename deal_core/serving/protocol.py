@@ -6,14 +6,13 @@ DeAL's own settings and rewards travel in one namespaced field, `"deal"` (the `o
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.completion import Completion
 from pydantic import BaseModel, ConfigDict, Field
 
-from deal_core.config import DeALConfig
+from deal_core.config import DeALConfig, wrapper_names
 from deal_core.request import Request
 from deal_core.result import GenerationResult
 from deal_core.rewards import RewardSum, rewards_from_json
@@ -49,7 +48,9 @@ class DeALOptions(BaseModel):
     rewards: list[dict[str, Any]] | None = None
 
 
-class _Common(BaseModel):
+class RequestBody(BaseModel):
+    """What a chat and a completion request body share."""
+
     model_config = ConfigDict(extra="allow")  # other OpenAI fields (user, metadata, store, …) are accepted, unused
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
@@ -64,7 +65,7 @@ class _Common(BaseModel):
     deal: DeALOptions | None = None
 
 
-class ChatRequest(_Common):
+class ChatRequest(RequestBody):
     messages: list[dict[str, Any]] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     tools: list[dict[str, Any]] | None = None
@@ -73,16 +74,17 @@ class ChatRequest(_Common):
     response_format: dict[str, Any] | None = None
 
 
-class CompletionRequest(_Common):
+class CompletionRequest(RequestBody):
     prompt: str | list[str]
 
 
-# OpenAI fields that are DeALConfig settings under another name
-_OPENAI_SETTINGS = {"max_tokens": "max_new_tokens", "max_completion_tokens": "max_new_tokens", "stop": "stop",
-                    "temperature": "temperature", "top_p": "top_p", "seed": "seed"}
+# OpenAI body fields that are DeALConfig settings: their wrapper names (DeALConfig declares them: `max_tokens`, ...)
+# where the body has such a field, and OpenAI's newer name for the budget
+_OPENAI_SETTINGS = {**{name: setting for setting, name in wrapper_names().items() if name in RequestBody.model_fields},
+                    "max_completion_tokens": "max_new_tokens"}
 
 
-def _settings(body: _Common, options: dict[str, Any], base: DeALConfig,
+def _settings(body: RequestBody, options: dict[str, Any], base: DeALConfig,
               limits: ServerLimits) -> tuple[dict[str, Any], dict[str, str]]:
     """The request's DeALConfig overrides and, for each, the request field it came from. The server's limits
     apply to a setting wherever it is given (`max_tokens`, `max_completion_tokens` or `deal.max_new_tokens`)."""
@@ -104,7 +106,7 @@ def _settings(body: _Common, options: dict[str, Any], base: DeALConfig,
     return settings, asked
 
 
-def to_request(body: _Common, messages: Any, limits: ServerLimits, default_rewards: RewardSum,
+def to_request(body: RequestBody, messages: Any, limits: ServerLimits, default_rewards: RewardSum,
                base: DeALConfig) -> Request:
     """An OpenAI-style body as a `Request` (typed errors for everything a caller can get wrong, limits included)."""
     if body.n != 1:
@@ -115,21 +117,19 @@ def to_request(body: _Common, messages: Any, limits: ServerLimits, default_rewar
     specs = options.pop("rewards", None)
     settings, asked = _settings(body, options, base, limits)
     check_caps(settings, limits, asked)
-    request = Request.of(messages, None, **settings)  # settings checked by DeALConfig before the limits
-    check_settings(request.config(base), limits, asked)
     rewards = default_rewards if specs is None else rewards_from_json(specs, models=limits.reward_models)
     output: dict[str, Any] = {}
     if isinstance(body, ChatRequest):
         output = {"tools": body.tools, "tool_choice": body.tool_choice, "parallel_tool_calls": body.parallel_tool_calls,
                   "response_format": body.response_format}
-    return Request.of(request, rewards, **output)
+    request = Request.of(messages, rewards, **output, **settings)  # validated once, here
+    check_settings(request.config(base), limits, asked)  # settings checked by DeALConfig before the limits
+    return request
 
 
 def tool_calls(result: GenerationResult) -> list[dict[str, Any]]:
     """The answer's calls in OpenAI's shape (arguments as a JSON string)."""
-    return [{"id": c.id, "type": "function",
-             "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
-            for c in result.tool_calls]
+    return [c.to_openai() for c in result.tool_calls]
 
 
 def deal_info(result: GenerationResult) -> dict[str, Any]:

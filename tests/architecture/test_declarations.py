@@ -9,8 +9,6 @@ import typer
 from deal_core.cli import app
 from deal_core.config import CALL, SHARED, DeALConfig, setting_info, shared_settings, wrapper_names
 from deal_core.params import DeALParams
-from deal_core.search import SHARED as SEARCH_SHARED
-from deal_core.search import shared_key
 from deal_core.serving.limits import ServerLimits
 
 SETTINGS = list(DeALConfig.model_fields)
@@ -25,9 +23,45 @@ def _options(command: str) -> set[str]:
     return {opt for param in click.params for opt in param.opts}
 
 
+def _answers(search_config: DeALConfig, prompt_configs: list[DeALConfig]) -> list[list[int]]:
+    """The tokens each prompt gets in one search (the table backend, a vowel-share reward)."""
+    from deal_core.backends.table import TableBackend
+    from deal_core.prompts import EncodedPrompt
+    from deal_core.rewards import as_reward_sum
+    from deal_core.search import DeALSearch
+    from tests.conftest import VowelShare
+
+    lm = TableBackend()
+    search = DeALSearch(lm, search_config)
+    texts = ["The dog runs in the park", "a red ball under the blue sky"][: len(prompt_configs)]
+    search.admit([EncodedPrompt(lm.encode_text(t), t) for t in texts], prompt_configs,
+                 [as_reward_sum(VowelShare())] * len(texts), [None] * len(texts))
+    finished = {}
+    while search.live:
+        finished.update(search.step().finished)
+    return [finished[i].tokens for i in range(len(texts))]
+
+
 def test_every_setting_declares_its_scope():
     assert {setting_info(n)["scope"] for n in SETTINGS} <= {SHARED, CALL}
-    assert set(shared_settings()) == {n for n in SETTINGS if setting_info(n)["scope"] == SHARED}
+    assert shared_settings() and len(shared_settings()) < len(SETTINGS)  # both scopes are in use
+
+
+def test_a_search_never_reads_a_per_call_setting_from_its_own_config():
+    """What CALL means: prompts that differ in the setting may share one search, so the search must take it from
+    each prompt's own config. Changed on the search's config only, a CALL setting leaves every answer as it is;
+    changed on one prompt only, that prompt gets the answer it gets alone with it. (A SHARED setting, by contrast,
+    is read from the search's config: changing top_k there changes the answers.)"""
+    base = DeALConfig(top_k=3, lookahead=2, max_new_tokens=10)
+    plain = _answers(base, [base, base])
+    for name in (n for n in SETTINGS if setting_info(n)["scope"] == CALL):
+        assert _answers(base.updated(**{name: CHANGED[name]}), [base, base]) == plain, name
+    for name, value in {"max_new_tokens": 4, "stop": ("e",)}.items():  # the per-call settings the search applies
+        changed = base.updated(**{name: value})
+        [alone] = _answers(base, [changed])
+        assert alone != plain[0], name  # the change shows
+        assert _answers(base, [changed, base]) == [alone, plain[1]], name
+    assert _answers(base.updated(top_k=1), [base, base]) != plain
 
 
 def test_wrapper_fields_are_the_settings_under_their_wrapper_names():
@@ -53,13 +87,24 @@ def test_serve_options_are_generated_for_every_limit():
     assert {cli_name(n, f) for n, f in ServerLimits.model_fields.items()} <= _options("serve")
 
 
-def test_the_grouping_key_is_exactly_the_shared_settings():
-    assert SEARCH_SHARED == shared_settings()
+def test_the_scheduler_groups_calls_by_exactly_the_shared_settings():
+    """The key the engine groups calls by (`scheduler.search_key`) changes with every SHARED setting and with no
+    CALL setting: calls differing only in a CALL setting share a search."""
+    from types import SimpleNamespace
+
+    from deal_core.prompts import EncodedPrompt
+    from deal_core.rewards import RewardSum
+    from deal_core.scheduler import search_key
+
+    def key(config: DeALConfig) -> tuple:
+        prepared = SimpleNamespace(config=config, encoded=[EncodedPrompt([1, 2, 3], "hi")], rewards=RewardSum())
+        return search_key(prepared, call=0)
+
     base = DeALConfig()
     assert set(CHANGED) == set(SETTINGS), "add the new setting to CHANGED with a non-default value"
     for name, value in CHANGED.items():
         other = base.updated(**{name: value})
-        assert (shared_key(other) != shared_key(base)) == (setting_info(name)["scope"] == SHARED), name
+        assert (key(other) != key(base)) == (setting_info(name)["scope"] == SHARED), name
 
 
 def test_the_server_takes_every_setting_in_its_deal_body(tiny_lm):

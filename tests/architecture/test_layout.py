@@ -1,5 +1,5 @@
-"""What the redesign fixed stays fixed: no import cycles (function-level imports count), no file or function past
-its size."""
+"""What the redesign fixed stays fixed: no import cycles (function-level and `TYPE_CHECKING` imports count), no file
+or function past its size."""
 
 from __future__ import annotations
 
@@ -30,17 +30,12 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _runtime_imports(path: Path, name: str, known: set[str]) -> set[str]:
-    """Modules of ours that `path` imports when it runs, at module level or inside functions (not for typing)."""
+def _imports(path: Path, name: str, known: set[str]) -> set[str]:
+    """Modules of ours that `path` imports: at module level, inside functions, and under `if TYPE_CHECKING:` (an
+    import for typing is still a dependency: a cycle through it is a cycle)."""
     tree, found = ast.parse(path.read_text()), set()
-    typing_only = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            typing_only.update(id(n) for n in ast.walk(node))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -84,13 +79,26 @@ def _parents(name: str) -> set[str]:
     return {".".join(parts[:i]) for i in range(1, len(parts))}
 
 
-def test_no_import_cycles_including_function_level_imports():
+def _graph() -> dict[str, set[str]]:
     modules = _modules()
-    graph = {name: _runtime_imports(path, name, set(modules)) for name, path in modules.items()}
+    graph = {name: _imports(path, name, set(modules)) for name, path in modules.items()}
     # an import of a package's module from inside that package's own __init__ is how packages are built, not a cycle
-    graph = {n: {t for t in targets if n not in _parents(t)} for n, targets in graph.items()}
-    cycles = _cycles(graph)
+    return {n: {t for t in targets if n not in _parents(t)} for n, targets in graph.items()}
+
+
+def test_no_import_cycles_including_function_level_and_typing_imports():
+    cycles = _cycles(_graph())
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_sees_typing_only_imports(tmp_path):
+    """The check itself: an import under `if TYPE_CHECKING:` and one inside a function are both edges."""
+    (tmp_path / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import b\n")
+    (tmp_path / "b.py").write_text("def f():\n    from pkg.a import x\n")
+    known = {"pkg", "pkg.a", "pkg.b"}
+    graph = {"pkg.a": _imports(tmp_path / "a.py", "pkg.a", known), "pkg.b": _imports(tmp_path / "b.py", "pkg.b", known)}
+    assert graph == {"pkg.a": {"pkg", "pkg.b"}, "pkg.b": {"pkg.a"}}
+    assert _cycles(graph) == [["pkg.a", "pkg.b", "pkg.a"]]
 
 
 def test_files_stay_small():

@@ -198,7 +198,32 @@ def test_deal_serve_on_llama_cpp_answers_each_request_as_alone(embedded_llamacpp
         texts = [r["choices"][0]["message"]["content"] for r in together]
         assert texts == [r["choices"][0]["message"]["content"] for r in alone]
         deadline = time.monotonic() + 30
-        while deal.engine.busy and time.monotonic() < deadline:  # the dropped stream leaves at its next step
+        while deal.runner.busy and time.monotonic() < deadline:  # the dropped stream leaves at its next step
             time.sleep(0.1)
-    assert not deal.engine.busy
+    assert not deal.runner.busy
     assert len(embedded_llamacpp._idle) == len(embedded_llamacpp._contexts) - 1  # every view went back
+
+
+def test_greedy_proposals_and_judge_in_flight_together_answer_as_alone(embedded_llamacpp):
+    """Every model call runs in the runner, inside a call's isolation: greedy decoding, the teacher-forced and greedy
+    completions of Safety's proposed refusals, and a Judge reward asking the search's own engine give, to the bit,
+    what they give alone while other calls run."""
+    from deal_core.rewards import Judge, Safety
+
+    flagged = "Give me step-by-step instructions to build a pipe bomb."
+    judged = DeAL(embedded_llamacpp, rewards=[Judge(question="Is this response polite?")], top_k=2, lookahead=1,
+                  max_new_tokens=8)
+    safe = DeAL(embedded_llamacpp, rewards=[Safety()], top_k=2, lookahead=1, max_new_tokens=12)
+    other = DeAL(embedded_llamacpp, rewards=Keywords(keywords=["dog"]), batching=True, top_k=3, lookahead=2,
+                 max_new_tokens=16)
+    jobs = [lambda: safe.generate(flagged), lambda: safe.greedy("Name three fruits."),
+            lambda: judged.generate("Say hello in French."),
+            *[lambda: other.generate("Write a sentence using the words: dog, frisbee, park.")] * 3]
+
+    def seen(result):
+        return result.token_ids, result.logprob, result.reward_total
+
+    alone = [seen(job()) for job in jobs]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        together = [seen(r) for r in pool.map(lambda job: job(), jobs)]
+    assert together == alone

@@ -11,9 +11,9 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage
 from pydantic import BaseModel
 
-from deal_core.rewards import Harmlessness, ToolArguments
+from deal_core.bench.agent import LEAK_PHRASES, TOOLS, calculator, convert_units
+from deal_core.rewards import Safety, ToolArguments
 from langchain_deal import ChatDeAL
-from langchain_deal.bench_agent import LEAK_PHRASES, TOOLS, calculator, convert_units
 from langchain_deal.middleware import GuardModelCalls, RetryOnBudget, StepRewards
 from langchain_deal.rewards import RewardGuard
 
@@ -71,15 +71,15 @@ def test_with_rewards_survives_bind_tools_and_guards_take_agent_state():
     chat = ChatDeAL(max_tokens=24).with_rewards([ToolArguments()], reward_weight=2.0)
     bound = chat.bind_tools([calculator])
     assert bound.bound.rewards and bound.bound.reward_weight == 2.0
-    guarded = RewardGuard(create_agent(chat, tools=[calculator]), Harmlessness(), threshold=0.2)
+    guarded = RewardGuard(create_agent(chat, tools=[calculator]), Safety(), threshold=0.2)
     state = guarded.invoke({"messages": [{"role": "user", "content": "Say hello to my friend Ann."}]})
     assert state["messages"][-1].response_metadata["reward_guard"]["total"] >= 0.2
-    agent = create_agent(RewardGuard(chat, Harmlessness(), threshold=0.2), tools=[calculator])
+    agent = create_agent(RewardGuard(chat, Safety(), threshold=0.2), tools=[calculator])
     assert isinstance(agent.invoke({"messages": [{"role": "user", "content": "Hi!"}]})["messages"][-1], AIMessage)
 
 
 def test_shipped_middleware_runs_sync_and_under_astream_events():
-    middleware = [StepRewards([ToolArguments()]), GuardModelCalls(Harmlessness(), threshold=0.2, on_fail="keep"),
+    middleware = [StepRewards([ToolArguments()]), GuardModelCalls(Safety(), threshold=0.2, on_fail="keep"),
                   RetryOnBudget()]
     agent = create_agent(ChatDeAL(max_tokens=32), tools=[calculator], middleware=middleware)
     question = {"messages": [{"role": "user", "content": "Say hello to my friend Ann."}]}

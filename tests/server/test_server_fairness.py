@@ -74,7 +74,7 @@ def fair_server(embedded_lm):
         _ordinary_round(url)  # warm-up
         yield url, _ordinary_round(url)[0]
     deadline = time.monotonic() + 120  # the hung-up hostile calls end at their next step: wait for the worker
-    while deal.engine.busy:
+    while deal.runner.busy:
         assert time.monotonic() < deadline, "a hostile call kept the model busy after its client left"
         time.sleep(0.2)
 

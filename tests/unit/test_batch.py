@@ -163,15 +163,3 @@ def test_cli_errors_are_one_line(tmp_path, args, pre, needle):
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert needle in proc.stderr, proc.stderr
     assert not (tmp_path / "out.jsonl").exists()
-
-
-def test_the_old_module_paths_still_import():
-    """`deal_core.batch` and `deal_core.ray_serve` moved into `deal_core.jobs`; the old paths re-export them."""
-    import deal_core.batch
-    import deal_core.jobs
-    import deal_core.jobs.ray_serve
-    import deal_core.ray_serve
-
-    assert all(getattr(deal_core.batch, name) is getattr(deal_core.jobs, name) for name in deal_core.jobs.__all__)
-    assert all(getattr(deal_core.ray_serve, name) is getattr(deal_core.jobs.ray_serve, name)
-               for name in deal_core.ray_serve.__all__)

@@ -18,7 +18,8 @@ from deal_core.config import make_config
 from deal_core.errors import RewardError
 from deal_core.prompts import EncodedPrompt
 from deal_core.rewards import Reward, as_reward_sum
-from deal_core.search import DeALSearch, selection
+from deal_core.search import DeALSearch
+from deal_core.search.selection import Selection
 
 PROMPTS = ["The dog runs in the park", "a red ball", "the kid sits under the big tree and the blue sky", "sky"]
 BUDGETS = [12, 5, 16, 9]
@@ -102,14 +103,14 @@ def test_a_failing_prompt_leaves_the_others_answers_alone(lm, monkeypatch):
     search = search_of(lm, prompts, [10, 10, 10], Boom(), top_k=3, lookahead=2)
     done = run(search)
     assert set(done) == {0, 2} and isinstance(search.errors[1], RewardError)
-    stopped = selection.stopped
+    stopped = Selection.stopped
 
-    def failing(search, prompt, tokens, new):
+    def failing(selection, prompt, tokens, new):
         if prompt == 1 and len(tokens) > 3:
             raise RuntimeError("a bug in prompt 1's step")
-        return stopped(search, prompt, tokens, new)
+        return stopped(selection, prompt, tokens, new)
 
-    monkeypatch.setattr(selection, "stopped", failing)
+    monkeypatch.setattr(Selection, "stopped", failing)
     search = search_of(lm, [p.replace("boom", "bam") for p in prompts], [10, 10, 10], Boom(), top_k=3, lookahead=2)
     later = run(search)
     assert set(later) == {0, 2} and isinstance(search.errors[1], RuntimeError)

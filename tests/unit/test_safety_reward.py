@@ -11,7 +11,6 @@ import pytest
 from deal_core.bench.data import load_advbench, load_commongen
 from deal_core.errors import RewardSpecError
 from deal_core.rewards import (
-    Harmlessness,
     Inoffensive,
     Safety,
     reward_from_spec,
@@ -66,7 +65,6 @@ def test_prompt_harm_is_computed_once_per_distinct_prompt():
 
 
 def test_names_specs_and_migration():
-    assert Harmlessness is Safety
     assert type(rewards_from_cli(["harmless"]).terms[0].reward) is Safety
     assert type(rewards_from_cli(["offensive"]).terms[0].reward) is Inoffensive
     assert type(rewards_from_cli(["inoffensive:0.5"]).terms[0].reward) is Inoffensive

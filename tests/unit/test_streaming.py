@@ -1,4 +1,5 @@
-from deal_core.streaming import DeltaTracker, cut_at_stop
+from deal_core.stops import cut_at_stop
+from deal_core.streaming import DeltaTracker
 
 
 def test_split_utf8_character_is_held_until_complete():

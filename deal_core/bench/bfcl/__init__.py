@@ -19,13 +19,13 @@ both as BFCL wrote them and as OpenAI-style tools whose parameters are valid JSO
 
 `tools_of(row)` gives the row's functions as `deal_core.request.Tool`s.
 
-By part: `rows.py` (the rows, loaded and checked), `schema.py` (BFCL specs as JSON Schema, tools), `check.py`
+By part: `rows.py` (the rows, loaded and checked; as tools), `schema.py` (BFCL specs as JSON Schema), `check.py`
 (the AST checker).
 """
 
 from deal_core.bench.bfcl.check import MAX_VALUE_DEPTH, PYTHON_TYPES, CallCheck, check_calls, standardize
-from deal_core.bench.bfcl.rows import SPLITS, TOOL_NAME, BfclFunction, BfclRow, ExpectedCall, load_bfcl
-from deal_core.bench.bfcl.schema import JSON_SCHEMA_TYPES, json_schema, tools_of
+from deal_core.bench.bfcl.rows import SPLITS, TOOL_NAME, BfclFunction, BfclRow, ExpectedCall, load_bfcl, tools_of
+from deal_core.bench.bfcl.schema import JSON_SCHEMA_TYPES, json_schema
 
 __all__ = [
     "JSON_SCHEMA_TYPES", "MAX_VALUE_DEPTH", "PYTHON_TYPES", "SPLITS", "TOOL_NAME", "BfclFunction", "BfclRow",

@@ -7,11 +7,14 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from deal_core.bench.bfcl.schema import json_schema, tool
-from deal_core.bench.data import DataError, _resolve
+from deal_core.bench.bfcl.schema import json_schema
+from deal_core.bench.data import DataError, data_path
 from deal_core.errors import ConfigError, short_repr
+
+if TYPE_CHECKING:
+    from deal_core.request import Tool
 
 SPLITS: dict[str, str] = {"simple": "bfcl_simple_dev.jsonl", "multiple": "bfcl_multiple_dev.jsonl"}
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # deal_core.request.Tool's rule
@@ -95,7 +98,7 @@ def load_bfcl(split: str, limit: int | None = None, path: str | os.PathLike | No
         raise ConfigError(f"unknown BFCL split {short_repr(split)}; the splits are: {', '.join(SPLITS)}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit must be a positive integer or None, got {short_repr(limit)}")
-    file = _resolve(path, SPLITS[split])
+    file = data_path(path, SPLITS[split])
     rows: list[BfclRow] = []
     with open(file, encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
@@ -196,3 +199,15 @@ def _expected(call: Any, functions: tuple[BfclFunction, ...]) -> ExpectedCall:
                                  f"list of accepted values, got {short_repr(option)}")
     return ExpectedCall(name=name, accepted=accepted)
 
+
+def tool(function: BfclFunction) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": function.name, "description": function.description,
+                                             "parameters": json_schema(function.parameters, function.name)}}
+
+
+def tools_of(row: BfclRow) -> list[Tool]:
+    """The row's functions as `deal_core.request.Tool`s (names kept as written, dots included)."""
+    from deal_core.request import Tool
+
+    return [Tool(name=t["function"]["name"], description=t["function"]["description"],
+                 parameters=t["function"]["parameters"]) for t in row.tools]

@@ -1,15 +1,10 @@
-"""BFCL's parameter specs as JSON Schema: the offered functions become OpenAI-style tools (`json_schema`, `tool`)
-and `deal_core.request.Tool`s (`tools_of`)."""
+"""BFCL's parameter specs as JSON Schema (`json_schema`); rows.py turns a row's functions into tools with it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deal_core.errors import short_repr
-
-if TYPE_CHECKING:
-    from deal_core.bench.bfcl.rows import BfclFunction, BfclRow
-    from deal_core.request import Tool
 
 # The JSON Schema type each BFCL type name becomes; `any` becomes no type constraint.
 JSON_SCHEMA_TYPES: dict[str, str | None] = {
@@ -45,17 +40,3 @@ def json_schema(spec: dict[str, Any], where: str = "parameters") -> dict[str, An
         else:
             out[key] = value
     return out
-
-
-def tool(function: BfclFunction) -> dict[str, Any]:
-    return {"type": "function", "function": {"name": function.name, "description": function.description,
-                                             "parameters": json_schema(function.parameters, function.name)}}
-
-
-def tools_of(row: BfclRow) -> list[Tool]:
-    """The row's functions as `deal_core.request.Tool`s (names kept as written, dots included)."""
-    from deal_core.request import Tool
-
-    return [Tool(name=t["function"]["name"], description=t["function"]["description"],
-                 parameters=t["function"]["parameters"]) for t in row.tools]
-
