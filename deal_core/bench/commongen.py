@@ -29,11 +29,12 @@ from deal_core.bench.common import (
     write_report,
 )
 from deal_core.bench.data import ConceptSet, load_commongen
+from deal_core.config import settings_of
 from deal_core.decoder import DeAL
 from deal_core.rewards import Keywords
 
 INSTRUCTION = "Always write one fluent, natural sentence that uses every word the user lists."
-DEAL_SETTINGS = {"top_k": 10, "lookahead": 8, "reward_weight": 3.0}  # the defaults
+DEAL_SETTINGS = settings_of("default")  # top_k, lookahead, reward_weight: the defaults
 COLUMNS = ["soft coverage", "hard coverage", "clean soft coverage", "clean hard coverage", "degenerate", "meta",
            "perplexity", "ms / token"]
 
