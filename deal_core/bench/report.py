@@ -26,6 +26,8 @@ SPLITS = {
     "all": "every row, development and held-out alike",
     "easy": "CommonGen development sets of 3 concepts",
     "hard": "CommonGen development sets of 4–5 concepts (where the default settings were chosen: not held out)",
+    "hard-dev": "first half of the CommonGen 4–5-concept sets: Keywords' clean rules were checked on it",
+    "hard-test": "second half of the CommonGen 4–5-concept sets: held out, never looked at while the rules were chosen",
 }
 # Where a task's data come from when its report names no split.
 TASK_DATA = {
