@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 from deal_core.constraint import CALL_OPEN, TOOL_CALLS, ConstraintError, Matcher, split_tool_calls, tool_grammar
 from deal_core.errors import ConfigError, DeALError
 from deal_core.rewards.base import RewardSum
+from deal_core.rewards.tool_need import calls_since_user, next_value
 from deal_core.rewards.tool_results import ToolResultUse
 
 if TYPE_CHECKING:
     from deal_core.config import DeALConfig
-    from deal_core.request import Request
+    from deal_core.request import Request, Tool
     from deal_core.result import GenerationResult
     from deal_core.rewards.tool_need import ToolNeed
 
@@ -40,14 +41,28 @@ _ARGUMENTS = '"arguments": '
 
 
 def decide_auto(request: Request, need: ToolNeed | None) -> Request:
-    """The request with `"auto"` replaced by the `ToolNeed` decision ("required" or "none"); unchanged otherwise."""
+    """The request with `"auto"` replaced by the `ToolNeed` decision (a tool by name, or "none"); unchanged
+    otherwise. A tool called again for another value the request names ("in Cairo or in London") has that parameter
+    narrowed to that value, so the grammar writes it (`tool_need.next_value`)."""
     if need is None or not request.tools or request.choice[0] != "auto":
         return request
     try:
         mode, _ = need.decide(request)
     except DeALError:  # the embedder is not installed: the model decides
         return request
-    return request.model_copy(update={"tool_choice": mode})
+    update: dict[str, Any] = {"tool_choice": mode}
+    again = next_value(request) if isinstance(mode, dict) else None
+    if again and again[0] == mode["function"]["name"] and again[0] in {c.name for c in calls_since_user(request)}:
+        update["tools"] = [narrowed(t, again[1], again[2]) if t.name == again[0] else t for t in request.tools]
+    return request.model_copy(update=update)
+
+
+def narrowed(tool: Tool, parameter: str, value: str) -> Tool:
+    """`tool` whose `parameter` accepts only `value`."""
+    schema = dict(tool.parameters)
+    properties = dict(schema.get("properties", {}))
+    properties[parameter] = {**properties.get(parameter, {}), "enum": [value]}
+    return tool.model_copy(update={"parameters": {**schema, "properties": properties}})
 
 
 def results_to_answer(request: Request) -> tuple[str, ...]:
