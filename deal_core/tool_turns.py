@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 TOKENS_PER_ARGUMENT = 8  # room for each parameter's value beyond its shortest form ("", 0): measured on BFCL values
 _NAME = re.compile(r'"name": "((?:[^"\\]|\\.)*)"')
 _ARGUMENTS = '"arguments": '
+_CAPITALS_ONLY = re.compile(r"^\^?\[A-Z\](?:\{\d+(?:,\d*)?\}|\+)\$?$")  # a pattern such as ^[A-Z]{3}$
 
 
 def decide_auto(request: Request, need: ToolNeed | None) -> Request:
@@ -121,6 +122,34 @@ def _cut_call(body: str, why: str, whole: bool = False) -> dict[str, Any]:
     if whole and arguments.endswith("}"):
         arguments = arguments[:-1]
     return {"name": name.group(1) if name else None, "args": arguments, "error": why}
+
+
+def normalised(arguments: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """`arguments` as the schema asks them, where a value means one the schema allows but is written otherwise: an
+    enum value in another case or spacing ("Celsius " for "celsius"), a number or integer written as a string
+    ("12", "3.0"), an integer written with a zero fraction (3.0), a code (a string whose pattern allows only
+    capitals, such as ISO 4217's `^[A-Z]{3}$`) in small letters. Other values are left as they are."""
+    properties = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    return {k: _as_schema_asks(v, properties.get(k)) if isinstance(properties.get(k), dict) else v
+            for k, v in arguments.items()}
+
+
+def _as_schema_asks(value: Any, spec: dict[str, Any]) -> Any:
+    kind = spec.get("type")
+    if isinstance(value, str) and spec.get("enum"):
+        match = [e for e in spec["enum"] if isinstance(e, str) and e.lower() == " ".join(value.lower().split())]
+        return match[0] if value not in spec["enum"] and len(match) == 1 else value
+    if isinstance(value, str) and kind in ("number", "integer"):
+        try:
+            number = float(value.strip().replace(",", ""))
+        except ValueError:
+            return value
+        return int(number) if kind == "integer" and number.is_integer() else number
+    if isinstance(value, float) and kind == "integer" and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _CAPITALS_ONLY.match(spec.get("pattern", "")) and value.strip().isalpha():
+        return value.strip().upper()
+    return value
 
 
 def read_calls(raw: str, complete: bool,
