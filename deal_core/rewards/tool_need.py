@@ -134,7 +134,7 @@ class ToolNeed(Reward):
                              description="Best tool similarity from which the request counts as needing a tool.")
     margin: float = Field(0.15, ge=0.0, description="A clause's best tool this far below the request's best "
                                                      "similarity is not needed.")
-    cue_band: float = Field(0.1, ge=0.0, description="A best similarity less than this above the threshold needs a "
+    cue_band: float = Field(0.05, ge=0.0, description="A best similarity less than this above the threshold needs a "
                                                       "cue word of some tool in the request to count.")
     tools: tuple[dict[str, Any], ...] = Field((), description="For the reward: the bound tools, each a mapping "
                                             "with 'name', 'description' and 'parameters' (`Tool.model_dump()`).")
