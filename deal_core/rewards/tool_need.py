@@ -118,8 +118,10 @@ def next_value(request: Request) -> tuple[str, str, str] | None:
             pairs = [_BESIDE.format(a=v, b=_ENTITY), _BESIDE.format(a=_ENTITY, b=v)]
             for pattern in pairs:
                 for m in re.finditer(pattern, text):
-                    other = m.group("entity")
-                    if other not in _NOT_VALUES and (call.name, param, other.lower()) not in used:
+                    words = m.group("entity").split()
+                    other = " ".join(words[next((i for i, w in enumerate(words) if w not in _NOT_VALUES),
+                                                len(words)):])  # "Is Seattle" -> "Seattle"
+                    if other and (call.name, param, other.lower()) not in used:
                         return call.name, param, other
     return None
 

@@ -192,6 +192,9 @@ def test_a_comparison_calls_the_tool_again_for_the_other_value_by_the_grammar():
     assert weather.parameters["properties"]["city"]["enum"] == ["Oslo"]  # the value not asked for yet, only
     done = _after(question, ("get_weather", {"city": "Tokyo"}, "Cloudy"), ("get_weather", {"city": "oslo"}, "Snow"))
     assert decide_auto(done, need).choice[0] == "none"
+    colder = "Is Oslo colder than Tokyo right now?"  # a question word before a value is no value ("Is Oslo")
+    both = _after(colder, ("get_weather", {"city": "Oslo"}, "Snow"), ("get_weather", {"city": "Tokyo"}, "Cloudy"))
+    assert decide_auto(both, need).choice[0] == "none"
     for one in ("What is the weather in Oslo, and what is the population of Tokyo?", "Convert 100 USD to EUR."):
         request = decide_auto(_after(one), need)
         assert request.choice[0] == "required" and request.tools == tuple(FOUR) or request.tools == FOUR
