@@ -16,12 +16,14 @@ from deal_core.result import GenerationResult, SearchStats, StepTrace
 from deal_core.rewards.base import RewardSum
 from deal_core.search import Finished
 from deal_core.stops import cut_at_stop
-from deal_core.tool_turns import read_calls
+from deal_core.tool_turns import normalised, read_calls
 
 
-def _tool_turn(raw: str, done: Finished) -> tuple[str, list[ToolCall], list[dict], str]:
-    """Text before the calls, the runnable calls, the calls the budget cut, and the finish reason they imply."""
+def _tool_turn(raw: str, done: Finished, schemas: dict[str, dict]) -> tuple[str, list[ToolCall], list[dict], str]:
+    """Text before the calls, the runnable calls (arguments as their schema asks: `tool_turns.normalised`), the
+    calls the budget cut, and the finish reason they imply."""
     text, found, cut = read_calls(raw, done.complete, done.closed_early)  # a call the budget cut is no call
+    found = [(n, normalised(a, schemas.get(n, {}))) for n, a in found]
     if not done.complete and not found and not cut:
         text, cut = "", [{"name": None, "args": raw, "error": "max_new_tokens ran out before the call began"}]
     calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=n, arguments=a) for n, a in found]
@@ -39,7 +41,7 @@ def build_result(lm: Backend, done: Finished, prepared: Prepared, slot: int, sta
     text, calls, cut, parsed, reason = raw, [], [], None, done.reason
     tools = grammar is not None and bool(request.tools) and request.choice[0] != "none"
     if tools:
-        text, calls, cut, reason = _tool_turn(raw, done)
+        text, calls, cut, reason = _tool_turn(raw, done, {t.name: t.parameters for t in request.tools})
     if done.closed_early or cut:  # the budget, not the model, ended the answer
         reason = "length"
     fmt = request.response_format

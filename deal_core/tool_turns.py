@@ -26,28 +26,44 @@ from typing import TYPE_CHECKING, Any
 from deal_core.constraint import CALL_OPEN, TOOL_CALLS, ConstraintError, Matcher, split_tool_calls, tool_grammar
 from deal_core.errors import ConfigError, DeALError
 from deal_core.rewards.base import RewardSum
+from deal_core.rewards.tool_need import calls_since_user, next_value
 from deal_core.rewards.tool_results import ToolResultUse
 
 if TYPE_CHECKING:
     from deal_core.config import DeALConfig
-    from deal_core.request import Request
+    from deal_core.request import Request, Tool
     from deal_core.result import GenerationResult
     from deal_core.rewards.tool_need import ToolNeed
 
 TOKENS_PER_ARGUMENT = 8  # room for each parameter's value beyond its shortest form ("", 0): measured on BFCL values
 _NAME = re.compile(r'"name": "((?:[^"\\]|\\.)*)"')
 _ARGUMENTS = '"arguments": '
+_CAPITALS_ONLY = re.compile(r"^\^?\[A-Z\](?:\{\d+(?:,\d*)?\}|\+)\$?$")  # a pattern such as ^[A-Z]{3}$
 
 
 def decide_auto(request: Request, need: ToolNeed | None) -> Request:
-    """The request with `"auto"` replaced by the `ToolNeed` decision ("required" or "none"); unchanged otherwise."""
+    """The request with `"auto"` replaced by the `ToolNeed` decision (a tool by name, or "none"); unchanged
+    otherwise. A tool called again for another value the request names ("in Cairo or in London") has that parameter
+    narrowed to that value, so the grammar writes it (`tool_need.next_value`)."""
     if need is None or not request.tools or request.choice[0] != "auto":
         return request
     try:
         mode, _ = need.decide(request)
     except DeALError:  # the embedder is not installed: the model decides
         return request
-    return request.model_copy(update={"tool_choice": mode})
+    update: dict[str, Any] = {"tool_choice": mode}
+    again = next_value(request) if isinstance(mode, dict) else None
+    if again and again[0] == mode["function"]["name"] and again[0] in {c.name for c in calls_since_user(request)}:
+        update["tools"] = [narrowed(t, again[1], again[2]) if t.name == again[0] else t for t in request.tools]
+    return request.model_copy(update=update)
+
+
+def narrowed(tool: Tool, parameter: str, value: str) -> Tool:
+    """`tool` whose `parameter` accepts only `value`."""
+    schema = dict(tool.parameters)
+    properties = dict(schema.get("properties", {}))
+    properties[parameter] = {**properties.get(parameter, {}), "enum": [value]}
+    return tool.model_copy(update={"parameters": {**schema, "properties": properties}})
 
 
 def results_to_answer(request: Request) -> tuple[str, ...]:
@@ -106,6 +122,34 @@ def _cut_call(body: str, why: str, whole: bool = False) -> dict[str, Any]:
     if whole and arguments.endswith("}"):
         arguments = arguments[:-1]
     return {"name": name.group(1) if name else None, "args": arguments, "error": why}
+
+
+def normalised(arguments: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """`arguments` as the schema asks them, where a value means one the schema allows but is written otherwise: an
+    enum value in another case or spacing ("Celsius " for "celsius"), a number or integer written as a string
+    ("12", "3.0"), an integer written with a zero fraction (3.0), a code (a string whose pattern allows only
+    capitals, such as ISO 4217's `^[A-Z]{3}$`) in small letters. Other values are left as they are."""
+    properties = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    return {k: _as_schema_asks(v, properties.get(k)) if isinstance(properties.get(k), dict) else v
+            for k, v in arguments.items()}
+
+
+def _as_schema_asks(value: Any, spec: dict[str, Any]) -> Any:
+    kind = spec.get("type")
+    if isinstance(value, str) and spec.get("enum"):
+        match = [e for e in spec["enum"] if isinstance(e, str) and e.lower() == " ".join(value.lower().split())]
+        return match[0] if value not in spec["enum"] and len(match) == 1 else value
+    if isinstance(value, str) and kind in ("number", "integer"):
+        try:
+            number = float(value.strip().replace(",", ""))
+        except ValueError:
+            return value
+        return int(number) if kind == "integer" and number.is_integer() else number
+    if isinstance(value, float) and kind == "integer" and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _CAPITALS_ONLY.match(spec.get("pattern", "")) and value.strip().isalpha():
+        return value.strip().upper()
+    return value
 
 
 def read_calls(raw: str, complete: bool,

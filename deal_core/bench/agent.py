@@ -98,20 +98,22 @@ def run_task(agent: Any, task: dict[str, str]) -> dict[str, Any]:
                 "seconds": time.perf_counter() - start}
     calls = [c for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
     answer = state["messages"][-1].text if isinstance(state["messages"][-1], AIMessage) else ""
-    return {"question": task["question"], "ok": task["answer"].lower() in answer.lower(), "calls": len(calls),
+    wanted = [task["answer"]] if isinstance(task["answer"], str) else task["answer"]
+    ok = all(w.lower() in answer.lower() for w in wanted) and (task.get("kind") != "no-tool" or not calls)
+    return {"question": task["question"], "kind": task.get("kind", "one-tool"), "ok": ok, "calls": len(calls),
             "called": [f"{c['name']}({c['args']})" for c in calls], "answer": answer,
             "leak": any(p.lower() in answer.lower() for p in LEAK_PHRASES), "markup": bool(MARKUP.search(answer)),
             "seconds": time.perf_counter() - start}
 
 
 def run(model: str | None = None, data: str | None = None, limit: int = 30, max_new_tokens: int = 64,
-        json_out: str | None = None, half: str = "all", **_: Any) -> dict[str, Any]:
+        json_out: str | None = None, split: str = "all", **_: Any) -> dict[str, Any]:
     from langchain.agents import create_agent
 
     from langchain_deal import ChatDeAL
 
     tasks = load_tasks(data)
-    tasks = {"all": tasks, "tune": tasks[0::2], "held-out": tasks[1::2]}[half][:limit]
+    tasks = [t for t in tasks if split in ("all", t["split"])][:limit]  # "dev": tuned on; "test": only reported
     chat = ChatDeAL(model=model, max_tokens=max_new_tokens, rewards=[ToolArguments()])
     agent = create_agent(chat, tools=TOOLS)
     out, rows = console(), []
@@ -125,8 +127,10 @@ def run(model: str | None = None, data: str | None = None, limit: int = 30, max_
                "calls_per_task": sum(r["calls"] for r in rows) / n, "leaks": sum(r["leak"] for r in rows) / n,
                "markup": sum(r["markup"] for r in rows) / n,
                "empty_answers": sum(not r["answer"].strip() for r in rows),
-               "seconds_per_task": sum(r["seconds"] for r in rows) / n}
-    table = (f"Agent tasks through create_agent, tool_choice='auto', no middleware ({half}, {len(rows)} tasks, "
+               "seconds_per_task": sum(r["seconds"] for r in rows) / n,
+               "success_by_kind": {k: sum(r["ok"] for r in rows if r["kind"] == k) / sum(r["kind"] == k for r in rows)
+                                   for k in sorted({r["kind"] for r in rows})}}
+    table = (f"Agent tasks through create_agent, tool_choice='auto', no middleware ({split} split, {len(rows)} tasks, "
              f"max_tokens={max_new_tokens})\n\n" + markdown_table(
                  ["success", "calls / task", "answers with template phrases", "answers with markup", "empty answers",
                   "s / task"],
@@ -134,4 +138,4 @@ def run(model: str | None = None, data: str | None = None, limit: int = 30, max_
                    f"{100 * summary['leaks']:.0f}%", f"{100 * summary['markup']:.0f}%",
                    str(summary["empty_answers"]), f"{summary['seconds_per_task']:.1f}"]]))
     return write_report("agent", chat._decoder(), summary, rows, table, json_out, None,
-                        {"limit": limit, "max_new_tokens": max_new_tokens, "half": half})
+                        {"limit": limit, "max_new_tokens": max_new_tokens, "split": split})

@@ -166,7 +166,7 @@ def bench(
     ] = None,
     split: Annotated[
         Optional[str], typer.Option(help="commongen/speed: all | easy (3 concepts) | hard (4-5 concepts); "
-                                         "harmless/jailbreak/overrefusal: dev | test | all.")
+                                         "harmless/jailbreak/overrefusal/agent: dev | test | all.")
     ] = None,
     **search: Any,
 ) -> None:
@@ -201,9 +201,9 @@ def _bench_split(task: str, split: str) -> str:
     """`deal bench TASK --split S`: a split the task knows."""
     from deal_core.bench.data import HALVES, SPLITS
 
-    known = HALVES if task in ("harmless", "jailbreak", "overrefusal") else SPLITS
+    known = HALVES if task in ("harmless", "jailbreak", "overrefusal", "agent") else SPLITS
     if task not in ("commongen", "speed") and known is SPLITS:
-        _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal`, not {task}")
+        _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal|agent`, not {task}")
     if split not in known:
         _fail(f"unknown --split {split!r} for {task}; choose one of: {', '.join(known)}")
     return split

@@ -35,6 +35,15 @@ if TYPE_CHECKING:
 _NAME_PART = re.compile(r"[A-Za-z][a-z]*|[0-9]+")
 _CALLED = re.compile(re.escape(CALL_OPEN) + r'\s*\{"name": "([^"]+)"')
 _CLAUSE_BREAK = re.compile(r"[.;?!]+\s+|,\s*|\s+(?:and|then|also)\s+", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z]+")
+_GENERIC = {"get", "set", "lookup", "look", "find", "fetch", "search", "info", "data", "list", "tool", "current",
+            "make", "check", "query", "value", "values"}
+# two values side by side: "a or (in) b", "a and b", "a, b", "a colder than b", "a vs b"
+_BESIDE = (r"\b{a}\b(?:\s+[a-z]+){{0,2}}\s*(?:,|\bor\b|\band\b|\bthan\b|\bvs\.?|\bversus\b)\s*"
+           r"(?:(?:in|at|of|for|the)\s+)?{b}\b")
+_ENTITY = r"(?P<entity>[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*)"
+_NOT_VALUES = {"What", "Which", "Is", "Are", "How", "Who", "When", "Where", "Why", "Do", "Does", "Tell", "Please",
+               "I", "It", "The"}
 MIN_CLAUSE_WORDS = 3  # shorter pieces ("Add 250" of "Add 250 and 175.") are not requests of their own
 DEFAULT_THRESHOLD = 0.2  # the tuning half of `deal bench tool-need` chose 0.19 (BFCL 100%, others <= 2%)
 SHARPNESS = 20.0  # k of the reward's sigmoid
@@ -63,11 +72,58 @@ def similarities(request: str, tools: Sequence[Tool]) -> list[float]:
     return [float(query @ _embedding(tool_words(t))) for t in tools]
 
 
-def pending_tools(request: Request) -> list[Tool]:
-    """The tools not yet called since the last user message (all of them when there is no call after it)."""
+def calls_since_user(request: Request) -> list[Any]:
+    """The calls the assistant made since the last user message, in order."""
     last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
-    called = {c.name for m in request.messages[last_user + 1:] if m.role == "assistant" for c in m.tool_calls}
-    return [t for t in request.tools if t.name not in called]
+    return [c for m in request.messages[last_user + 1:] if m.role == "assistant" for c in m.tool_calls]
+
+
+def cue_words(tool: Tool) -> set[str]:
+    """Words that name what a tool does: its name's words of 4+ letters but generic verbs, and its string
+    parameters' enum values ("multiply" of a calculator's `operation`)."""
+    words = {w for w in _NAME_PART.findall(tool.name.lower()) if len(w) >= 4 and w not in _GENERIC}
+    params = tool.parameters.get("properties", {}) if isinstance(tool.parameters, dict) else {}
+    for spec in params.values():
+        words |= {v.lower() for v in (spec.get("enum") or []) if isinstance(spec, dict) and isinstance(v, str)
+                  and len(v) >= 3} if isinstance(spec, dict) else set()
+    return words
+
+
+def _same_stem(word: str, cue: str) -> bool:
+    """`word` is `cue` or a form of it: they share a prefix of all but two letters of the shorter one, and at least
+    four ("multiplied" and "multiply", "divided" and "divide"); a short cue ("add") must match exactly."""
+    if len(cue) < 4 or len(word) < 4:
+        return word == cue
+    common = next((i for i, (a, b) in enumerate(zip(word, cue)) if a != b), min(len(word), len(cue)))
+    return common >= max(4, min(len(word), len(cue)) - 2)
+
+
+def cue_positions(text: str, tool: Tool) -> list[int]:
+    """Where in `text` a word names the tool (`cue_words`), in order."""
+    cues = cue_words(tool)
+    return [m.start() for m in _WORD.finditer(text) if any(_same_stem(m.group().lower(), c) for c in cues)]
+
+
+def next_value(request: Request) -> tuple[str, str, str] | None:
+    """(tool, parameter, value) for a call the request still needs with another value: a call since the user's
+    message used a value of the request ("Cairo"), and the request names another one beside it ("in Cairo or in
+    London", "Seattle colder than London", "Canada or Kenya") that no call of that tool used yet."""
+    text, calls = request.text, calls_since_user(request)
+    used = {(c.name, p, str(v).lower()) for c in calls for p, v in c.arguments.items()}
+    for call in calls:
+        for param, value in call.arguments.items():
+            if not isinstance(value, str) or not value.strip():
+                continue
+            v = f"(?i:{re.escape(value.strip())})"
+            pairs = [_BESIDE.format(a=v, b=_ENTITY), _BESIDE.format(a=_ENTITY, b=v)]
+            for pattern in pairs:
+                for m in re.finditer(pattern, text):
+                    words = m.group("entity").split()
+                    other = " ".join(words[next((i for i, w in enumerate(words) if w not in _NOT_VALUES),
+                                                len(words)):])  # "Is Seattle" -> "Seattle"
+                    if other and (call.name, param, other.lower()) not in used:
+                        return call.name, param, other
+    return None
 
 
 class ToolNeed(Reward):
@@ -80,39 +136,48 @@ class ToolNeed(Reward):
                              description="Best tool similarity from which the request counts as needing a tool.")
     margin: float = Field(0.15, ge=0.0, description="A clause's best tool this far below the request's best "
                                                      "similarity is not needed.")
+    cue_band: float = Field(0.05, ge=0.0, description="A best similarity less than this above the threshold needs a "
+                                                      "cue word of some tool in the request to count.")
     tools: tuple[dict[str, Any], ...] = Field((), description="For the reward: the bound tools, each a mapping "
                                             "with 'name', 'description' and 'parameters' (`Tool.model_dump()`).")
 
     def decide(self, request: Request) -> tuple[str | dict, float]:
-        """The tool choice for an `"auto"` request, and the best tool's similarity: `"none"` below the threshold
-        or when every needed tool was already called since the user's last message; the one pending needed tool
-        by name; `"required"` (the model picks) when several are pending."""
-        pending = {t.name for t in pending_tools(request)}
-        if not pending:
-            return "none", 0.0
+        """The tool choice for an `"auto"` request, and the best tool's similarity: the first needed tool (in the
+        request's order) not yet called since the user's last message, by name; else, for a request that names
+        another value beside one a call used ("in Cairo or in London"), that tool again (`next_value`); else
+        `"none"`: the agent gathered what the request needs and answers."""
         needed, best = self.needed(request.text, request.tools)
-        left = [name for name in needed if name in pending]
-        if len(left) == 1:
-            return {"type": "function", "function": {"name": left[0]}}, best
-        return ("required" if left else "none"), best
+        called = {c.name for c in calls_since_user(request)}
+        left = [name for name in needed if name not in called]
+        if not left and needed:
+            again = next_value(request)
+            left = [again[0]] if again else []
+        return ({"type": "function", "function": {"name": left[0]}} if left else "none"), best
 
     def needed(self, text: str, tools: Sequence[Tool]) -> tuple[list[str], float]:
-        """The tools `text` needs (none when its best similarity is under the threshold): its best tool and, when
-        it has several clauses, each clause's best tool that reaches the threshold and is within `margin` of the
-        request's best similarity. Also returns that best similarity."""
+        """The tools `text` needs, in the order the request asks for them (none when its best similarity is under
+        the threshold, or under `cue_band` above it with no tool named by a cue word): its best tool; when it has
+        several clauses, each clause's best tool that reaches the threshold and is within `margin` of the
+        request's best similarity; and each tool that reaches the threshold and that a word of the request names
+        (`cue_positions`: "multiplied" for `multiply`). Also returns that best similarity."""
         sims = similarities(text, tools)
         best = max(sims)
-        if best < self.threshold:
+        cues = {t.name: cue_positions(text, t) for t in tools}
+        if best < self.threshold or (best < self.threshold + self.cue_band and not any(cues.values())):
             return [], best
-        out = [tools[sims.index(best)].name]
+        where: dict[str, int] = {}
         parts = [p for p in _CLAUSE_BREAK.split(text) if len(p.split()) >= MIN_CLAUSE_WORDS]
         for part in parts if len(parts) > 1 else []:
             part_sims = similarities(part, tools)
             top = max(part_sims)
             name = tools[part_sims.index(top)].name
-            if top >= max(self.threshold, best - self.margin) and name not in out:
-                out.append(name)
-        return out, best
+            if top >= max(self.threshold, best - self.margin):
+                where[name] = min(where.get(name, len(text)), text.find(part))
+        for tool, sim in zip(tools, sims):
+            if cues[tool.name] and sim >= self.threshold:
+                where[tool.name] = min(where.get(tool.name, len(text)), cues[tool.name][0])
+        where.setdefault(tools[sims.index(best)].name, 0)
+        return sorted(where, key=lambda name: where[name]), best
 
     def _sigmoid(self, sim: float) -> float:
         return float(1.0 / (1.0 + np.exp(-SHARPNESS * (sim - self.threshold))))

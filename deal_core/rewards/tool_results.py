@@ -9,7 +9,10 @@ prefers continuations that state the results' values.
 What counts as a result's content: its numbers ("-3", "6.21") and its words of 3+ letters, leaving out those the
 request already contains (for "Convert 10 kilometers to miles." the result "10 kilometers is 6.21 miles" has one
 item, 6.21). An answer carries an item when it holds it as a whole word or number, case aside ("130" does not carry
-13). Score: the share of items carried; a result without items (all in the request) scores 1, an empty text 0.
+13). Score: the share of items carried; a result without items (all in the request) scores 1, an empty text 0. An
+answer that restates the request (holds `ECHO_WORDS` of its words in a row, or all of a shorter request) scores half:
+after two calls the 135M model answered "Drizzle, 12 degrees\n\nIs it warmer in Cairo or in London?", the last
+result and the question copied from the prompt (`deal bench agent`, dev split).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pydantic import Field
 
 from deal_core.rewards.base import Reward
 
+ECHO_WORDS = 5
 # a number (sign, decimals) not glued to letters or other digits; a word of letters
 _ITEM = regex.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w]|\.\d)|[^\W\d_]{3,}")
 
@@ -36,6 +40,14 @@ def items_of(text: str) -> frozenset[str]:
 def _carried(text: str) -> frozenset[str]:
     """Every number and word of `text` (any length), lower-cased: what an answer holds."""
     return frozenset(m.lower() for m in regex.findall(r"-?\d+(?:\.\d+)?|[^\W\d_]+", text))
+
+
+def restates(request: str, text: str) -> bool:
+    """`text` holds `ECHO_WORDS` words of `request` in a row (all of them when the request is shorter)."""
+    words = regex.findall(r"\w+", request.lower())
+    said = " " + " ".join(regex.findall(r"\w+", text.lower())) + " "
+    run = min(ECHO_WORDS, len(words))
+    return run > 0 and any(f" {' '.join(words[i:i + run])} " in said for i in range(len(words) - run + 1))
 
 
 class ToolResultUse(Reward):
@@ -53,7 +65,7 @@ class ToolResultUse(Reward):
         if not text.strip():
             return 0.0
         held = _carried(text)
-        return len(wanted & held) / len(wanted)
+        return len(wanted & held) / len(wanted) * (0.5 if restates(prompt, text) else 1.0)
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
         return [self._one(p, t) for p, t in zip(prompts, texts)]

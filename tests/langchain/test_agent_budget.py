@@ -9,9 +9,10 @@ import asyncio
 import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage
+from langchain_core.tools import tool
 from pydantic import BaseModel
 
-from deal_core.bench.agent import LEAK_PHRASES, TOOLS, calculator, convert_units
+from deal_core.bench.agent import LEAK_PHRASES, TOOLS, calculator, convert_units, get_weather
 from deal_core.rewards import Safety, ToolArguments
 from langchain_deal import ChatDeAL
 from langchain_deal.middleware import GuardModelCalls, RetryOnBudget, StepRewards
@@ -89,3 +90,25 @@ def test_shipped_middleware_runs_sync_and_under_astream_events():
         return [e["event"] async for e in agent.astream_events(question, version="v2")]
 
     assert "on_chat_model_end" in asyncio.run(events())
+
+
+@tool
+def get_population(city: str) -> str:
+    """Get the population of a city."""
+    return {"oslo": "709000", "tokyo": "13960000"}.get(city.strip().lower(), f"no data for {city}")
+
+
+@tool
+def convert_currency(amount: float, from_currency: str, to_currency: str) -> str:
+    """Convert an amount of money from one currency to another."""
+    return f"{amount} {from_currency} in {to_currency}"
+
+
+def test_a_plain_answer_that_reaches_the_budget_with_tools_bound_returns_its_text():
+    """Issue 36: with tools bound, "Say hello in Spanish." raised ConstraintError (the answer reached max_new_tokens
+    before its JSON answer was complete) though no JSON was asked for; every chat model returns the text with
+    finish_reason "length"."""
+    chat = ChatDeAL(max_tokens=6).bind_tools([get_weather, get_population, calculator, convert_currency])
+    message = chat.invoke("Say hello in Spanish.")
+    assert not message.tool_calls and message.content.strip(), message
+    assert message.response_metadata["finish_reason"] == "length"

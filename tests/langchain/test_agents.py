@@ -111,3 +111,51 @@ def test_the_answer_after_a_tool_result_states_it_by_default():
     assert answer.response_metadata["rewards"]["tool_result_use"] == 1.0
     off = ChatDeAL(max_tokens=32, tool_result_weight=0).invoke(messages)
     assert "tool_result_use" not in off.response_metadata["rewards"]
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Get the current weather in a city."""
+    return {"oslo": "Snow, -3 degrees", "tokyo": "Cloudy, 18 degrees"}.get(city.strip().lower(), f"no data: {city}")
+
+
+@tool
+def get_population(city: str) -> str:
+    """Get the population of a city."""
+    return {"oslo": "709000", "tokyo": "13960000"}.get(city.strip().lower(), f"no data for {city}")
+
+
+@tool
+def multiply(a: float, b: float) -> float:
+    """Multiply two numbers."""
+    return a * b
+
+
+@tool
+def convert_currency(amount: float, from_currency: str, to_currency: str) -> str:
+    """Convert an amount of money from one currency to another."""
+    return f"{amount} {from_currency} in {to_currency}"
+
+
+def _agent_run(question: str) -> tuple[list[tuple[str, dict]], str]:
+    agent = create_agent(ChatDeAL(max_tokens=64), tools=[get_weather, get_population, multiply, convert_currency])
+    state = agent.invoke({"messages": [{"role": "user", "content": question}]}, config={"recursion_limit": 12})
+    calls = [(c["name"], c["args"]) for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
+    return calls, state["messages"][-1].text
+
+
+def test_a_two_tool_chain_calls_the_second_tool_on_the_first_result():
+    """Issue 36: "What is the population of Oslo multiplied by 3?" called get_population, then answered "709000"."""
+    calls, answer = _agent_run("What is the population of Oslo multiplied by 3?")
+    assert [name for name, _ in calls] == ["get_population", "multiply"], calls
+    assert calls[0][1] == {"city": "Oslo"}, calls
+    assert answer.strip() and "<tool_call>" not in answer
+    # not asserted yet: multiply's arguments hold the result (709000); on the agent bench's dev split the 135M model
+    # took the request's number instead ("Convert 5 miles ..., then multiply the result by 2" -> a=5)
+
+
+def test_a_comparison_gets_both_values():
+    """Issue 36: "Is it warmer in Tokyo or in Oslo?" called the weather tool once and answered with Tokyo's."""
+    calls, answer = _agent_run("Is it warmer in Tokyo or in Oslo?")
+    assert sorted(args["city"] for _, args in calls) == ["Oslo", "Tokyo"], calls
+    assert answer.strip() and "<tool_call>" not in answer

@@ -84,3 +84,20 @@ def test_stream_structured_predict_yields_the_object():
                                               text="Alice is 31 years old and lives in Oslo."):
         pass
     assert (last.name, last.age, last.city) == ("Alice", 31, "Oslo"), last
+
+
+def test_a_plain_answer_that_reaches_the_budget_with_tools_bound_returns_its_text():
+    """Issue 36: with tools bound, a plain answer cut by the budget raised ConstraintError; it is the text, with
+    finish_reason "length"."""
+    def get_weather(city: str) -> str:
+        """Get the current weather in a city."""
+        return f"Sunny in {city}"
+
+    def multiply(a: float, b: float) -> float:
+        """Multiply two numbers."""
+        return a * b
+
+    tools = [FunctionTool.from_defaults(fn=f) for f in (get_weather, multiply)]
+    response = DeALLLM(max_tokens=6).chat_with_tools(tools, user_msg="Say hello in Spanish.")
+    assert response.message.content.strip() and not response.message.additional_kwargs.get("tool_calls")
+    assert response.additional_kwargs["finish_reason"] == "length", response.additional_kwargs

@@ -128,3 +128,13 @@ def test_llamaindex_openai_like_calls_tools_and_predicts_structure(embedded_serv
 
     city = llm.structured_predict(City, PromptTemplate("Which city is the capital of France? {q}"), q="")
     assert isinstance(city, City)
+
+
+@pytest.mark.slow
+def test_a_plain_answer_that_reaches_the_budget_with_tools_bound_is_text_with_finish_length(embedded_server):
+    """Issue 36: with tools bound, a plain answer cut by the budget was an error; over HTTP it is the text."""
+    reply = client(embedded_server).chat.completions.create(
+        model="", messages=[{"role": "user", "content": "Say hello in Spanish."}], tools=[WEATHER, TIME],
+        max_tokens=6)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "length" and choice.message.content.strip() and not choice.message.tool_calls

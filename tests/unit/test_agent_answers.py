@@ -85,3 +85,12 @@ def test_a_turn_whose_only_output_is_a_cut_call_is_asked_again_with_twice_the_bu
     assert retry_for_cut_call(request, _result("", 0, 1, 64), DeALConfig()).settings["max_new_tokens"] == 128
     for kept in (_result("Madrid is", 0, 1, 40), _result("", 1, 1, 40), _result("", 0, 0, 40)):
         assert retry_for_cut_call(request, kept, DeALConfig()) is None
+
+
+def test_an_answer_that_restates_the_question_earns_half():
+    """Issue 36 (agent bench, dev): after two weather calls the answer was the last result and the question copied."""
+    reward = ToolResultUse(results=("Clear, 35 degrees", "Drizzle, 12 degrees"))
+    question = "Is it warmer in Cairo or in London?"
+    echo, answer = reward.score([question] * 2, ["Drizzle, 12 degrees\n\nIs it warmer in Cairo or in London?",
+                                                 "Cairo is warmer: clear, 35 degrees; London has drizzle, 12."], [True] * 2)
+    assert answer == 1.0 and echo == 0.5 * 3 / 5

@@ -9,7 +9,7 @@ from deal_core.prompts import render_messages
 from deal_core.request import Request, Tool
 from deal_core.rewards import ToolArguments
 from deal_core.rewards.tool_need import ToolNeed
-from deal_core.tool_turns import decide_auto, read_calls
+from deal_core.tool_turns import decide_auto, normalised, read_calls
 
 WEATHER = Tool(name="get_weather", description="Get the current weather in a city", parameters={
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
@@ -31,7 +31,7 @@ def test_tool_need_decides_auto_from_the_request_and_what_was_already_called():
         {"role": "tool", "content": "Sunny, 21 degrees", "tool_call_id": "a"}], tools=[WEATHER])
     assert decide_auto(called, need).tool_choice == "none"  # gathered: answer now
     both = Request.of("What is the weather in Paris, and what time is it in Tokyo?", tools=[WEATHER, TIME])
-    assert decide_auto(both, need).choice == ("required", None)
+    assert decide_auto(both, need).choice == ("required", "get_weather")  # both needed: the first asked, first
     forced = Request.of("Tell me a joke.", tools=[WEATHER], tool_choice="required")
     assert decide_auto(forced, need) is forced and decide_auto(asks, None) is asks
 
@@ -147,3 +147,69 @@ def test_tool_need_calls_the_calculator_for_times():
                       "divide.", parameters={"type": "object", "properties": {"a": {"type": "number"},
                                              "operation": {"type": "string"}, "b": {"type": "number"}}})
     assert decide_auto(Request.of("What is 23 times 17?", tools=[calculator]), ToolNeed()).choice[0] == "required"
+
+
+POPULATION = Tool(name="get_population", description="Get the population of a city.", parameters={
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+MULTIPLY = Tool(name="multiply", description="Multiply two numbers.", parameters={
+    "type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]})
+CURRENCY = Tool(name="convert_currency", description="Convert an amount of money from one currency to another.",
+                parameters={"type": "object", "properties": {"amount": {"type": "number"},
+                            "from_currency": {"type": "string"}, "to_currency": {"type": "string"}}})
+FOUR = [WEATHER.model_copy(update={"description": "Get the current weather in a city."}), POPULATION, MULTIPLY,
+        CURRENCY]
+
+
+def _after(question: str, *calls: tuple[str, dict, str]) -> Request:
+    """The agent's request after `calls` (name, arguments, result) answered `question`."""
+    import json
+
+    messages = [{"role": "user", "content": question}]
+    for i, (name, arguments, result) in enumerate(calls):
+        messages += [{"role": "assistant", "content": None, "tool_calls": [{"id": f"c{i}", "type": "function",
+                      "function": {"name": name, "arguments": json.dumps(arguments)}}]},
+                     {"role": "tool", "content": result, "tool_call_id": f"c{i}"}]
+    return Request.of(messages, tools=FOUR)
+
+
+def test_after_a_result_the_next_tool_the_request_needs_is_called_then_the_answer():
+    """Issue 36: "What is the population of Oslo multiplied by 3?" called get_population, then answered "709000"."""
+    need, question = ToolNeed(), "What is the population of Oslo multiplied by 3?"
+    assert decide_auto(_after(question), need).choice == ("required", "get_population")
+    first = ("get_population", {"city": "Oslo"}, "709000")
+    assert decide_auto(_after(question, first), need).choice == ("required", "multiply")
+    assert decide_auto(_after(question, first, ("multiply", {"a": 709000, "b": 3}, "2127000")), need).choice[0] == \
+        "none"
+
+
+def test_a_comparison_calls_the_tool_again_for_the_other_value_by_the_grammar():
+    """Issue 36: "Is it warmer in Tokyo or in Oslo?" called the weather tool once and answered with Tokyo's."""
+    need, question = ToolNeed(), "Is it warmer in Tokyo or in Oslo?"
+    assert decide_auto(_after(question), need).choice == ("required", "get_weather")
+    again = decide_auto(_after(question, ("get_weather", {"city": "Tokyo"}, "Cloudy, 18 degrees")), need)
+    assert again.choice == ("required", "get_weather")
+    [weather] = [t for t in again.tools if t.name == "get_weather"]
+    assert weather.parameters["properties"]["city"]["enum"] == ["Oslo"]  # the value not asked for yet, only
+    done = _after(question, ("get_weather", {"city": "Tokyo"}, "Cloudy"), ("get_weather", {"city": "oslo"}, "Snow"))
+    assert decide_auto(done, need).choice[0] == "none"
+    colder = "Is Oslo colder than Tokyo right now?"  # a question word before a value is no value ("Is Oslo")
+    both = _after(colder, ("get_weather", {"city": "Oslo"}, "Snow"), ("get_weather", {"city": "Tokyo"}, "Cloudy"))
+    assert decide_auto(both, need).choice[0] == "none"
+    for one in ("What is the weather in Oslo, and what is the population of Tokyo?", "Convert 100 USD to EUR."):
+        request = decide_auto(_after(one), need)
+        assert request.choice[0] == "required" and request.tools == tuple(FOUR) or request.tools == FOUR
+
+
+@pytest.mark.parametrize("question", ["Say hello in Spanish.", "Tell me a joke.", "Write a haiku about autumn.",
+                                      "What color is the sky on a clear day?"])
+def test_requests_no_tool_answers_are_not_sent_to_a_tool(question):
+    assert decide_auto(_after(question), ToolNeed()).choice[0] == "none"
+
+
+def test_arguments_are_read_as_the_schema_asks():
+    schema = {"properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}, "n": {"type": "integer"},
+                             "x": {"type": "number"}, "code": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                             "city": {"type": "string"}}}
+    assert normalised({"unit": "Celsius ", "n": "3", "x": "2.5", "code": "usd", "city": "Oslo"}, schema) == {
+        "unit": "celsius", "n": 3, "x": 2.5, "code": "USD", "city": "Oslo"}
+    assert normalised({"n": 3.0, "unit": "kelvin", "x": "many"}, schema) == {"n": 3, "unit": "kelvin", "x": "many"}
