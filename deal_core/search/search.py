@@ -44,7 +44,7 @@ from deal_core.search.rollout import Rollout, RolloutPlan
 from deal_core.search.scorer import Scorer
 from deal_core.search.scoring import CandidateScoring
 from deal_core.search.selection import Selection, thresholds
-from deal_core.search.state import Branch, Candidate, Finished, Job, Row, State, StepUpdate, advanced
+from deal_core.search.state import Branch, Candidate, Job, Row, State, StepUpdate, advanced
 from deal_core.stops import stop_window
 
 
@@ -74,11 +74,6 @@ class DeALSearch:
     @property
     def prompts(self) -> list[EncodedPrompt]:
         return [job.prompt for job in self.jobs]
-
-    @property
-    def finished(self) -> dict[int, list[Finished]]:
-        """Per prompt, the answers its rows ended with so far."""
-        return {i: job.finished for i, job in enumerate(self.jobs)}
 
     def _job(self, prompt: EncodedPrompt, config: DeALConfig, rewards: RewardSum,
              constraint: Constraint | None) -> Job:
