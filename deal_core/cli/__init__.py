@@ -233,6 +233,11 @@ def serve(
         typer.Option("--reward", help="Server-wide default reward NAME[=ARG][:WEIGHT], repeatable (a request's own "
                                       "`deal.rewards` replace them)."),
     ] = None,
+    pin_reward: Annotated[
+        Optional[list[str]],
+        typer.Option("--pin-reward", help="Operator reward NAME[=ARG][:WEIGHT] that always applies, repeatable: a "
+                                          "request may add rewards, never drop these (e.g. --pin-reward safety)."),
+    ] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Serve on Ray Serve (cluster: $RAY_ADDRESS, else a new local "
                                                     "one).")] = False,
     replicas: Annotated[Optional[int], typer.Option(min=1, help="With --ray: model replicas. [default: 1]")] = None,
@@ -245,7 +250,6 @@ def serve(
     import importlib.util
 
     from deal_core.rewards import rewards_from_cli
-
     missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         _fail(f"deal serve needs {' and '.join(missing)}: pip install 'deal-align[server]'")
@@ -255,7 +259,9 @@ def serve(
         limits = ServerLimits(**given(ServerLimits, limit_options))
     except ValidationError as exc:
         _fail(f"invalid server limits: {describe_validation_error(exc)}")
-    rewards = rewards_from_cli(reward or [])
+    rewards, pinned = rewards_from_cli(reward or []), rewards_from_cli(pin_reward or [])
+    if ray and pinned.terms:
+        _fail("--pin-reward is not supported with --ray yet: serve without --ray, or use --reward")
     if ray:
         from deal_core.jobs.ray_serve import require_serve, serve_forever
 
@@ -266,7 +272,7 @@ def serve(
     from deal_core.serving import serve as run_server
 
     run_server(model=model, host=host, port=port, rewards=rewards if rewards.terms else None, batching=batching,
-               limits=limits)
+               limits=limits, pinned=pinned if pinned.terms else None)
 
 
 def main(argv: list[str] | None = None) -> None:
