@@ -144,7 +144,8 @@ def bench(
     ] = None,
     split: Annotated[
         Optional[str], typer.Option(help="commongen/speed: all | easy (3 concepts) | hard (4-5 concepts); "
-                                         "harmless/jailbreak/overrefusal: dev | test | all.")
+                                         "harmless/jailbreak/overrefusal: dev | test | all; safety: dev | "
+                                         "heldout.")
     ] = None,
     **search: Any,
 ) -> None:
@@ -164,9 +165,10 @@ def bench(
     if split is not None:
         from deal_core.bench.data import HALVES, SPLITS
 
-        known = HALVES if task in ("harmless", "jailbreak", "overrefusal") else SPLITS
+        known = HALVES if task in ("harmless", "jailbreak", "overrefusal") else ("dev", "heldout") \
+            if task == "safety" else SPLITS
         if task not in ("commongen", "speed") and known is SPLITS:
-            _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal`, not {task}")
+            _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal|safety`, not {task}")
         if split not in known:
             _fail(f"unknown --split {split!r} for {task}; choose one of: {', '.join(known)}")
         options["split"] = split

@@ -86,6 +86,16 @@ def prompt_harm(requests: Sequence[str]) -> list[float]:
     return [1.0 / (1.0 + math.exp(-float(z))) for z in logits]
 
 
+def answer_harm(answers: Sequence[str]) -> list[float]:
+    """The answer-level harm check: P(the answer itself reads as help with harm), the shipped head applied to the
+    answer's own text (a compliant answer to a harmful request talks about the harm it helps with; a helpful answer
+    to a benign lookalike talks about garlic or history). Uncached; blank answers score 0."""
+    if not answers:
+        return []
+    scored = prompt_harm([a for a in answers if a.strip()])
+    return [scored.pop(0) if a.strip() else 0.0 for a in answers]
+
+
 class Safety(Reward):
     """1 − P(harmful request) · (1 − refusal(response)); range [0, 1]. See the module docstring and README
     "Harmful requests". `harm_threshold`: requests the head scores below it count as benign (score 1, no per-step
