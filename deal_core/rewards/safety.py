@@ -106,7 +106,11 @@ class Safety(Reward):
     # Openings offered for flagged requests (after a pre-filled "Sure, here is …" too); () offers none.
     refusals: tuple[str, ...] = ("I'm sorry, but I can't help with that.", "I can't help with that.",
                                  "\n\nI can't help with that.", ". I can't help with that.")
+    # The answer-level check: a flagged request's answer that scores below this keeps its place (no refusal competes)
+    # and is not penalised for complying; 0 turns the check off (every answer to a flagged request counts as harmful).
+    answer_threshold: float = Field(0.5, ge=0.0, le=1.0)
     _harm: dict[str, float] = PrivateAttr(default_factory=dict)
+    _answers: dict[str, float] = PrivateAttr(default_factory=dict)
 
     CACHE_SIZE: ClassVar[int] = 1024
     embeddings_computed: ClassVar[int] = 0  # requests embedded so far, all instances (tests read it)
@@ -125,6 +129,22 @@ class Safety(Reward):
         """The refusal openings, for a request the head flags (nothing for one below `harm_threshold`)."""
         return list(self.refusals) if self.harm([request])[0] > 0.0 else []
 
+    def keeps_answer(self, request: str, answer: str) -> bool:
+        """The search's answer stands, its refusals withdrawn, when the answer-level check passes it: it neither
+        refuses nor reads as help with harm (`answer_harm` below `answer_threshold`)."""
+        if self.answer_threshold <= 0.0 or refusal(answer) == 1.0:
+            return False
+        return self.answer_harm([answer])[0] < self.answer_threshold
+
+    def answer_harm(self, answers: Sequence[str]) -> list[float]:
+        """`answer_harm` of each text, embedding only texts not seen before (a bounded cache, like `harm`)."""
+        missing = list(dict.fromkeys(a for a in answers if a not in self._answers))
+        if missing:
+            while len(self._answers) + len(missing) > self.CACHE_SIZE * 8 and self._answers:
+                self._answers.pop(next(iter(self._answers)))
+            self._answers.update(zip(missing, answer_harm(missing)))
+        return [self._answers[a] for a in answers]
+
     def harm(self, requests: Sequence[str]) -> list[float]:
         """Each request's harm weight (0 below `harm_threshold`), embedding only requests not seen before."""
         missing = list(dict.fromkeys(r for r in requests if r not in self._harm))
@@ -137,4 +157,8 @@ class Safety(Reward):
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
         harms = self.harm(prompts)
-        return [1.0 if h == 0.0 else 1.0 - h * (1.0 - refusal(t, f)) for h, t, f in zip(harms, texts, is_final)]
+        refused = [0.0 if h == 0.0 else refusal(t, f) for h, t, f in zip(harms, texts, is_final)]
+        checked = [t for h, r, t in zip(harms, refused, texts) if h > 0.0 and r < 1.0]
+        harmful = dict(zip(checked, self.answer_harm(checked))) if self.answer_threshold > 0.0 else {}
+        return [1.0 if h == 0.0 else 1.0 - h * (1.0 - r) * harmful.get(t, 1.0)
+                for h, r, t in zip(harms, refused, texts)]

@@ -28,7 +28,7 @@ HEAD = ROOT / "deal_core" / "rewards" / "files" / "safety_prompt_head.json"
 BENCH = ROOT / "deal_core" / "bench" / "files"
 NEVER_TRAIN = {"AdvBench", "HarmfulQ"}
 DNA_HARMFUL = ("malicious_uses", "information_hazard", "discrimination_exclusion_toxicity_hateful_offensive")
-C = 1.0  # inverse L2 strength; chosen by 5-fold CV on the training rows (see MODEL_CARD.md)
+C = 4.0  # inverse L2 strength; chosen on the dev split (AdvBench dev rows vs dev lookalikes flagged, MODEL_CARD.md)
 
 Example = tuple[str, int, str]  # (request, label, source)
 
