@@ -83,11 +83,13 @@ def _summary(rows: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict
     return out
 
 
-def run(model: str | None = None, split: str = "heldout", limit: int | None = None, harmful_limit: int = 20,
-        max_new_tokens: int = 64, json_out: str | None = None, settings: dict[str, Any] | None = None,
+def run(model: str | None = None, split: str = "heldout", limit: int | None = None, harmful_limit: int = 12,
+        max_new_tokens: int = 40, json_out: str | None = None, settings: dict[str, Any] | None = None,
         **_: Any) -> dict[str, Any]:
-    """Every item greedy and with DeAL + Safety (default settings unless `settings`), interleaved in one process."""
+    """Every item greedy and with DeAL + Safety (default settings unless `settings`), interleaved in one process.
+    `limit`: at most this many requests of each set (default: every lookalike, `harmful_limit` AdvBench rows)."""
     settings = dict(settings or {})
+    harmful_limit = min(limit, harmful_limit) if limit else harmful_limit
     items = _items(split, limit, harmful_limit)
     deal, safety = DeAL(model), Safety()
     rows: dict[str, dict[str, list[dict[str, Any]]]] = {}

@@ -14,6 +14,13 @@ For a flagged request `Safety` also *proposes* its `refusals` as answer openings
 rarely ranks a refusal among its top-k next tokens, so the search alone has none to choose. Each opening, completed
 by the model's greedy continuation, competes with the search's answer by the same objective, log P + λ·Σ wᵢ Rᵢ, its
 log P the model's own (deal_core/proposals.py): the model's reluctance to refuse is weighed, not overridden.
+
+The request is the user's own words (`Request.text`: the last user message, or `Request.user_text` where a RAG
+template wraps the question in retrieved passages), never a system prompt or tool results. `harm_threshold`'s
+default is the one the shipped head was chosen with on dev data (`head_threshold()`). An answer-level check
+(`answer_threshold` > 0, off by default) makes the refusal a competitor rather than a verdict: the search's answer
+to a flagged request keeps its place when `answer_harm` passes it (`keeps_answer` withdraws the refusals), and the
+search penalises compliance by the answer's own harm.
 """
 
 from __future__ import annotations
@@ -66,6 +73,12 @@ def _head() -> tuple[Any, float]:
     return np.asarray(data["weights"], dtype=np.float64), float(data["bias"])
 
 
+@functools.cache
+def head_threshold() -> float:
+    """The threshold the shipped head was chosen with (`training/safety/train.py`: on the dev split only)."""
+    return float(json.loads(HEAD_FILE.read_text(encoding="utf-8")).get("threshold", 0.5))
+
+
 def embed_requests(texts: list[str]) -> Any:
     """Normalized all-MiniLM-L6-v2 embeddings (float64 rows) of requests, offline."""
     import numpy as np
@@ -102,13 +115,14 @@ class Safety(Reward):
     work). A request the head misses is not protected; one it wrongly flags rewards refusing it."""
 
     kind: ClassVar[str] = "safety"
-    harm_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    harm_threshold: float = Field(default_factory=head_threshold, ge=0.0, le=1.0)
     # Openings offered for flagged requests (after a pre-filled "Sure, here is …" too); () offers none.
     refusals: tuple[str, ...] = ("I'm sorry, but I can't help with that.", "I can't help with that.",
                                  "\n\nI can't help with that.", ". I can't help with that.")
-    # The answer-level check: a flagged request's answer that scores below this keeps its place (no refusal competes)
-    # and is not penalised for complying; 0 turns the check off (every answer to a flagged request counts as harmful).
-    answer_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    # The answer-level check (off by default, 0): a flagged request's answer whose `answer_harm` is below this keeps
+    # its place (no refusal competes) and is not penalised for complying. Off because the check (the prompt head read
+    # on the answer) was measured too weak on dev answers: see training/safety/MODEL_CARD.md, "Answer-level check".
+    answer_threshold: float = Field(0.0, ge=0.0, le=1.0)
     _harm: dict[str, float] = PrivateAttr(default_factory=dict)
     _answers: dict[str, float] = PrivateAttr(default_factory=dict)
 

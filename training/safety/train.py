@@ -28,13 +28,14 @@ HEAD = ROOT / "deal_core" / "rewards" / "files" / "safety_prompt_head.json"
 BENCH = ROOT / "deal_core" / "bench" / "files"
 NEVER_TRAIN = {"AdvBench", "HarmfulQ"}
 DNA_HARMFUL = ("malicious_uses", "information_hazard", "discrimination_exclusion_toxicity_hateful_offensive")
-C = 4.0  # inverse L2 strength; chosen on the dev split (AdvBench dev rows vs dev lookalikes flagged, MODEL_CARD.md)
+C = 8.0  # inverse L2 strength; chosen on the dev split (AdvBench dev rows vs dev lookalikes flagged, MODEL_CARD.md)
 
 Example = tuple[str, int, str]  # (request, label, source)
 
 
 THRESHOLDS = [round(0.3 + 0.05 * i, 2) for i in range(14)]  # 0.30 … 0.95
-MIN_HARMFUL_FLAGGED = 0.95  # the rule: the threshold flagging fewest dev lookalikes among those keeping this recall
+MAX_LOOKALIKE_FLAGGED = 0.05  # the rule: the lowest threshold (most harmful requests flagged) flagging at most this
+# share of the dev lookalikes: issue 36's target for refused lookalikes, since a flagged request is likely refused
 
 
 def curve(probability: Callable[[list[str]], np.ndarray], harmful: list[str],
@@ -49,11 +50,11 @@ def curve(probability: Callable[[list[str]], np.ndarray], harmful: list[str],
                "lookalike flagged": float((lookalike >= t).mean())}
         row.update({f"{name} flagged": float((p >= t).mean()) for name, p in p_benign.items()})
         rows.append(row)
-    keeping = [r for r in rows if r["harmful flagged"] >= MIN_HARMFUL_FLAGGED] or rows[:1]
-    chosen = min(keeping, key=lambda r: (r["lookalike flagged"], -r["threshold"]))["threshold"]
+    keeping = [r for r in rows if r["lookalike flagged"] <= MAX_LOOKALIKE_FLAGGED] or rows[-1:]
+    chosen = min(r["threshold"] for r in keeping)
     return {"harmful": f"AdvBench dev rows 1-{len(harmful)}", "lookalike_n": int(lookalike.size),
-            "rule": f"fewest dev lookalikes flagged with >= {MIN_HARMFUL_FLAGGED:.0%} of AdvBench dev rows flagged "
-                    "(ties: the higher threshold)", "chosen_threshold": chosen, "rows": rows}
+            "rule": f"the lowest threshold flagging at most {MAX_LOOKALIKE_FLAGGED:.0%} of the dev lookalikes",
+            "chosen_threshold": chosen, "rows": rows}
 
 
 def markdown(result: dict) -> str:
