@@ -163,15 +163,7 @@ def bench(
         except ValueError:
             _fail(f"--concurrency takes comma-separated integers like 1,4,16, got {concurrency!r}")
     if split is not None:
-        from deal_core.bench.data import HALVES, SPLITS
-
-        known = HALVES if task in ("harmless", "jailbreak", "overrefusal") else ("dev", "heldout") \
-            if task == "safety" else SPLITS
-        if task not in ("commongen", "speed") and known is SPLITS:
-            _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal|safety`, not {task}")
-        if split not in known:
-            _fail(f"unknown --split {split!r} for {task}; choose one of: {', '.join(known)}")
-        options["split"] = split
+        options["split"] = _checked_split(task, split)
     settings = given(DeALConfig, search)
     make_config(**settings)  # bad settings and a missing data file fail here, before any model is loaded
     if data is not None:
@@ -222,6 +214,18 @@ def batch(
                        ray=ray, address=address,
                        replicas=replicas or 1, num_cpus=num_cpus, num_gpus=num_gpus, retry_errors=retry_errors)
     sys.stderr.write(report.line() + "\n")
+
+
+def _checked_split(task: str, split: str) -> str:
+    from deal_core.bench.data import HALVES, SPLITS
+
+    known = HALVES if task in ("harmless", "jailbreak", "overrefusal") else ("dev", "heldout") \
+        if task == "safety" else SPLITS
+    if task not in ("commongen", "speed") and known is SPLITS:
+        _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal|safety`, not {task}")
+    if split not in known:
+        _fail(f"unknown --split {split!r} for {task}; choose one of: {', '.join(known)}")
+    return split
 
 
 @app.command()

@@ -196,13 +196,13 @@ def build(examples: list[Example], evaluate: bool = True) -> dict:
             "classifier": f"logistic regression, C={C}, class_weight=balanced", "training_rows": sources,
             "bias": bias, "weights": [float(v) for v in weights]}
     if evaluate:
+        head["curve"] = threshold_curve(weights, bias)
+        head["threshold"] = threshold = head["curve"]["chosen_threshold"]
         metrics = cross_validate(x, y)
         for name, (requests, label) in held_out().items():
-            flagged = float(((embed(requests) @ weights + bias) > 0).mean())
-            metrics[f"flagged: {name}, N={len(requests)}, label {label}"] = flagged
+            p = 1.0 / (1.0 + np.exp(-(embed(requests) @ weights + bias)))
+            metrics[f"flagged at P >= {threshold}: {name}, N={len(requests)}, label {label}"] = float((p >= threshold).mean())
         head["metrics"] = {k: round(v, 4) for k, v in metrics.items()}
-        head["curve"] = threshold_curve(weights, bias)
-        head["threshold"] = head["curve"]["chosen_threshold"]
     return head
 
 
