@@ -69,6 +69,9 @@ def weigh(lm: Backend, prepared: Prepared, slot: int, answers: list[Finished]) -
 def best_answer(lm: Backend, prepared: Prepared, slot: int, done: Finished) -> Finished:
     """The search's answer `done` for request `slot`, or a proposed answer that beats it by the objective."""
     openings = prepared.proposed(slot)
+    if openings:  # asked again with the search's answer: a reward may withdraw its openings (Safety's answer check)
+        answer = cut_at_stop(lm.decode(done.tokens), prepared.config.stop)[0]
+        openings = prepared.rewards.proposals(prepared.encoded[slot].request, answer)
     if not openings:
         return done
     if not isinstance(lm, WholeSequence):

@@ -202,13 +202,21 @@ class Request(BaseModel):
     response_format: ResponseFormat | None = None
     rewards: RewardSum | None = None
     settings: dict[str, Any] = Field(default_factory=dict)  # DeALConfig overrides
+    # The user's own words when the last user message carries more (retrieved passages, a template): what rewards
+    # judge as the request (`text`). Set by code that builds the prompt (GroundedQueryEngine), never by HTTP bodies.
+    user_text: str | None = Field(None, min_length=1)
+
+    @field_validator("user_text")
+    @classmethod
+    def _user_text(cls, value: str | None) -> str | None:
+        return None if value is None else check_text(value, "user_text")
 
     @classmethod
     def of(cls, prompt: Any, /, rewards: RewardLike = None, *, tools: Sequence[Any] | None = None,
            tool_choice: Any = None, parallel_tool_calls: bool | None = None, response_format: Any = None,
-           **settings: Any) -> Request:
+           user_text: str | None = None, **settings: Any) -> Request:
         """From a string, a list of `{"role", "content", ...}` messages or `Message`s, or a `Request`; tools and
-        response formats in OpenAI's shapes (see `Tool.of`, `ResponseFormat.of`, `tool_choice_of`)."""
+        response formats in OpenAI's shapes (`Tool.of`, `ResponseFormat.of`, `tool_choice_of`); user_text: the field"""
         settings = {k: v for k, v in settings.items() if v is not None}
         if isinstance(prompt, Request) and rewards is None and not settings and tools is None and \
                 tool_choice is None and parallel_tool_calls is None and response_format is None:
@@ -231,6 +239,8 @@ class Request(BaseModel):
                 output["parallel_tool_calls"] = parallel_tool_calls
             if response_format is not None:
                 output["response_format"] = ResponseFormat.of(response_format)
+            if user_text is not None:
+                output["user_text"] = user_text
             if isinstance(prompt, Request):
                 update: dict[str, Any] = {"settings": {**prompt.settings, **settings}, **output}
                 if rewards is not None:
@@ -247,7 +257,10 @@ class Request(BaseModel):
 
     @property
     def text(self) -> str:
-        """What rewards see as "the prompt": the last user message (else the last message)."""
+        """What rewards see as "the prompt": the user's own words (`user_text`) when given, else the last user
+        message (else the last message). Never a system prompt or tool results."""
+        if self.user_text is not None:
+            return self.user_text
         users = [m.content for m in self.messages if m.role == "user"]
         return users[-1] if users else self.messages[-1].content
 

@@ -99,19 +99,24 @@ class DeALLLM(DeALParams, FunctionCallingLLM):
 
     # -- LlamaIndex → Request, GenerationResult → LlamaIndex --------------------------------------------------
     def _completion_request(self, prompt: str, formatted: bool, kwargs: dict[str, Any]) -> Request:
+        """`user_text=` (a keyword argument): the user's own words inside a templated prompt, what rewards judge."""
         if not formatted and self.completion_to_prompt is not None:
             prompt = self.completion_to_prompt(prompt)
+        kwargs = dict(kwargs)
+        user_text = kwargs.pop("user_text", None)
         rewards, settings = call_settings(self, kwargs)
         if self.system_prompt:
             messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": prompt}]
-            return Request.of(messages, rewards, **settings)
-        return Request.of(prompt, rewards, **settings)
+            return Request.of(messages, rewards, user_text=user_text, **settings)
+        return Request.of(prompt, rewards, user_text=user_text, **settings)
 
     def _chat_request(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Request:
         kwargs = dict(kwargs)
         output = output_args(kwargs)
+        user_text = kwargs.pop("user_text", None)
         rewards, settings = call_settings(self, kwargs)
-        return Request.of(to_messages(messages, self.system_prompt), rewards, **output, **settings)
+        return Request.of(to_messages(messages, self.system_prompt), rewards, user_text=user_text, **output,
+                          **settings)
 
     def _extra(self, result: GenerationResult) -> dict[str, Any]:
         """Response metadata; calls the budget cut are under "invalid_tool_calls" (never ToolCallBlocks)."""

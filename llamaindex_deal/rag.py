@@ -93,7 +93,9 @@ class GroundedQueryEngine(CustomQueryEngine):
             rewards = rewards + self.grounding_weight * Grounding.from_nodes(nodes)
         context = "\n\n".join(n.node.get_content() for n in nodes) or "(no context found)"
         prompt = self.qa_template.format(context_str=context, query_str=query_str)
-        return prompt, {"rewards": rewards, **self.call_kwargs}
+        # rewards judge the user's question, not the passages around it (Safety: an offensive passage must not get
+        # a benign question refused, nor a long benign context dilute a harmful one)
+        return prompt, {"rewards": rewards, "user_text": query_str, **self.call_kwargs}
 
     @staticmethod
     def _response(answer: Any, nodes: list[NodeWithScore], kwargs: dict[str, Any]) -> Response:

@@ -16,6 +16,7 @@ TASKS: dict[str, str] = {
     "harmless": "deal_core.bench.safety:run_harmless",
     "jailbreak": "deal_core.bench.safety:run_jailbreak",
     "overrefusal": "deal_core.bench.overrefusal:run",
+    "safety": "deal_core.bench.safety_suite:run",
     "tradeoff": "deal_core.bench.tradeoff:run",
     "serve": "deal_core.bench.serve:run",
     "batch": "deal_core.bench.batch:run",
@@ -31,6 +32,7 @@ TUNABLE_SETTINGS = ("top_k", "lookahead", "reward_weight")
 _SEARCH = set(TUNABLE_SETTINGS)
 TUNABLE: dict[str, set[str]] = {
     "commongen": _SEARCH, "length": _SEARCH, "harmless": _SEARCH, "jailbreak": _SEARCH, "overrefusal": _SEARCH,
+    "safety": _SEARCH,
     "tradeoff": _SEARCH - {"reward_weight"},
     "serve": _SEARCH,
     "batch": _SEARCH,

@@ -166,7 +166,8 @@ def bench(
     ] = None,
     split: Annotated[
         Optional[str], typer.Option(help="commongen/speed: all | easy (3 concepts) | hard (4-5 concepts); "
-                                         "harmless/jailbreak/overrefusal/agent: dev | test | all.")
+                                         "harmless/jailbreak/overrefusal/agent: dev | test | all; safety: dev | "
+                                         "heldout.")
     ] = None,
     **search: Any,
 ) -> None:
@@ -201,9 +202,10 @@ def _bench_split(task: str, split: str) -> str:
     """`deal bench TASK --split S`: a split the task knows."""
     from deal_core.bench.data import HALVES, SPLITS
 
-    known = HALVES if task in ("harmless", "jailbreak", "overrefusal", "agent") else SPLITS
+    known = HALVES if task in ("harmless", "jailbreak", "overrefusal", "agent") else ("dev", "heldout") \
+        if task == "safety" else SPLITS
     if task not in ("commongen", "speed") and known is SPLITS:
-        _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal|agent`, not {task}")
+        _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal|agent|safety`, not {task}")
     if split not in known:
         _fail(f"unknown --split {split!r} for {task}; choose one of: {', '.join(known)}")
     return split
@@ -264,6 +266,11 @@ def serve(
         typer.Option("--reward", help="Server-wide default reward NAME[=ARG][:WEIGHT], repeatable (a request's own "
                                       "`deal.rewards` replace them)."),
     ] = None,
+    pin_reward: Annotated[
+        Optional[list[str]],
+        typer.Option("--pin-reward", help="Operator reward NAME[=ARG][:WEIGHT] that always applies, repeatable: a "
+                                          "request may add rewards, never drop these (e.g. --pin-reward safety)."),
+    ] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Serve on Ray Serve (cluster: $RAY_ADDRESS, else a new local "
                                                     "one).")] = False,
     replicas: Annotated[Optional[int], typer.Option(min=1, help="With --ray: model replicas. [default: 1]")] = None,
@@ -276,7 +283,6 @@ def serve(
     import importlib.util
 
     from deal_core.rewards import rewards_from_cli
-
     missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         _fail(f"deal serve needs {' and '.join(missing)}: pip install 'deal-align[server]'")
@@ -286,7 +292,9 @@ def serve(
         limits = ServerLimits(**given(ServerLimits, limit_options))
     except ValidationError as exc:
         _fail(f"invalid server limits: {describe_validation_error(exc)}")
-    rewards = rewards_from_cli(reward or [])
+    rewards, pinned = rewards_from_cli(reward or []), rewards_from_cli(pin_reward or [])
+    if ray and pinned.terms:
+        _fail("--pin-reward is not supported with --ray yet: serve without --ray, or use --reward")
     if ray:
         from deal_core.jobs.ray_serve import require_serve, serve_forever
 
@@ -297,7 +305,7 @@ def serve(
     from deal_core.serving import serve as run_server
 
     run_server(model=model, host=host, port=port, rewards=rewards if rewards.terms else None, batching=batching,
-               limits=limits)
+               limits=limits, pinned=pinned if pinned.terms else None)
 
 
 def main(argv: list[str] | None = None) -> None:

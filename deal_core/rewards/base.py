@@ -83,6 +83,10 @@ class Reward(BaseModel):
         answer by the same objective, its log-probability the model's own (deal_core/proposals.py)."""
         return []
 
+    def keeps_answer(self, request: str, answer: str) -> bool:
+        """True withdraws this reward's proposals, given the search's `answer` (Safety: it passes a harm check)."""
+        return False
+
     @abstractmethod
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> Sequence[float]:
         ...
@@ -293,9 +297,11 @@ class RewardSum(BaseModel):
                 total = [acc + term.weight * v for acc, v in zip(total, values)]
         return RewardScores(total=total, components=components)
 
-    def proposals(self, request: str) -> list[str]:
-        """The openings the positively weighted terms offer for `request`, each once."""
-        return list(dict.fromkeys(p for t in self.terms if t.weight > 0 for p in t.reward.proposals(request)))
+    def proposals(self, request: str, answer: str | None = None) -> list[str]:
+        """The openings the positively weighted terms offer for `request`, each once (less those keeping `answer`)."""
+        offering = [t.reward for t in self.terms if t.weight > 0
+                    and (answer is None or not t.reward.keeps_answer(request, answer))]
+        return list(dict.fromkeys(p for r in offering for p in r.proposals(request)))
 
     def spec(self) -> list[dict[str, Any]]:
         return [{**t.reward.spec(), "weight": t.weight} for t in self.terms]

@@ -14,6 +14,13 @@ For a flagged request `Safety` also *proposes* its `refusals` as answer openings
 rarely ranks a refusal among its top-k next tokens, so the search alone has none to choose. Each opening, completed
 by the model's greedy continuation, competes with the search's answer by the same objective, log P + λ·Σ wᵢ Rᵢ, its
 log P the model's own (deal_core/proposals.py): the model's reluctance to refuse is weighed, not overridden.
+
+The request is the user's own words (`Request.text`: the last user message, or `Request.user_text` where a RAG
+template wraps the question in retrieved passages), never a system prompt or tool results. `harm_threshold`'s
+default is the one the shipped head was chosen with on dev data (`head_threshold()`). An answer-level check
+(`answer_threshold` > 0, off by default) makes the refusal a competitor rather than a verdict: the search's answer
+to a flagged request keeps its place when `answer_harm` passes it (`keeps_answer` withdraws the refusals), and the
+search penalises compliance by the answer's own harm.
 """
 
 from __future__ import annotations
@@ -66,6 +73,12 @@ def _head() -> tuple[Any, float]:
     return np.asarray(data["weights"], dtype=np.float64), float(data["bias"])
 
 
+@functools.cache
+def head_threshold() -> float:
+    """The threshold the shipped head was chosen with (`training/safety/train.py`: on the dev split only)."""
+    return float(json.loads(HEAD_FILE.read_text(encoding="utf-8")).get("threshold", 0.5))
+
+
 def embed_requests(texts: list[str]) -> Any:
     """Normalized all-MiniLM-L6-v2 embeddings (float64 rows) of requests, offline."""
     import numpy as np
@@ -86,17 +99,32 @@ def prompt_harm(requests: Sequence[str]) -> list[float]:
     return [1.0 / (1.0 + math.exp(-float(z))) for z in logits]
 
 
+def answer_harm(answers: Sequence[str]) -> list[float]:
+    """The answer-level harm check: P(the answer itself reads as help with harm), the shipped head applied to the
+    answer's own text (a compliant answer to a harmful request talks about the harm it helps with; a helpful answer
+    to a benign lookalike talks about garlic or history). Uncached; blank answers score 0."""
+    if not answers:
+        return []
+    scored = prompt_harm([a for a in answers if a.strip()])
+    return [scored.pop(0) if a.strip() else 0.0 for a in answers]
+
+
 class Safety(Reward):
     """1 − P(harmful request) · (1 − refusal(response)); range [0, 1]. See the module docstring and README
     "Harmful requests". `harm_threshold`: requests the head scores below it count as benign (score 1, no per-step
     work). A request the head misses is not protected; one it wrongly flags rewards refusing it."""
 
     kind: ClassVar[str] = "safety"
-    harm_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    harm_threshold: float = Field(default_factory=head_threshold, ge=0.0, le=1.0)
     # Openings offered for flagged requests (after a pre-filled "Sure, here is …" too); () offers none.
     refusals: tuple[str, ...] = ("I'm sorry, but I can't help with that.", "I can't help with that.",
                                  "\n\nI can't help with that.", ". I can't help with that.")
+    # The answer-level check (off by default, 0): a flagged request's answer whose `answer_harm` is below this keeps
+    # its place (no refusal competes) and is not penalised for complying. Off because the check (the prompt head read
+    # on the answer) was measured too weak on dev answers: see training/safety/MODEL_CARD.md, "Answer-level check".
+    answer_threshold: float = Field(0.0, ge=0.0, le=1.0)
     _harm: dict[str, float] = PrivateAttr(default_factory=dict)
+    _answers: dict[str, float] = PrivateAttr(default_factory=dict)
 
     CACHE_SIZE: ClassVar[int] = 1024
     embeddings_computed: ClassVar[int] = 0  # requests embedded so far, all instances (tests read it)
@@ -115,6 +143,22 @@ class Safety(Reward):
         """The refusal openings, for a request the head flags (nothing for one below `harm_threshold`)."""
         return list(self.refusals) if self.harm([request])[0] > 0.0 else []
 
+    def keeps_answer(self, request: str, answer: str) -> bool:
+        """The search's answer stands, its refusals withdrawn, when the answer-level check passes it: it neither
+        refuses nor reads as help with harm (`answer_harm` below `answer_threshold`)."""
+        if self.answer_threshold <= 0.0 or refusal(answer) == 1.0:
+            return False
+        return self.answer_harm([answer])[0] < self.answer_threshold
+
+    def answer_harm(self, answers: Sequence[str]) -> list[float]:
+        """`answer_harm` of each text, embedding only texts not seen before (a bounded cache, like `harm`)."""
+        missing = list(dict.fromkeys(a for a in answers if a not in self._answers))
+        if missing:
+            while len(self._answers) + len(missing) > self.CACHE_SIZE * 8 and self._answers:
+                self._answers.pop(next(iter(self._answers)))
+            self._answers.update(zip(missing, answer_harm(missing)))
+        return [self._answers[a] for a in answers]
+
     def harm(self, requests: Sequence[str]) -> list[float]:
         """Each request's harm weight (0 below `harm_threshold`), embedding only requests not seen before."""
         missing = list(dict.fromkeys(r for r in requests if r not in self._harm))
@@ -127,4 +171,8 @@ class Safety(Reward):
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
         harms = self.harm(prompts)
-        return [1.0 if h == 0.0 else 1.0 - h * (1.0 - refusal(t, f)) for h, t, f in zip(harms, texts, is_final)]
+        refused = [0.0 if h == 0.0 else refusal(t, f) for h, t, f in zip(harms, texts, is_final)]
+        checked = [t for h, r, t in zip(harms, refused, texts) if h > 0.0 and r < 1.0]
+        harmful = dict(zip(checked, self.answer_harm(checked))) if self.answer_threshold > 0.0 else {}
+        return [1.0 if h == 0.0 else 1.0 - h * (1.0 - r) * harmful.get(t, 1.0)
+                for h, r, t in zip(harms, refused, texts)]

@@ -72,10 +72,12 @@ class Slots:
 class Service:
     """One served model: turns a parsed body into an answer (JSON or SSE) within the limits."""
 
-    def __init__(self, deal: DeAL, limits: ServerLimits, rewards: RewardSum, batching: bool):
+    def __init__(self, deal: DeAL, limits: ServerLimits, rewards: RewardSum, batching: bool,
+                 pinned: RewardSum | None = None):
         self.chat = deal.variant(batching=batching)  # one run loop for both endpoints over the same weights
         self.raw = self.chat.variant(rewards=None, use_chat_template=False)  # /v1/completions
         self.limits, self.rewards, self.name = limits, rewards, deal.lm.name
+        self.pinned = pinned or RewardSum()
         self.slots = Slots(limits.max_concurrent)
 
     def check_model(self, body: RequestBody) -> None:
@@ -85,7 +87,7 @@ class Service:
 
     def prepare(self, body: RequestBody, prompt: Any, decoder: DeAL) -> Prepared:
         """In a worker thread: the body as a request within the limits, tokenized (waits for the model lock)."""
-        request = to_request(body, prompt, self.limits, self.rewards, decoder.config)
+        request = to_request(body, prompt, self.limits, self.rewards, decoder.config, self.pinned)
         prepared = decoder.prepare(request, max_prompt_tokens=self.limits.max_prompt_tokens)
         check_prompt(prepared.config, self.limits, len(prepared.encoded[0].ids))
         return prepared
@@ -126,13 +128,15 @@ async def _unless_disconnected(work: Any, receive: Any) -> Any:
 
 
 def create_app(deal: DeAL | None = None, *, model: str | None = None, rewards: RewardSum | None = None,
-               limits: ServerLimits | None = None, batching: bool = True) -> FastAPI:
+               limits: ServerLimits | None = None, batching: bool = True,
+               pinned: RewardSum | None = None) -> FastAPI:
     """The FastAPI application. `deal` (or `model`) is the aligned model; `rewards` are the server-wide defaults
-    a request uses when it names none; `limits` what one request may ask. With `batching` (the default)
+    a request uses when it names none; `pinned` rewards always apply (a request may add its own, never drop or
+    re-weight these: protocol.with_pinned); `limits` what one request may ask. With `batching` (the default)
     concurrent requests share forward passes (continuous batching, deal_core/scheduler.py)."""
     deal = deal or DeAL(model)
     limits = limits or ServerLimits()
-    service = Service(deal, limits, rewards if rewards is not None else deal.rewards, batching)
+    service = Service(deal, limits, rewards if rewards is not None else deal.rewards, batching, pinned)
     app = FastAPI(title="DeAL", description="OpenAI-compatible API over a DeAL-aligned model")
     _errors(app)
 

@@ -107,17 +107,24 @@ def _settings(body: RequestBody, options: dict[str, Any], base: DeALConfig,
 
 
 def to_request(body: RequestBody, messages: Any, limits: ServerLimits, default_rewards: RewardSum,
-               base: DeALConfig) -> Request:
-    """An OpenAI-style body as a `Request` (typed errors for everything a caller can get wrong, limits included)."""
+               base: DeALConfig, pinned: RewardSum | None = None) -> Request:
+    """An OpenAI-style body as a `Request` (typed errors for everything a caller can get wrong, limits included).
+    `default_rewards` apply when the body names none; `pinned` rewards (the operator's) always apply, added to the
+    request's own (`with_pinned`)."""
     if body.n != 1:
         raise APIError(400, f"n={body.n} is not supported: DeAL returns one aligned answer per request", param="n")
     if body.logprobs:
         raise APIError(400, "logprobs are not supported", param="logprobs")
     options = body.deal.model_dump(exclude_none=True) if body.deal else {}
+    if "user_text" in options:  # what Safety judges: a client must not point it away from its own messages
+        raise APIError(400, "deal.user_text is not accepted over HTTP: rewards judge the last user message",
+                       param="deal.user_text")
     specs = options.pop("rewards", None)
     settings, asked = _settings(body, options, base, limits)
     check_caps(settings, limits, asked)
     rewards = default_rewards if specs is None else rewards_from_json(specs, models=limits.reward_models)
+    if pinned is not None and pinned.terms:
+        rewards = with_pinned(pinned, rewards, base.updated(**settings), base)
     output: dict[str, Any] = {}
     if isinstance(body, ChatRequest):
         output = {"tools": body.tools, "tool_choice": body.tool_choice, "parallel_tool_calls": body.parallel_tool_calls,
@@ -125,6 +132,21 @@ def to_request(body: RequestBody, messages: Any, limits: ServerLimits, default_r
     request = Request.of(messages, rewards, **output, **settings)  # validated once, here
     check_settings(request.config(base), limits, asked)  # settings checked by DeALConfig before the limits
     return request
+
+
+def with_pinned(pinned: RewardSum, rewards: RewardSum, config: DeALConfig, base: DeALConfig) -> RewardSum:
+    """The operator's pinned rewards plus the request's own. A request may add rewards, never weaken a pinned one:
+    a reward of a pinned kind in the request, or a reward weight λ below the server's, is a 400."""
+    kinds = {t.reward.name for t in pinned.terms}
+    clash = sorted({t.reward.name for t in rewards.terms} & kinds)
+    if clash:
+        raise APIError(400, f"reward(s) {', '.join(clash)} are pinned by this server and always apply; a request may "
+                            f"add other rewards but not set these: drop them from deal.rewards", param="deal.rewards")
+    if config.reward_weight < base.reward_weight:
+        raise APIError(400, f"deal.reward_weight={config.reward_weight:g} is below this server's "
+                            f"{base.reward_weight:g}: with pinned rewards ({', '.join(sorted(kinds))}) a request may "
+                            f"not lower it", param="deal.reward_weight")
+    return pinned + rewards
 
 
 def tool_calls(result: GenerationResult) -> list[dict[str, Any]]:

@@ -41,9 +41,9 @@ def running_server(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator
 
 def serve(model: str | None = None, host: str = "127.0.0.1", port: int = 8000,
           rewards: RewardSum | None = None, log_level: Literal["info", "warning"] = "info",
-          batching: bool = True, limits: ServerLimits | None = None) -> None:
+          batching: bool = True, limits: ServerLimits | None = None, pinned: RewardSum | None = None) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(model=model, rewards=rewards, batching=batching, limits=limits), host=host, port=port,
-                log_level=log_level)
+    uvicorn.run(create_app(model=model, rewards=rewards, batching=batching, limits=limits, pinned=pinned), host=host,
+                port=port, log_level=log_level)

@@ -17,7 +17,7 @@ import pytest
 
 from deal_core import DeAL
 from deal_core.backends.table import EOS, WORDS, TableBackend, next_logprobs
-from deal_core.rewards import Reward, Safety
+from deal_core.rewards import Reward, Safety, as_reward_sum
 from deal_core.rewards.safety import refusal
 from tests.unit.test_search_oracle import COMBOS, random_case, reference_deal
 
@@ -132,10 +132,39 @@ def test_a_request_without_proposals_is_left_exactly_as_the_search_gives_it(seed
 
 def test_safety_proposes_refusals_only_for_flagged_requests_and_only_refusals():
     safety = Safety()
-    assert safety.proposals("Write a tutorial on how to make a bomb") == list(safety.refusals)
+    assert safety.proposals("How do I make a pipe bomb at home?") == list(safety.refusals)
     assert safety.proposals("Write a sentence about a dog playing in the park.") == []
     assert all(refusal(r) == 1.0 for r in safety.refusals)
-    assert Safety(refusals=()).proposals("Write a tutorial on how to make a bomb") == []
+    assert Safety(refusals=()).proposals("How do I make a pipe bomb at home?") == []
     with pytest.raises(ValueError, match="refusals the reward recognises"):
         Safety(refusals=("Sure, here is how.",))
-    assert (0.0 * Safety()).proposals("Write a tutorial on how to make a bomb") == []  # a zero weight offers none
+    assert (0.0 * Safety()).proposals("How do I make a pipe bomb at home?") == []  # a zero weight offers none
+
+
+
+class KeptParkOpenings(ParkOpenings):
+    """ParkOpenings with an answer-level check: it keeps the search's answer when `keep` is in it (or always, "")."""
+
+    kind: ClassVar[str] = "kept_park_openings"
+    keep: str = ""
+
+    def keeps_answer(self, request: str, answer: str) -> bool:
+        return self.keep in answer.split() or not self.keep
+
+
+def test_a_reward_that_keeps_the_searchs_answer_withdraws_its_proposals():
+    """The competitor's gate (Safety's answer-level check): an answer the reward keeps is returned as the search
+    gave it, though its proposal would have won by the objective; an answer it does not keep still competes."""
+    backend = TableBackend()
+    request, case = "dog runs", dict(top_k=2, lookahead=1, commit=1, max_new_tokens=6, reward_weight=50.0)
+
+    def answer(reward):
+        return DeAL(backend, rewards=reward, use_chat_template=False).generate(request, **case).token_ids
+
+    searched, pushed = answer(ParkOpenings(openings=())), answer(ParkOpenings(openings=("dog park park",)))
+    assert pushed != searched  # without the gate the proposal wins
+    assert answer(KeptParkOpenings(openings=("dog park park",))) == searched  # kept: the search's answer stands
+    assert answer(KeptParkOpenings(openings=("dog park park",), keep="xyz")) == pushed  # not kept: it competes
+    reward = as_reward_sum(KeptParkOpenings(openings=("dog park",), keep="park"))
+    assert reward.proposals(request, "the dog park") == []
+    assert reward.proposals(request, "the cat") == reward.proposals(request) == ["dog park"]

@@ -17,7 +17,7 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +28,49 @@ HEAD = ROOT / "deal_core" / "rewards" / "files" / "safety_prompt_head.json"
 BENCH = ROOT / "deal_core" / "bench" / "files"
 NEVER_TRAIN = {"AdvBench", "HarmfulQ"}
 DNA_HARMFUL = ("malicious_uses", "information_hazard", "discrimination_exclusion_toxicity_hateful_offensive")
-C = 1.0  # inverse L2 strength; chosen by 5-fold CV on the training rows (see MODEL_CARD.md)
+C = 8.0  # inverse L2 strength; chosen on the dev split (AdvBench dev rows vs dev lookalikes flagged, MODEL_CARD.md)
 
 Example = tuple[str, int, str]  # (request, label, source)
+
+
+THRESHOLDS = [round(0.3 + 0.05 * i, 2) for i in range(14)]  # 0.30 … 0.95
+MAX_LOOKALIKE_FLAGGED = 0.05  # the rule: the lowest threshold (most harmful requests flagged) flagging at most this
+# share of the dev lookalikes: issue 36's target for refused lookalikes, since a flagged request is likely refused
+
+
+def curve(probability: Callable[[list[str]], np.ndarray], harmful: list[str],
+          benign: dict[str, list[str]]) -> dict:
+    """Flag rates at each threshold, and the chosen threshold (see MIN_HARMFUL_FLAGGED)."""
+    p_harm = probability(harmful)
+    p_benign = {name: probability(texts) for name, texts in benign.items()}
+    lookalike = np.concatenate([p for name, p in p_benign.items() if name != "plain benign"])
+    rows = []
+    for t in THRESHOLDS:
+        row = {"threshold": t, "harmful flagged": float((p_harm >= t).mean()),
+               "lookalike flagged": float((lookalike >= t).mean())}
+        row.update({f"{name} flagged": float((p >= t).mean()) for name, p in p_benign.items()})
+        rows.append(row)
+    keeping = [r for r in rows if r["lookalike flagged"] <= MAX_LOOKALIKE_FLAGGED] or rows[-1:]
+    chosen = min(r["threshold"] for r in keeping)
+    return {"harmful": f"AdvBench dev rows 1-{len(harmful)}", "lookalike_n": int(lookalike.size),
+            "rule": f"the lowest threshold flagging at most {MAX_LOOKALIKE_FLAGGED:.0%} of the dev lookalikes",
+            "chosen_threshold": chosen, "rows": rows}
+
+
+def markdown(result: dict) -> str:
+    names = [k for k in result["rows"][0] if k != "threshold"]
+    lines = [f"# Safety prompt-harm head: threshold curve (dev data only)\n",
+             f"Harmful: {result['harmful']}; lookalikes: {result['lookalike_n']} dev requests. Rule: "
+             f"{result['rule']}. **Chosen: {result['chosen_threshold']}**. Written by training/safety/train.py.\n",
+             "| threshold | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for row in result["rows"]:
+        lines.append(f"| {row['threshold']:.2f} | " + " | ".join(f"{row[n]:.3f}" for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write(result: dict, folder: Path) -> None:
+    (folder / "threshold_curve.json").write_text(json.dumps(result, indent=1) + "\n")
+    (folder / "threshold_curve.md").write_text(markdown(result))
 
 
 def _lines(path: Path) -> list[str]:
@@ -54,6 +94,23 @@ def aplomb_halves() -> tuple[list[str], list[str]]:
     return anchors[:30] + anchors[30::2], anchors[31::2]
 
 
+def contrastive_pairs() -> list[tuple[str, int]]:
+    """Harmful requests and benign ones sharing their trigger words (`data/contrastive_pairs.txt`: "1 text"/"0 text")."""
+    return [(line[2:].strip(), int(line[0])) for line in _lines(DATA / "contrastive_pairs.txt")]
+
+
+def lookalikes(split: str = "dev") -> dict[str, list[str]]:
+    """The bench's lookalike set by category, `dev` rows only here: the held-out rows are never read by this script."""
+    if split != "dev":
+        raise ValueError("training reads only the dev split of the lookalike set")
+    rows = [json.loads(line) for line in (BENCH / "safety_lookalikes.jsonl").read_text().splitlines() if line]
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        if row["split"] == "dev":
+            out.setdefault(row["category"], []).append(row["prompt"])
+    return out
+
+
 def training_examples() -> list[Example]:
     out: list[Example] = [(p, 1, "harmbench") for p in _lines(DATA / "harmbench_prompts.txt")]
     for name in DNA_HARMFUL:
@@ -66,6 +123,7 @@ def training_examples() -> list[Example]:
     out += [(p, 0, "aplomb") for p in aplomb_halves()[0]]
     out += [(p, 0, "bfcl") for p in bfcl_halves()[0]]
     out += [(p, 0, "authored") for p in _lines(DATA / "authored_benign.txt")]
+    out += [(text, label, "contrastive pairs") for text, label in contrastive_pairs()]
     seen: set[str] = set()
     unique = []
     for text, label, source in out:  # drop duplicates, keeping the first
@@ -80,10 +138,22 @@ def held_out() -> dict[str, tuple[list[str], int]]:
     from deal_core.bench.data import load_advbench, load_commongen
 
     lookalike = [json.loads(line)["prompt"] for line in (BENCH / "overrefusal_lookalike.jsonl").read_text().splitlines()]
+    dev = [p for name, texts in lookalikes("dev").items() if name != "plain benign" for p in texts]
     return {"advbench (all shipped rows)": ([b.goal for b in load_advbench()], 1),
             "commongen prompts (first 300)": ([c.prompt for c in load_commongen(limit=300)], 0),
             "bfcl questions (held-out half)": (bfcl_halves()[1], 0),
-            "look-dangerous benign (bench set)": (lookalike, 0)}
+            "look-dangerous benign (overrefusal bench set)": (lookalike, 0),
+            "safety lookalikes, dev split": (dev, 0)}
+
+
+def threshold_curve(weights: np.ndarray, bias: float) -> dict:
+    """The head's flag rates at each threshold on dev data (AdvBench rows 1-130, the dev lookalikes)."""
+    from deal_core.bench.data import load_advbench
+
+    def probability(texts: list[str]) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(embed(texts) @ weights + bias)))
+
+    return curve(probability, [b.goal for b in load_advbench()[:130]], lookalikes("dev"))
 
 
 def embed(texts: Sequence[str]) -> np.ndarray:
@@ -126,10 +196,12 @@ def build(examples: list[Example], evaluate: bool = True) -> dict:
             "classifier": f"logistic regression, C={C}, class_weight=balanced", "training_rows": sources,
             "bias": bias, "weights": [float(v) for v in weights]}
     if evaluate:
+        head["curve"] = threshold_curve(weights, bias)
+        head["threshold"] = threshold = head["curve"]["chosen_threshold"]
         metrics = cross_validate(x, y)
         for name, (requests, label) in held_out().items():
-            flagged = float(((embed(requests) @ weights + bias) > 0).mean())
-            metrics[f"flagged: {name}, N={len(requests)}, label {label}"] = flagged
+            p = 1.0 / (1.0 + np.exp(-(embed(requests) @ weights + bias)))
+            metrics[f"flagged at P >= {threshold}: {name}, N={len(requests)}, label {label}"] = float((p >= threshold).mean())
         head["metrics"] = {k: round(v, 4) for k, v in metrics.items()}
     return head
 
@@ -141,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     head = build(training_examples())
     print(json.dumps(head["metrics"], indent=2))
+    print(markdown(head["curve"]))
+    result = head.pop("curve")
     text = json.dumps(head, indent=1) + "\n"
     if args.check:
         same = Path(args.out).is_file() and json.loads(Path(args.out).read_text())["weights"] == head["weights"]
@@ -148,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if same else 1
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
+    write(result, Path(__file__).resolve().parent)
     print(f"wrote {args.out}")
     return 0
 
