@@ -91,6 +91,7 @@ class LlamaCppModel(GGUFText):
         self.n_vocab = C.llama_vocab_n_tokens(self._vocab)
         self._batch = C.llama_batch_init(self.n_batch, 0, 1)
         weakref.finalize(self, C.llama_batch_free, self._batch)
+        self._single_rows_exact = self._probe_single_rows()
         if not self.eos_token_ids:
             ids = {C.llama_vocab_eos(self._vocab), C.llama_vocab_eot(self._vocab)}
             self.eos_token_ids = frozenset(int(i) for i in ids if i >= 0)
@@ -136,7 +137,7 @@ class LlamaCppModel(GGUFText):
         with self.lock:
             if self._ctx is None:
                 return
-            C.llama_memory_clear(self._mem, True)
+            C.llama_memory_clear(self._mem, False)
             self._parent._idle.append(self._ctx)
             # a handle of this view dropped later (a step closed by the garbage collector) touches nothing: the
             # cache may already serve another view
@@ -152,7 +153,7 @@ class LlamaCppModel(GGUFText):
             C.llama_memory_seq_rm(self._mem, seq, -1, -1)
             self._free.append(seq)
             if len(self._free) == SCRATCH:  # no row left: the next prompt's cells start at cell 0 again, as alone
-                C.llama_memory_clear(self._mem, True)
+                C.llama_memory_clear(self._mem, False)
 
     def _acquire(self) -> int:
         self._flush()
@@ -172,14 +173,17 @@ class LlamaCppModel(GGUFText):
         return seq
 
     # -- the forward pass --------------------------------------------------------------------------------------
-    def _decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> np.ndarray:
+    def _decode(self, entries: Sequence[tuple[int, int, int, bool]], pad: bool = True) -> np.ndarray:
         """Feed (token, position, sequence id, wants logits) entries; the logits of those that want them, in order.
 
-        llama.cpp's CPU kernels round differently for one row than for several (a matrix-vector product against a
-        matrix product: up to 0.7 nats on a log-probability, measured on the embedded model), so a row's scores would
-        depend on what else is in its batch. Every pass therefore has at least two token rows and two outputs: a
-        scratch token at position 0 of a scratch sequence fills in, and every row computes exactly what it computes
-        in any other batch."""
+        With `pad` (the search's passes) every pass has at least two token rows and two outputs: a scratch token at
+        position 0 of a scratch sequence fills in. Where llama.cpp's CPU kernels round one row differently from
+        several (its llamafile matrix kernels do: up to 0.7 nats on a log-probability, measured on the embedded
+        model) this keeps a row's scores from depending on its pass; the KV cell the scratch token takes also shapes
+        where later rows' cells lie, which the search's shortcuts were checked with (test_backend_conformance.py).
+        The engine's own greedy loop (`generate`: one sequence, no decisions between rows) feeds a single row as it
+        is where `_probe_single_rows` found a row alone bit-identical to a row beside another (the build `make`
+        compiles, without llamafile kernels): llama-cpp-python's own loop does the same, and pays no scratch row."""
         self._flush()
         out, start = [], 0
         while start < len(entries):
@@ -190,7 +194,7 @@ class LlamaCppModel(GGUFText):
                 chunk.append(entry)
                 outputs += entry[3]
             start += len(chunk)
-            scratch = len(chunk) < 2 or outputs < 2
+            scratch = pad and (len(chunk) < 2 or outputs < 2)
             if scratch:
                 C.llama_memory_seq_rm(self._mem, SCRATCH, -1, -1)
                 chunk.append((0, 0, SCRATCH, True))
@@ -221,27 +225,42 @@ class LlamaCppModel(GGUFText):
         if rc != 0:
             raise RuntimeError(f"llama_decode failed (code {rc})")
 
+    def _probe_single_rows(self) -> bool:
+        """Whether a row fed alone gets the same bits as the same row next to another (so no pass needs the scratch
+        row of `_decode`): a 4-token prefix, then its next token alone and again beside another sequence's token."""
+        head, nxt = [min(100 + 7 * j, self.n_vocab - 1) for j in range(4)], min(200, self.n_vocab - 1)
+        try:
+            self._run([(t, j, 0, j == 3) for j, t in enumerate(head)])
+            self._run([(nxt, 4, 0, True)])
+            alone = np.ctypeslib.as_array(C.llama_get_logits(self._ctx), shape=(1, self.n_vocab)).copy()
+            C.llama_memory_seq_rm(self._mem, 0, 4, -1)
+            self._run([(nxt, 4, 0, True), (head[0], 0, 1, True)])
+            beside = np.ctypeslib.as_array(C.llama_get_logits(self._ctx), shape=(2, self.n_vocab))[:1]
+            return bool(np.array_equal(alone, beside))
+        finally:
+            C.llama_memory_clear(self._mem, False)
+
     # -- the forward verbs ------------------------------------------------------------------------------------
-    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[list[_Seq], np.ndarray]:
+    def prefill(self, sequences: Sequence[Sequence[int]], pad: bool = True) -> tuple[list[_Seq], np.ndarray]:
         """Each sequence in its own sequence id; logits after each one's last token [sequences, vocab]."""
         if not sequences or any(len(s) == 0 for s in sequences):
             raise PromptError("every prompt needs at least one token")
         handles = [_Seq(self, len(s)) for s in sequences]
         entries = [(t, j, h.id, j == len(s) - 1) for h, s in zip(handles, sequences) for j, t in enumerate(s)]
-        return handles, self._decode(entries)
+        return handles, self._decode(entries, pad)
 
     def step(self, handles: Sequence[_Seq], tokens: Sequence[int]) -> np.ndarray:
         """One token per handle; logits after it [handles, vocab]."""
         return self.extend(handles, [[t] for t in tokens])
 
-    def extend(self, handles: Sequence[_Seq], blocks: Sequence[Sequence[int]]) -> np.ndarray:
+    def extend(self, handles: Sequence[_Seq], blocks: Sequence[Sequence[int]], pad: bool = True) -> np.ndarray:
         """A block per handle (at least one token each); logits after each block's last token [handles, vocab]."""
         entries = []
         for h, block in zip(handles, blocks, strict=True):
             if not block:
                 raise ValueError("every block needs at least one token")
             entries += [(t, h.length + j, h.live(), j == len(block) - 1) for j, t in enumerate(block)]
-        logits = self._decode(entries)
+        logits = self._decode(entries, pad)
         for h, block in zip(handles, blocks):
             h.length += len(block)
         return logits
@@ -284,7 +303,7 @@ class LlamaCppModel(GGUFText):
         Repetition settings use transformers' processors, so both engines apply the same rules."""
         sampler = self.proposer(1, sample, 1.0, top_p, seed, repetition_penalty, no_repeat_ngram_size)
         with self.session():
-            handles, logits = self.prefill([list(ids)])
+            handles, logits = self.prefill([list(ids)], pad=not self._single_rows_exact)
             if n > 1:
                 handles += self.fork(handles * (n - 1))
                 logits = np.broadcast_to(logits, (n, logits.shape[-1]))
@@ -305,7 +324,8 @@ class LlamaCppModel(GGUFText):
                 if not live:
                     self.drop(handles)
                     return [Generated(new[i], logps[i], ended[i]) for i in range(n)]
-                logits = self.step([handles[i] for i in live], [new[i][-1] for i in live])
+                logits = self.extend([handles[i] for i in live], [[new[i][-1]] for i in live],
+                                     pad=not self._single_rows_exact)
 
     def continuation_logprobs(self, ids: Sequence[int], continuation: Sequence[int]) -> list[float]:
         """log P of each token of `continuation` after `ids`, in one forward."""

@@ -37,6 +37,17 @@ def _options(
 
 Model = Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")]
 SEARCH = options(DeALConfig)  # every setting an option, from its declaration (cli/options.py)
+EngineOption = Annotated[Optional[str], typer.Option(
+    "--engine", help="auto | llamacpp | transformers (default: $DEAL_ENGINE, else auto: the embedded model on "
+                     "llama.cpp when it is installed, Hugging Face models on transformers).")]
+
+
+def _use_engine(engine: str | None) -> None:
+    """`--engine` chooses the engine of this command's models (and of the Ray workers it starts): `$DEAL_ENGINE`."""
+    if engine is not None:
+        from deal_core.backends.loader import resolve_engine
+
+        os.environ["DEAL_ENGINE"] = resolve_engine(engine)
 
 
 def _fail(message: str) -> None:
@@ -58,6 +69,7 @@ def generate(
     ] = None,
     model: Model = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Plain greedy decoding for comparison.")] = False,
+    engine: EngineOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     **search: Any,
 ) -> None:
@@ -67,6 +79,7 @@ def generate(
     from deal_core.request import Request
     from deal_core.rewards import Keywords, Length, RewardSum, rewards_from_cli
 
+    _use_engine(engine)
     settings = given(DeALConfig, search)
     config = make_config(**settings)  # bad settings fail here (greedy too), before the model loads
     try:
@@ -143,7 +156,7 @@ def bench(
         Optional[str], typer.Option(help="serve only: comma-separated concurrency levels (default 1,4,16).")
     ] = None,
     split: Annotated[
-        Optional[str], typer.Option(help="commongen/speed: all | easy (3 concepts) | hard (4-5 concepts); "
+        Optional[str], typer.Option(help="commongen/speed/engines: all | easy (3 concepts) | hard (4-5 concepts); "
                                          "harmless/jailbreak/overrefusal: dev | test | all.")
     ] = None,
     **search: Any,
@@ -165,8 +178,8 @@ def bench(
         from deal_core.bench.data import HALVES, SPLITS
 
         known = HALVES if task in ("harmless", "jailbreak", "overrefusal") else SPLITS
-        if task not in ("commongen", "speed") and known is SPLITS:
-            _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal`, not {task}")
+        if task not in ("commongen", "speed", "engines") and known is SPLITS:
+            _fail(f"--split is for `deal bench commongen|speed|engines|harmless|jailbreak|overrefusal`, not {task}")
         if split not in known:
             _fail(f"unknown --split {split!r} for {task}; choose one of: {', '.join(known)}")
         options["split"] = split
@@ -189,6 +202,7 @@ def batch(
                                                            "own `rewards`, repeatable.")
     ] = None,
     model: Model = None,
+    engine: EngineOption = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows with the same rewards searched together.")] = 8,
     ray: Annotated[bool, typer.Option("--ray", help="Run on Ray (Ray Data over an actor pool of replicas).")] = False,
     address: Annotated[
@@ -210,6 +224,7 @@ def batch(
     from deal_core.jobs import RAY_EXTRA, ray_available, run_batch
     from deal_core.rewards import rewards_from_cli
 
+    _use_engine(engine)
     if not ray and (address is not None or replicas is not None or num_gpus or num_cpus != 1):
         _fail("--address, --replicas, --num-cpus and --num-gpus are for Ray runs: add --ray")
     if ray and not ray_available():
@@ -226,6 +241,7 @@ def batch(
 @with_options(options(ServerLimits))
 def serve(
     model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
+    engine: EngineOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     reward: Annotated[
@@ -246,6 +262,7 @@ def serve(
 
     from deal_core.rewards import rewards_from_cli
 
+    _use_engine(engine)
     missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         _fail(f"deal serve needs {' and '.join(missing)}: pip install 'deal-align[server]'")
