@@ -28,11 +28,13 @@ from llama_cpp._logger import set_verbose
 from deal_core.backends import np_proposer
 from deal_core.backends.base import Generated, Proposer
 from deal_core.backends.gguf_text import GGUFText
+from deal_core.backends.llama_prefix import PromptCache, rows_independent
 from deal_core.backends.llama_native import C
 from deal_core.errors import ConfigError, ModelLoadError, PromptError
 
 MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ: sequence ids one llama.cpp context can hold at once
-SCRATCH = MAX_SEQUENCES - 1  # the scratch sequence (see `_decode`); rows get the others
+SCRATCH = MAX_SEQUENCES - 1  # the scratch sequence (see `_decode`)
+PROMPT = SCRATCH - 1  # the cached prompt (llama_prefix.py); rows get the others
 
 
 class _Seq:
@@ -91,7 +93,8 @@ class LlamaCppModel(GGUFText):
         self.n_vocab = C.llama_vocab_n_tokens(self._vocab)
         self._batch = C.llama_batch_init(self.n_batch, 0, 1)
         weakref.finalize(self, C.llama_batch_free, self._batch)
-        self._single_rows_exact = self._probe_single_rows()
+        self._single_rows_exact = rows_independent(self._run, self._ctx, self._mem, self.n_vocab)
+        self._cache = PromptCache(self._mem, PROMPT) if self._single_rows_exact else None
         if not self.eos_token_ids:
             ids = {C.llama_vocab_eos(self._vocab), C.llama_vocab_eot(self._vocab)}
             self.eos_token_ids = frozenset(int(i) for i in ids if i >= 0)
@@ -118,8 +121,9 @@ class LlamaCppModel(GGUFText):
 
     def _open(self, ctx: Any) -> None:
         self._ctx, self._mem = ctx, C.llama_get_memory(ctx)
-        self._free = list(range(SCRATCH - 1, -1, -1))
+        self._free = list(range(PROMPT - 1, -1, -1))
         self._released: list[int] = []
+        self._cache = PromptCache(self._mem, PROMPT) if getattr(self, "_single_rows_exact", False) else None
 
     def isolated(self) -> LlamaCppModel:
         """This model with a KV cache of its own (the weights are shared): what a search computes there does not
@@ -141,7 +145,7 @@ class LlamaCppModel(GGUFText):
             self._parent._idle.append(self._ctx)
             # a handle of this view dropped later (a step closed by the garbage collector) touches nothing: the
             # cache may already serve another view
-            self._ctx = self._mem = None
+            self._ctx = self._mem = self._cache = None
             self._free, self._released = [], []
 
     # -- sequence ids ------------------------------------------------------------------------------------------
@@ -152,8 +156,11 @@ class LlamaCppModel(GGUFText):
             seq = self._released.pop()
             C.llama_memory_seq_rm(self._mem, seq, -1, -1)
             self._free.append(seq)
-            if len(self._free) == SCRATCH:  # no row left: the next prompt's cells start at cell 0 again, as alone
-                C.llama_memory_clear(self._mem, False)
+            if len(self._free) == PROMPT:  # no row left: the next prompt's cells start where they would alone
+                if self._cache is not None and self._cache.tokens:
+                    C.llama_memory_seq_rm(self._mem, SCRATCH, -1, -1)  # the cached prompt's cells stay
+                else:
+                    C.llama_memory_clear(self._mem, False)
 
     def _acquire(self) -> int:
         self._flush()
@@ -178,12 +185,11 @@ class LlamaCppModel(GGUFText):
 
         With `pad` (the search's passes) every pass has at least two token rows and two outputs: a scratch token at
         position 0 of a scratch sequence fills in. Where llama.cpp's CPU kernels round one row differently from
-        several (its llamafile matrix kernels do: up to 0.7 nats on a log-probability, measured on the embedded
-        model) this keeps a row's scores from depending on its pass; the KV cell the scratch token takes also shapes
-        where later rows' cells lie, which the search's shortcuts were checked with (test_backend_conformance.py).
-        The engine's own greedy loop (`generate`: one sequence, no decisions between rows) feeds a single row as it
-        is where `_probe_single_rows` found a row alone bit-identical to a row beside another (the build `make`
-        compiles, without llamafile kernels): llama-cpp-python's own loop does the same, and pays no scratch row."""
+        several (its llamafile kernels do: up to 0.7 nats, measured on the embedded model) a row's scores then do not
+        depend on its pass; the search's shortcuts were checked with the cells the scratch token takes. The engine's
+        own greedy loop (`generate`: one sequence, no decisions between rows) feeds its row alone where
+        `rows_independent` found a row's bits independent of its pass (the build `make` compiles), as
+        llama-cpp-python's own loop does."""
         self._flush()
         out, start = [], 0
         while start < len(entries):
@@ -215,7 +221,9 @@ class LlamaCppModel(GGUFText):
             b.seq_id[j][0] = seq
         b.n_tokens = len(chunk)
         rc = C.llama_decode(self._ctx, b)
-        if rc == 1:  # no room in the KV cache: rows that reference cycles still hold may free some
+        if rc == 1:  # no room in the KV cache: the cached prompt and rows that reference cycles hold may free some
+            if self._cache is not None:
+                self._cache.clear()
             gc.collect()
             self._flush()
             rc = C.llama_decode(self._ctx, b)
@@ -225,29 +233,28 @@ class LlamaCppModel(GGUFText):
         if rc != 0:
             raise RuntimeError(f"llama_decode failed (code {rc})")
 
-    def _probe_single_rows(self) -> bool:
-        """Whether a row fed alone gets the same bits as the same row next to another (so no pass needs the scratch
-        row of `_decode`): a 4-token prefix, then its next token alone and again beside another sequence's token."""
-        head, nxt = [min(100 + 7 * j, self.n_vocab - 1) for j in range(4)], min(200, self.n_vocab - 1)
-        try:
-            self._run([(t, j, 0, j == 3) for j, t in enumerate(head)])
-            self._run([(nxt, 4, 0, True)])
-            alone = np.ctypeslib.as_array(C.llama_get_logits(self._ctx), shape=(1, self.n_vocab)).copy()
-            C.llama_memory_seq_rm(self._mem, 0, 4, -1)
-            self._run([(nxt, 4, 0, True), (head[0], 0, 1, True)])
-            beside = np.ctypeslib.as_array(C.llama_get_logits(self._ctx), shape=(2, self.n_vocab))[:1]
-            return bool(np.array_equal(alone, beside))
-        finally:
-            C.llama_memory_clear(self._mem, False)
-
     # -- the forward verbs ------------------------------------------------------------------------------------
     def prefill(self, sequences: Sequence[Sequence[int]], pad: bool = True) -> tuple[list[_Seq], np.ndarray]:
         """Each sequence in its own sequence id; logits after each one's last token [sequences, vocab]."""
         if not sequences or any(len(s) == 0 for s in sequences):
             raise PromptError("every prompt needs at least one token")
+        if self._cache is not None and len(sequences) == 1 and not pad:  # the engine's own greedy loop
+            return self._prefill_cached(sequences[0], pad)
+        if self._cache is not None:
+            self._cache.clear()
         handles = [_Seq(self, len(s)) for s in sequences]
         entries = [(t, j, h.id, j == len(s) - 1) for h, s in zip(handles, sequences) for j, t in enumerate(s)]
         return handles, self._decode(entries, pad)
+
+    def _prefill_cached(self, tokens: Sequence[int], pad: bool) -> tuple[list[_Seq], np.ndarray]:
+        """One prompt: the cached prompt's common prefix shared, the rest decoded; then it is the cached prompt."""
+        shared = self._cache.reuse(tokens)
+        handle = _Seq(self, len(tokens))
+        self._cache.share(handle.id, shared)
+        logits = self._decode([(t, j, handle.id, j == len(tokens) - 1) for j, t in enumerate(tokens) if j >= shared],
+                              pad)
+        self._cache.keep(handle.id, tokens)
+        return [handle], logits
 
     def step(self, handles: Sequence[_Seq], tokens: Sequence[int]) -> np.ndarray:
         """One token per handle; logits after it [handles, vocab]."""
