@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,6 +18,10 @@ from deal_core.model import LanguageModel, embedded_model_dir
 from deal_core.rewards import Reward
 
 DATA_DIR = PACKAGED_DATA  # the evaluation data shipped inside the package
+# The suite was written against the embedded model on transformers (expected texts, torch-level checks); "auto" now
+# runs it on llama.cpp, so the suite (and the CLIs it starts) asks for transformers unless the caller chose an engine.
+# tests/unit/test_engine_choice.py checks what "auto" picks.
+os.environ.setdefault("DEAL_ENGINE", "transformers")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -30,7 +35,7 @@ def load_example(name: str) -> Any:
 
 @pytest.fixture(scope="session")
 def embedded_lm() -> LanguageModel:
-    return load_model()
+    return load_model(engine="transformers")
 
 
 LLAMACPP_OPT_IN = "llama-cpp-python is not installed: `make` builds it unless GGUF=0 (the `gguf` extra)"

@@ -28,11 +28,13 @@ from llama_cpp._logger import set_verbose
 from deal_core.backends import np_proposer
 from deal_core.backends.base import Generated, Proposer
 from deal_core.backends.gguf_text import GGUFText
+from deal_core.backends.llama_prefix import PromptCache, rows_independent
 from deal_core.backends.llama_native import C
 from deal_core.errors import ConfigError, ModelLoadError, PromptError
 
 MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ: sequence ids one llama.cpp context can hold at once
-SCRATCH = MAX_SEQUENCES - 1  # the scratch sequence (see `_decode`); rows get the others
+SCRATCH = MAX_SEQUENCES - 1  # the scratch sequence (see `_decode`)
+PROMPT = SCRATCH - 1  # the cached prompt (llama_prefix.py); rows get the others
 
 
 class _Seq:
@@ -91,6 +93,8 @@ class LlamaCppModel(GGUFText):
         self.n_vocab = C.llama_vocab_n_tokens(self._vocab)
         self._batch = C.llama_batch_init(self.n_batch, 0, 1)
         weakref.finalize(self, C.llama_batch_free, self._batch)
+        self._single_rows_exact = rows_independent(self._run, self._ctx, self._mem, self.n_vocab)
+        self._cache = PromptCache(self._mem, PROMPT) if self._single_rows_exact else None
         if not self.eos_token_ids:
             ids = {C.llama_vocab_eos(self._vocab), C.llama_vocab_eot(self._vocab)}
             self.eos_token_ids = frozenset(int(i) for i in ids if i >= 0)
@@ -117,8 +121,9 @@ class LlamaCppModel(GGUFText):
 
     def _open(self, ctx: Any) -> None:
         self._ctx, self._mem = ctx, C.llama_get_memory(ctx)
-        self._free = list(range(SCRATCH - 1, -1, -1))
+        self._free = list(range(PROMPT - 1, -1, -1))
         self._released: list[int] = []
+        self._cache = PromptCache(self._mem, PROMPT) if getattr(self, "_single_rows_exact", False) else None
 
     def isolated(self) -> LlamaCppModel:
         """This model with a KV cache of its own (the weights are shared): what a search computes there does not
@@ -136,11 +141,11 @@ class LlamaCppModel(GGUFText):
         with self.lock:
             if self._ctx is None:
                 return
-            C.llama_memory_clear(self._mem, True)
+            C.llama_memory_clear(self._mem, False)
             self._parent._idle.append(self._ctx)
             # a handle of this view dropped later (a step closed by the garbage collector) touches nothing: the
             # cache may already serve another view
-            self._ctx = self._mem = None
+            self._ctx = self._mem = self._cache = None
             self._free, self._released = [], []
 
     # -- sequence ids ------------------------------------------------------------------------------------------
@@ -151,8 +156,11 @@ class LlamaCppModel(GGUFText):
             seq = self._released.pop()
             C.llama_memory_seq_rm(self._mem, seq, -1, -1)
             self._free.append(seq)
-            if len(self._free) == SCRATCH:  # no row left: the next prompt's cells start at cell 0 again, as alone
-                C.llama_memory_clear(self._mem, True)
+            if len(self._free) == PROMPT:  # no row left: the next prompt's cells start where they would alone
+                if self._cache is not None and self._cache.tokens:
+                    C.llama_memory_seq_rm(self._mem, SCRATCH, -1, -1)  # the cached prompt's cells stay
+                else:
+                    C.llama_memory_clear(self._mem, False)
 
     def _acquire(self) -> int:
         self._flush()
@@ -172,14 +180,16 @@ class LlamaCppModel(GGUFText):
         return seq
 
     # -- the forward pass --------------------------------------------------------------------------------------
-    def _decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> np.ndarray:
+    def _decode(self, entries: Sequence[tuple[int, int, int, bool]], pad: bool = True) -> np.ndarray:
         """Feed (token, position, sequence id, wants logits) entries; the logits of those that want them, in order.
 
-        llama.cpp's CPU kernels round differently for one row than for several (a matrix-vector product against a
-        matrix product: up to 0.7 nats on a log-probability, measured on the embedded model), so a row's scores would
-        depend on what else is in its batch. Every pass therefore has at least two token rows and two outputs: a
-        scratch token at position 0 of a scratch sequence fills in, and every row computes exactly what it computes
-        in any other batch."""
+        With `pad` (the search's passes) every pass has at least two token rows and two outputs: a scratch token at
+        position 0 of a scratch sequence fills in. Where llama.cpp's CPU kernels round one row differently from
+        several (its llamafile kernels do: up to 0.7 nats, measured on the embedded model) a row's scores then do not
+        depend on its pass; the search's shortcuts were checked with the cells the scratch token takes. The engine's
+        own greedy loop (`generate`: one sequence, no decisions between rows) feeds its row alone where
+        `rows_independent` found a row's bits independent of its pass (the build `make` compiles), as
+        llama-cpp-python's own loop does."""
         self._flush()
         out, start = [], 0
         while start < len(entries):
@@ -190,7 +200,7 @@ class LlamaCppModel(GGUFText):
                 chunk.append(entry)
                 outputs += entry[3]
             start += len(chunk)
-            scratch = len(chunk) < 2 or outputs < 2
+            scratch = pad and (len(chunk) < 2 or outputs < 2)
             if scratch:
                 C.llama_memory_seq_rm(self._mem, SCRATCH, -1, -1)
                 chunk.append((0, 0, SCRATCH, True))
@@ -211,7 +221,9 @@ class LlamaCppModel(GGUFText):
             b.seq_id[j][0] = seq
         b.n_tokens = len(chunk)
         rc = C.llama_decode(self._ctx, b)
-        if rc == 1:  # no room in the KV cache: rows that reference cycles still hold may free some
+        if rc == 1:  # no room in the KV cache: the cached prompt and rows that reference cycles hold may free some
+            if self._cache is not None:
+                self._cache.clear()
             gc.collect()
             self._flush()
             rc = C.llama_decode(self._ctx, b)
@@ -222,26 +234,40 @@ class LlamaCppModel(GGUFText):
             raise RuntimeError(f"llama_decode failed (code {rc})")
 
     # -- the forward verbs ------------------------------------------------------------------------------------
-    def prefill(self, sequences: Sequence[Sequence[int]]) -> tuple[list[_Seq], np.ndarray]:
+    def prefill(self, sequences: Sequence[Sequence[int]], pad: bool = True) -> tuple[list[_Seq], np.ndarray]:
         """Each sequence in its own sequence id; logits after each one's last token [sequences, vocab]."""
         if not sequences or any(len(s) == 0 for s in sequences):
             raise PromptError("every prompt needs at least one token")
+        if self._cache is not None and len(sequences) == 1 and not pad:  # the engine's own greedy loop
+            return self._prefill_cached(sequences[0], pad)
+        if self._cache is not None:
+            self._cache.clear()
         handles = [_Seq(self, len(s)) for s in sequences]
         entries = [(t, j, h.id, j == len(s) - 1) for h, s in zip(handles, sequences) for j, t in enumerate(s)]
-        return handles, self._decode(entries)
+        return handles, self._decode(entries, pad)
+
+    def _prefill_cached(self, tokens: Sequence[int], pad: bool) -> tuple[list[_Seq], np.ndarray]:
+        """One prompt: the cached prompt's common prefix shared, the rest decoded; then it is the cached prompt."""
+        shared = self._cache.reuse(tokens)
+        handle = _Seq(self, len(tokens))
+        self._cache.share(handle.id, shared)
+        logits = self._decode([(t, j, handle.id, j == len(tokens) - 1) for j, t in enumerate(tokens) if j >= shared],
+                              pad)
+        self._cache.keep(handle.id, tokens)
+        return [handle], logits
 
     def step(self, handles: Sequence[_Seq], tokens: Sequence[int]) -> np.ndarray:
         """One token per handle; logits after it [handles, vocab]."""
         return self.extend(handles, [[t] for t in tokens])
 
-    def extend(self, handles: Sequence[_Seq], blocks: Sequence[Sequence[int]]) -> np.ndarray:
+    def extend(self, handles: Sequence[_Seq], blocks: Sequence[Sequence[int]], pad: bool = True) -> np.ndarray:
         """A block per handle (at least one token each); logits after each block's last token [handles, vocab]."""
         entries = []
         for h, block in zip(handles, blocks, strict=True):
             if not block:
                 raise ValueError("every block needs at least one token")
             entries += [(t, h.length + j, h.live(), j == len(block) - 1) for j, t in enumerate(block)]
-        logits = self._decode(entries)
+        logits = self._decode(entries, pad)
         for h, block in zip(handles, blocks):
             h.length += len(block)
         return logits
@@ -284,7 +310,7 @@ class LlamaCppModel(GGUFText):
         Repetition settings use transformers' processors, so both engines apply the same rules."""
         sampler = self.proposer(1, sample, 1.0, top_p, seed, repetition_penalty, no_repeat_ngram_size)
         with self.session():
-            handles, logits = self.prefill([list(ids)])
+            handles, logits = self.prefill([list(ids)], pad=not self._single_rows_exact)
             if n > 1:
                 handles += self.fork(handles * (n - 1))
                 logits = np.broadcast_to(logits, (n, logits.shape[-1]))
@@ -305,7 +331,8 @@ class LlamaCppModel(GGUFText):
                 if not live:
                     self.drop(handles)
                     return [Generated(new[i], logps[i], ended[i]) for i in range(n)]
-                logits = self.step([handles[i] for i in live], [new[i][-1] for i in live])
+                logits = self.extend([handles[i] for i in live], [[new[i][-1]] for i in live],
+                                     pad=not self._single_rows_exact)
 
     def continuation_logprobs(self, ids: Sequence[int], continuation: Sequence[int]) -> list[float]:
         """log P of each token of `continuation` after `ids`, in one forward."""

@@ -11,6 +11,7 @@ from deal_core.errors import ConfigError, DeALError
 TASKS: dict[str, str] = {
     "demo": "deal_core.bench.demo:run",
     "speed": "deal_core.bench.speed:run",
+    "engines": "deal_core.bench.engines:run",  # needs llama-cpp-python (extra: gguf)
     "commongen": "deal_core.bench.commongen:run",
     "length": "deal_core.bench.length:run",
     "harmless": "deal_core.bench.safety:run_harmless",

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deal_core.bench.tasks import TASKS, TUNABLE_SETTINGS
+from deal_core.cli.checks import bench_split, fail
 from deal_core.cli.options import given, options, with_options
 from deal_core.cli.pages import write_results_page, write_trace_page
 from deal_core.config import DeALConfig
@@ -39,13 +40,17 @@ def _options(
 
 Model = Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")]
 SEARCH = options(DeALConfig)  # every setting an option, from its declaration (cli/options.py)
+EngineOption = Annotated[Optional[str], typer.Option(
+    "--engine", help="auto | llamacpp | transformers (default: $DEAL_ENGINE, else auto: the embedded model on "
+                     "llama.cpp when it is installed, Hugging Face models on transformers).")]
 
 
-def _fail(message: str) -> None:
-    """Stop with one line on stderr and exit status 2."""
-    line = " ".join(str(message).split())  # one line, whatever the message held
-    sys.stderr.write(f"error: {line}\n")
-    raise SystemExit(2)
+def _use_engine(engine: str | None) -> None:
+    """`--engine` chooses the engine of this command's models (and of the Ray workers it starts): `$DEAL_ENGINE`."""
+    if engine is not None:
+        from deal_core.backends.loader import resolve_engine
+
+        os.environ["DEAL_ENGINE"] = resolve_engine(engine)
 
 
 @app.command()
@@ -60,6 +65,7 @@ def generate(
     ] = None,
     model: Model = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Plain greedy decoding for comparison.")] = False,
+    engine: EngineOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     trace_html: Annotated[Optional[str], typer.Option(
         "--trace-html", metavar="FILE", help="Write the traced search as a self-contained HTML page (sets --trace).")
@@ -72,11 +78,12 @@ def generate(
     from deal_core.request import Request
     from deal_core.rewards import RewardSum
 
+    _use_engine(engine)
     settings = given(DeALConfig, search)
     show_trace = bool(settings.get("trace"))
     if trace_html is not None:
         if greedy:
-            _fail("--trace-html traces a DeAL search; leave out --greedy")
+            fail("--trace-html traces a DeAL search; leave out --greedy")
         settings["trace"] = True
     config = make_config(**settings)  # bad settings fail here (greedy too), before the model loads
     rewards = _generate_rewards(reward, keywords, min_words, max_words)
@@ -114,7 +121,7 @@ def _generate_rewards(reward: list[str] | None, keywords: str | None, min_words:
     except Exception as exc:  # pydantic errors from reward constructors reach here
         if isinstance(exc, DeALError) or _DEBUG["on"]:
             raise
-        _fail(f"{type(exc).__name__}: {exc}")
+        fail(f"{type(exc).__name__}: {exc}")
     return rewards
 
 
@@ -165,7 +172,7 @@ def bench(
         Optional[str], typer.Option(help="serve only: comma-separated concurrency levels (default 1,4,16).")
     ] = None,
     split: Annotated[
-        Optional[str], typer.Option(help="commongen/speed: all | easy (3 concepts) | hard (4-5 concepts); "
+        Optional[str], typer.Option(help="commongen/speed/engines: all | easy (3 concepts) | hard (4-5 concepts); "
                                          "harmless/jailbreak/overrefusal/agent: dev | test | all; safety: dev | "
                                          "heldout.")
     ] = None,
@@ -179,13 +186,13 @@ def bench(
     options: dict[str, Any] = {"limit": limit, "max_new_tokens": max_new_tokens}
     if concurrency is not None:
         if task != "serve":
-            _fail(f"--concurrency is for `deal bench serve`, not {task}")
+            fail(f"--concurrency is for `deal bench serve`, not {task}")
         try:
             options["concurrency"] = tuple(int(c) for c in concurrency.split(","))
         except ValueError:
-            _fail(f"--concurrency takes comma-separated integers like 1,4,16, got {concurrency!r}")
+            fail(f"--concurrency takes comma-separated integers like 1,4,16, got {concurrency!r}")
     if split is not None:
-        options["split"] = _bench_split(task, split)
+        options["split"] = bench_split(task, split)
     settings = given(DeALConfig, search)
     make_config(**settings)  # bad settings and a missing data file fail here, before any model is loaded
     if data is not None:
@@ -196,19 +203,6 @@ def bench(
                       **{k: v for k, v in options.items() if v is not None})
     if report is not None:
         write_results_page(task, result, report, json_out)
-
-
-def _bench_split(task: str, split: str) -> str:
-    """`deal bench TASK --split S`: a split the task knows."""
-    from deal_core.bench.data import HALVES, SPLITS
-
-    known = HALVES if task in ("harmless", "jailbreak", "overrefusal", "agent") else ("dev", "heldout") \
-        if task == "safety" else SPLITS
-    if task not in ("commongen", "speed") and known is SPLITS:
-        _fail(f"--split is for `deal bench commongen|speed|harmless|jailbreak|overrefusal|agent|safety`, not {task}")
-    if split not in known:
-        _fail(f"unknown --split {split!r} for {task}; choose one of: {', '.join(known)}")
-    return split
 
 
 @app.command()
@@ -222,6 +216,7 @@ def batch(
                                                            "own `rewards`, repeatable.")
     ] = None,
     model: Model = None,
+    engine: EngineOption = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows with the same rewards searched together.")] = 8,
     ray: Annotated[bool, typer.Option("--ray", help="Run on Ray (Ray Data over an actor pool of replicas).")] = False,
     address: Annotated[
@@ -243,10 +238,11 @@ def batch(
     from deal_core.jobs import RAY_EXTRA, ray_available, run_batch
     from deal_core.rewards import rewards_from_cli
 
+    _use_engine(engine)
     if not ray and (address is not None or replicas is not None or num_gpus or num_cpus != 1):
-        _fail("--address, --replicas, --num-cpus and --num-gpus are for Ray runs: add --ray")
+        fail("--address, --replicas, --num-cpus and --num-gpus are for Ray runs: add --ray")
     if ray and not ray_available():
-        _fail(f"--ray needs Ray (Ray Data and Ray Serve): {RAY_EXTRA}")
+        fail(f"--ray needs Ray (Ray Data and Ray Serve): {RAY_EXTRA}")
     settings = given(DeALConfig, search)
     specs = rewards_from_cli(reward or []).spec() if reward else None
     report = run_batch(in_path, out_path, model=model, reward_specs=specs, settings=settings, batch_size=batch_size,
@@ -259,6 +255,7 @@ def batch(
 @with_options(options(ServerLimits))
 def serve(
     model: Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")] = None,
+    engine: EngineOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     reward: Annotated[
@@ -283,18 +280,20 @@ def serve(
     import importlib.util
 
     from deal_core.rewards import rewards_from_cli
+
+    _use_engine(engine)
     missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
-        _fail(f"deal serve needs {' and '.join(missing)}: pip install 'deal-align[server]'")
+        fail(f"deal serve needs {' and '.join(missing)}: pip install 'deal-align[server]'")
     if replicas is not None and not ray:
-        _fail("--replicas is for Ray Serve: add --ray")
+        fail("--replicas is for Ray Serve: add --ray")
     try:
         limits = ServerLimits(**given(ServerLimits, limit_options))
     except ValidationError as exc:
-        _fail(f"invalid server limits: {describe_validation_error(exc)}")
+        fail(f"invalid server limits: {describe_validation_error(exc)}")
     rewards, pinned = rewards_from_cli(reward or []), rewards_from_cli(pin_reward or [])
     if ray and pinned.terms:
-        _fail("--pin-reward is not supported with --ray yet: serve without --ray, or use --reward")
+        fail("--pin-reward is not supported with --ray yet: serve without --ray, or use --reward")
     if ray:
         from deal_core.jobs.ray_serve import require_serve, serve_forever
 
@@ -326,15 +325,15 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(2) from None
         ctx = getattr(exc, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        _fail(exc.format_message() + hint)
+        fail(exc.format_message() + hint)
     except DeALError as exc:
         if _DEBUG["on"]:
             raise
-        _fail(str(exc))
+        fail(str(exc))
     except Exception as exc:
         if _DEBUG["on"]:
             raise
-        _fail(f"unexpected {type(exc).__name__}: {exc} (run `deal --debug …` for the traceback and report it)")
+        fail(f"unexpected {type(exc).__name__}: {exc} (run `deal --debug …` for the traceback and report it)")
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

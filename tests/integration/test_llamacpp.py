@@ -23,6 +23,12 @@ from tests.conftest import LLAMACPP_OPT_IN
 pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp", reason=LLAMACPP_OPT_IN)
 
+
+@pytest.fixture(autouse=True)
+def _engine_auto(monkeypatch):
+    """GGUF files load with the default engine here (tests/conftest.py sets DEAL_ENGINE=transformers)."""
+    monkeypatch.delenv("DEAL_ENGINE", raising=False)
+
 CONVERSATIONS = [
     [{"role": "user", "content": "Write a sentence about a dog."}],
     [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a colour — and café, ü?"}],
