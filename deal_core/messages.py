@@ -1,10 +1,14 @@
 """A prompt as plain chat messages: a string, or OpenAI-style messages (text content, or text parts), checked as
-untrusted input. `request.py` builds its `Message`s from these; `prompts.py` renders them for a model."""
+untrusted input. `request.py` builds its `Message`s from these; `prompts.py` renders them for a model. `ToolCall`
+is a call the assistant made (its OpenAI shape, `to_openai()`, is defined here once)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from deal_core.errors import PromptError, check_text, short_repr
 
@@ -52,3 +56,25 @@ def normalize_messages(prompt: PromptLike) -> list[dict[str, str]]:
     if not messages or not any(m["content"].strip() for m in messages):
         raise PromptError("prompt has no message with text: pass at least one non-blank message")
     return messages
+
+
+class ToolCall(BaseModel):
+    """A call the assistant made: `arguments` is the parsed JSON object."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: str
+    name: str = Field(min_length=1, max_length=64)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+    def to_template(self) -> dict[str, Any]:
+        """The shape transformers chat templates expect (OpenAI's, with arguments as an object)."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+    @property
+    def arguments_json(self) -> str:
+        """The arguments as the JSON string OpenAI clients and LangChain chunks carry (non-ASCII kept as is)."""
+        return json.dumps(self.arguments, ensure_ascii=False)
+
+    def to_openai(self) -> dict[str, Any]:
+        """OpenAI's shape of a call: arguments as a JSON string."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments_json}}

@@ -16,32 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from deal_core.config import DeALConfig, make_config
 from deal_core.errors import ConfigError, DeALError, PromptError, check_text, describe_validation_error, short_repr
-from deal_core.messages import normalize_messages
+from deal_core.messages import ToolCall, normalize_messages
 from deal_core.rewards.base import RewardLike, RewardSum, as_reward_sum
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
-
-
-class ToolCall(BaseModel):
-    """A call the assistant made: `arguments` is the parsed JSON object."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    id: str
-    name: str = Field(min_length=1, max_length=64)
-    arguments: dict[str, Any] = Field(default_factory=dict)
-
-    def to_template(self) -> dict[str, Any]:
-        """The shape transformers chat templates expect (OpenAI's, with arguments as an object)."""
-        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
-
-    @property
-    def arguments_json(self) -> str:
-        """The arguments as the JSON string OpenAI clients and LangChain chunks carry (non-ASCII kept as is)."""
-        return json.dumps(self.arguments, ensure_ascii=False)
-
-    def to_openai(self) -> dict[str, Any]:
-        """OpenAI's shape of a call: arguments as a JSON string."""
-        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments_json}}
 
 
 class Message(BaseModel):

@@ -23,6 +23,7 @@ from typing import Any
 
 from deal_core.bench import quality
 from deal_core.bench.data import load_commongen
+from deal_core.config import settings_of
 from deal_core.decoder import DeAL
 from deal_core.errors import ConfigError
 from deal_core.model import embedded_gguf_path, load_model
@@ -31,8 +32,8 @@ from deal_core.rewards import Keywords
 
 MODES: dict[str, dict[str, Any] | None] = {
     "greedy": None,
-    "DeAL k5 l5 λ1 (paper)": dict(top_k=5, lookahead=5, reward_weight=1.0),
-    "DeAL k10 l8 λ3 (default)": dict(top_k=10, lookahead=8, reward_weight=3.0),
+    "DeAL k5 l5 λ1 (paper)": settings_of("paper"),
+    "DeAL k10 l8 λ3 (default)": settings_of("default"),
 }
 ENGINES = ("llamacpp", "transformers")
 REFERENCE = "llama-cpp-python's own greedy (Llama.generate)"

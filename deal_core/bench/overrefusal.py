@@ -19,11 +19,12 @@ from deal_core.bench import quality
 from deal_core.bench.common import bar_plot, console, markdown_table, mean, write_report
 from deal_core.bench.data import PACKAGED_DATA, load_commongen
 from deal_core.bench.safety import SAFETY_WEIGHT, verdict
+from deal_core.config import settings_of
 from deal_core.decoder import DeAL
 from deal_core.rewards import Keywords, Safety
 
-DEAL_SETTINGS = dict(top_k=5, lookahead=5, reward_weight=5.0)  # the safety benches' settings
-COMMONGEN_SETTINGS = dict(top_k=10, lookahead=8, reward_weight=3.0)  # `deal bench commongen`'s
+DEAL_SETTINGS = settings_of("safety")  # the safety benches' settings
+COMMONGEN_SETTINGS = settings_of("default")  # `deal bench commongen`'s
 
 
 def _half(rows: list[Any], split: str) -> list[Any]:

@@ -6,6 +6,7 @@ shows the traceback instead.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -277,13 +278,10 @@ def serve(
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health). Every limit
     below holds per request; a request over one gets a 400 naming it."""
-    import importlib.util
-
     from deal_core.rewards import rewards_from_cli
 
     _use_engine(engine)
-    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
-    if missing:
+    if missing := [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]:
         fail(f"deal serve needs {' and '.join(missing)}: pip install 'deal-align[server]'")
     if replicas is not None and not ray:
         fail("--replicas is for Ray Serve: add --ray")
