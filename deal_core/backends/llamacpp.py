@@ -28,9 +28,10 @@ from llama_cpp._logger import set_verbose
 from deal_core.backends import np_proposer
 from deal_core.backends.base import Generated, Proposer
 from deal_core.backends.gguf_text import GGUFText
-from deal_core.backends.llama_prefix import PromptCache, rows_independent
 from deal_core.backends.llama_native import C
+from deal_core.backends.llama_prefix import PromptCache, rows_independent
 from deal_core.errors import ConfigError, ModelLoadError, PromptError
+from deal_core.stops import stopped
 
 MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ: sequence ids one llama.cpp context can hold at once
 SCRATCH = MAX_SEQUENCES - 1  # the scratch sequence (see `_decode`)
@@ -327,7 +328,7 @@ class LlamaCppModel(GGUFText):
                     else:
                         new[i].append(token)
                 live = [i for i in live if not ended[i] and len(new[i]) < max_new_tokens
-                        and not (stop and any(s in self.decode(new[i]) for s in stop))]
+                        and not stopped(self.decode, new[i], 1, stop)]
                 if not live:
                     self.drop(handles)
                     return [Generated(new[i], logps[i], ended[i]) for i in range(n)]

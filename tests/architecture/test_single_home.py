@@ -98,6 +98,10 @@ def test_stop_strings_matched_in_one_module():
             if isinstance(node, ast.Compare) and any(isinstance(o, ast.In) for o in node.ops) and \
                     "stop" in ast.unparse(node.comparators[0]) and "decode" in text:
                 found.append(f"{where}:{node.lineno} {text}")
+            if isinstance(node, (ast.GeneratorExp, ast.ListComp)) and isinstance(node.elt, ast.Compare) and \
+                    any(isinstance(o, ast.In) for o in node.elt.ops) and \
+                    any(ast.unparse(g.iter).endswith("stop") for g in node.generators):
+                found.append(f"{where}:{node.lineno} {ast.unparse(node)}")
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "find" \
                     and "stop" in ast.unparse(node.args[0] if node.args else node):
                 found.append(f"{where}:{node.lineno} {text}")
