@@ -154,7 +154,7 @@ def test_json_schema_never_fetches_references(counting_server, tmp_path):
     assert local.score("p", ['{"a": "x"}', '{"a": 1}']) == [1.0, 0.5]
     # belt and braces: past the check, the registry itself refuses to retrieve
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(schema_guard, "_check_literal", lambda schema: None)
+        mp.setattr(schema_guard, "check_schema_shape", lambda schema: None)
         with pytest.raises(ValueError, match="does not resolve"):
             schema_guard.safe_validators({"$ref": f"{url}/schema.json"}, lambda s: s)
     assert hits == []
