@@ -2,10 +2,9 @@
 
 One llama.cpp context holds every sequence handle as a sequence id in one unified KV cache: the seam's verbs map
 onto llama.cpp directly. Forking is `llama_memory_seq_cp` (the cells are shared, nothing is copied), cropping and
-dropping are `llama_memory_seq_rm`, and every sequence keeps its own positions. Logits are computed only for the
-positions the search reads.
-Scores are numpy float32 logits; proposals come from the numpy proposer (backends/np_proposer.py), so greedy and
-top-k search never import torch (sampling and repetition settings fall back to the torch proposer).
+dropping are `llama_memory_seq_rm`, and every sequence keeps its own positions. Logits: only where the search reads,
+numpy float32, proposals from backends/np_proposer.py (no torch import for greedy and top-k search; sampling and
+repetition settings fall back to the torch proposer).
 The chat template is the one in the GGUF metadata, rendered by transformers' renderer and tokenized by llama.cpp.
 """
 
