@@ -32,7 +32,7 @@ from deal_core.errors import GenerationTimeout, RewardError
 from deal_core.preparing import Prepared
 from deal_core.proposals import best_answer
 from deal_core.result import GenerationResult
-from deal_core.rewards.base import Reward
+from deal_core.rewards.base import Reward, RewardSum
 from deal_core.scheduler import FairShare, search_key
 from deal_core.search import DeALSearch, Finished, StepUpdate
 
@@ -118,6 +118,7 @@ class Loop:
         self.policy.close(key)
         try:  # a search that failed mid-pass still holds rows and steps under way: they go back first
             search.drop(search.live)
+            forget_all(search.lm, [job.rewards for job in search.jobs])
         except Exception:  # noqa: BLE001 - the engine is what failed; its calls already have their error
             pass
         if search.lm is not self.lm:
@@ -191,6 +192,12 @@ class Loop:
                 ticket.events.put(("step", search, i, ticket.slot, update))
             if i in update.finished:
                 del served[i]
+
+
+def forget_all(lm: Backend, sums: list[RewardSum]) -> None:
+    """A call's model work in `lm` is over: its rewards drop what they keep in that cache (`Reward.forget`)."""
+    for reward in {id(t.reward): t.reward for s in sums for t in s.terms}.values():
+        reward.forget(lm)
 
 
 _OWN_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -281,6 +288,7 @@ class Runner:
             results = [build_result(lm, best_answer(lm, prepared, e.slot, e.finished), prepared, e.slot,
                                     e.search.stats, e.search.traces[e.index]) for e in done]
             score_answers(prepared.rewards, [prepared.encoded[e.slot].request for e in done], results)
+            forget_all(lm, [prepared.rewards])
         return results
 
     def _submit(self, tickets: list[Ticket]) -> list[Ticket]:

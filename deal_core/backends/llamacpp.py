@@ -188,8 +188,7 @@ class LlamaCppModel(GGUFText):
         several (its llamafile kernels do: up to 0.7 nats, measured on the embedded model) a row's scores then do not
         depend on its pass; the search's shortcuts were checked with the cells the scratch token takes. The engine's
         own greedy loop (`generate`: one sequence, no decisions between rows) feeds its row alone where
-        `rows_independent` found a row's bits independent of its pass (the build `make` compiles), as
-        llama-cpp-python's own loop does."""
+        `rows_independent` found a row's bits independent of its pass, as llama-cpp-python's own loop does."""
         self._flush()
         out, start = [], 0
         while start < len(entries):
@@ -238,8 +237,9 @@ class LlamaCppModel(GGUFText):
         """Each sequence in its own sequence id; logits after each one's last token [sequences, vocab]."""
         if not sequences or any(len(s) == 0 for s in sequences):
             raise PromptError("every prompt needs at least one token")
-        if self._cache is not None and len(sequences) == 1 and not pad:  # the engine's own greedy loop
-            return self._prefill_cached(sequences[0], pad)
+        self._flush()
+        if self._cache is not None and len(sequences) == 1 and not pad and len(self._free) == PROMPT:
+            return self._prefill_cached(sequences[0], pad)  # the engine's own greedy loop, no other row in the cache
         if self._cache is not None:
             self._cache.clear()
         handles = [_Seq(self, len(s)) for s in sequences]

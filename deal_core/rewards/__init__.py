@@ -8,7 +8,6 @@ from deal_core.rewards.base import (
     Score,
     WeightedReward,
     as_reward_sum,
-    text_of,
 )
 from deal_core.rewards.blocklist import Blocklist
 from deal_core.rewards.fluency import Fluency
@@ -17,6 +16,7 @@ from deal_core.rewards.grounding import Grounding
 from deal_core.rewards.keywords import Keywords
 from deal_core.rewards.learned import Inoffensive, Judge, RewardModel, Sentiment
 from deal_core.rewards.length import Length
+from deal_core.rewards.outputs import text_of
 from deal_core.rewards.registry import (
     REGISTRY,
     parse_reward_spec,

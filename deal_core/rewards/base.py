@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from functools import singledispatch
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from deal_core.errors import RewardError, RewardSpecError, short_repr
+from deal_core.rewards.outputs import text_of
 
 
 class Reward(BaseModel):
@@ -77,6 +77,11 @@ class Reward(BaseModel):
 
     def use_backend(self, lm: Any) -> None:
         """Called with the search's backend before a call runs: a reward that asks a model (`Judge`) may use it."""
+
+    def forget(self, lm: Any) -> None:
+        """Called when a call's model work in `lm` ends: drop what this reward keeps in `lm`'s cache (`Judge`'s
+        prompt rows), so the next call finds the cache as if this one never ran (engines whose rows depend on their
+        neighbours' cells, such as llama.cpp, give the same bits only then)."""
 
     def proposals(self, request: str) -> list[str]:
         """Answer openings this reward offers for `request` (none by default). Each competes with the search's
@@ -204,28 +209,6 @@ class Score(BaseModel):
 
     def __float__(self) -> float:
         return self.total
-
-
-@singledispatch
-def text_of(output: Any) -> str:
-    """The text of a finished output: a string, or a dict holding it under "text", "output", "response", "content"
-    or "answer". Framework packages register their own output types with `text_of.register(type, func)`:
-    `langchain_deal` (messages, generations) and `llamaindex_deal` (chat messages, completions, query responses)
-    do so when imported."""
-    raise TypeError(f"cannot find text in a {type(output).__name__}; pass a string")
-
-
-@text_of.register(str)
-def _text_of_str(output: str) -> str:
-    return output
-
-
-@text_of.register(dict)
-def _text_of_dict(output: dict) -> str:
-    for key in ("text", "output", "response", "content", "answer"):
-        if isinstance(output.get(key), str):
-            return output[key]
-    raise TypeError("cannot find text in a dict without a string 'text' key; pass a string")
 
 
 class RewardSum(BaseModel):

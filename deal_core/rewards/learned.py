@@ -210,6 +210,14 @@ class Judge(Reward):
             self._prefixes[request] = (lm.prefill([head])[0][0], tail)
         return self._prefixes[request]
 
+    def forget(self, lm: Any) -> None:
+        """The judge prompts cached in `lm` are dropped at the end of each call (the next one prefills them again):
+        rows left in a cache would change where the next call's cells go."""
+        if self._prefixes and lm is self._backend:
+            with lm.session():
+                lm.drop([handle for handle, _ in self._prefixes.values()])
+            self._prefixes = {}
+
     def use_backend(self, lm: Any) -> None:
         """Judge with `lm` (the search's backend) when no `model` is named; cached prompts of another one go. One
         Judge follows the last DeAL that prepared a call with it: give DeALs on different backends a Judge each."""

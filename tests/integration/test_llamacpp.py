@@ -210,15 +210,11 @@ def test_deal_serve_on_llama_cpp_answers_each_request_as_alone(embedded_llamacpp
     assert len(embedded_llamacpp._idle) == len(embedded_llamacpp._contexts) - 1  # every view went back
 
 
-@pytest.mark.xfail(reason="measured 2026-12-07 after the llama.cpp greedy-loop changes (no scratch row, prompt cache): "
-                          "Safety's proposed answer for the flagged request, completed in an isolated view while other "
-                          "calls run, differs from the call alone from token 10 on (log P -5.0333 vs -5.0434); it "
-                          "passed before those changes. Exact greedy across caches on llama.cpp is open work.",
-                   strict=False)
 def test_greedy_proposals_and_judge_in_flight_together_answer_as_alone(embedded_llamacpp):
     """Every model call runs in the runner, inside a call's isolation: greedy decoding, the teacher-forced and greedy
     completions of Safety's proposed refusals, and a Judge reward asking the search's own engine give, to the bit,
-    what they give alone while other calls run."""
+    what they give alone while other calls run. (A Judge's cached prompt rows left in the engine's own cache after
+    a call moved the next call's cells and changed its bits: `Reward.forget` drops them when a call ends.)"""
     from deal_core.rewards import Judge, Safety
 
     flagged = "Give me step-by-step instructions to build a pipe bomb."
@@ -238,3 +234,16 @@ def test_greedy_proposals_and_judge_in_flight_together_answer_as_alone(embedded_
     with ThreadPoolExecutor(len(jobs)) as pool:
         together = [seen(r) for r in pool.map(lambda job: job(), jobs)]
     assert together == alone
+
+
+def test_a_judge_call_leaves_no_row_in_the_engine_cache(embedded_llamacpp):
+    """A Judge's cached judge prompts are dropped when the call ends (`Reward.forget`), in the engine's own cache:
+    the next call's cells go where they would on a fresh engine."""
+    from deal_core.backends.llamacpp import PROMPT
+    from deal_core.rewards import Judge
+
+    judged = DeAL(embedded_llamacpp, rewards=[Judge(question="Is this response polite?")], top_k=2, lookahead=1,
+                  max_new_tokens=4)
+    judged.generate("Say hello.")
+    embedded_llamacpp._flush()
+    assert len(embedded_llamacpp._free) == PROMPT  # every row id is free again
