@@ -38,10 +38,7 @@ class Boom(Reward):
         return [sum(c in "aeiou" for c in t) / max(len(t), 1) for t in texts]
 
 
-@pytest.fixture(params=["table", "transformers", pytest.param("llamacpp", marks=[pytest.mark.slow, pytest.mark.xfail(
-    reason="llama.cpp on the CPU is not batch-invariant once a sequence's KV cells are not contiguous (measured: "
-           "bitwise equal for 4-8 steps, then up to 0.2 nats on chosen tokens; 6/12 CommonGen answers differ)",
-    strict=False)])])
+@pytest.fixture(params=["table", "transformers", pytest.param("llamacpp", marks=pytest.mark.slow)])
 def lm(request):
     """The reference table, the tiny random Llama on transformers, the embedded GGUF on llama.cpp."""
     if request.param == "table":
@@ -65,8 +62,17 @@ def run(search: DeALSearch) -> dict:
     return finished
 
 
+NOT_BATCH_INVARIANT = (
+    "llama.cpp on the CPU is not batch-invariant once a sequence's KV cells are not contiguous (measured: bitwise "
+    "equal for 4-8 steps, then up to 0.2 nats on chosen tokens; 6/12 CommonGen answers differ). Measured on this "
+    "test: top_k=5, lookahead=4, prune=False, reuse=False gives other answers together than alone; the other two "
+    "settings give the same answers")
+
+
 @pytest.mark.parametrize("settings", SETTINGS)
-def test_prompts_together_take_the_passes_of_the_busiest_alone(lm, vowels, settings):
+def test_prompts_together_take_the_passes_of_the_busiest_alone(request, lm, vowels, settings):
+    if request.node.callspec.id == "llamacpp-settings2":
+        request.applymarker(pytest.mark.xfail(reason=NOT_BATCH_INVARIANT, strict=True))
     alone = []
     for prompt, budget in zip(PROMPTS, BUDGETS):
         search = search_of(lm, [prompt], [budget], vowels, **settings)
