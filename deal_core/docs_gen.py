@@ -62,9 +62,15 @@ def _default(field: FieldInfo) -> str:
     return "" if field.default is PydanticUndefined else _cell(field.default)
 
 
+def _table_page(source: str, title: str, intro: str, columns: list[str], rows: list[str]) -> str:
+    """A generated reference page: the generated-file header, a title, an intro, and a table."""
+    table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows]
+    return HEADER.format(source=source) + f"# {title}\n\n" + intro + "\n".join(table) + "\n"
+
+
 def settings_page() -> str:
     """One row per `DeALConfig` field: its names in Python, the wrappers and the CLI, default, bounds, meaning."""
-    rows = ["| setting | wrappers | CLI | scope | default | bounds | meaning |", "|---|---|---|---|---|---|---|"]
+    rows = []
     for name, field in DeALConfig.model_fields.items():
         info = setting_info(name)
         cli = f"`{info['cli']}`" + (" / `--no-" + info["cli"][2:] + "`" if field.annotation is bool else "")
@@ -74,8 +80,8 @@ def settings_page() -> str:
              "per call (`deal.generate(prompt, top_k=5)`), to the LangChain and LlamaIndex wrappers (under the "
              "*wrappers* name), on the command line, or in a server request's `deal` object. *shared* settings "
              "are the same for every prompt of one batched search; *call* settings are each call's own.\n\n")
-    return (HEADER.format(source="deal_core/config.py (DeALConfig)") + "# Settings reference\n\n" + intro
-            + "\n".join(rows) + "\n")
+    return _table_page("deal_core/config.py (DeALConfig)", "Settings reference", intro,
+                       ["setting", "wrappers", "CLI", "scope", "default", "bounds", "meaning"], rows)
 
 
 def _limit_option(name: str, field: FieldInfo) -> str:
@@ -86,15 +92,15 @@ def _limit_option(name: str, field: FieldInfo) -> str:
 
 def server_limits_page() -> str:
     """One row per `ServerLimits` field: its `deal serve` option, default and what it bounds."""
-    rows = ["| limit | `deal serve` option | default | bounds | what it bounds |", "|---|---|---|---|---|"]
+    rows = []
     for name, field in ServerLimits.model_fields.items():
         rows.append(f"| `{name}` | {_limit_option(name, field)} | {_default(field)} | {_bounds(field)} | "
                     f"{_text(field.description or '')} |")
     intro = ("What one request may ask of a `deal serve` server, from `ServerLimits` "
              "(`deal_core/serving/limits.py`). Each limit is checked before any work starts; a request over one "
              "gets a 400 whose message names the limit and whose `param` names the field to change.\n\n")
-    return (HEADER.format(source="deal_core/serving/limits.py (ServerLimits)") + "# Server limits reference\n\n"
-            + intro + "\n".join(rows) + "\n")
+    return _table_page("deal_core/serving/limits.py (ServerLimits)", "Server limits reference", intro,
+                       ["limit", "`deal serve` option", "default", "bounds", "what it bounds"], rows)
 
 
 def _summary(cls: type) -> str:
@@ -112,7 +118,7 @@ def rewards_page() -> str:
     names: dict[type, list[str]] = {}
     for name in REGISTRY:
         names.setdefault(REGISTRY[name], []).append(name)
-    rows = ["| spec name(s) | class | cost | fields | what it measures |", "|---|---|---|---|---|"]
+    rows = []
     for cls, aliases in sorted(names.items(), key=lambda item: item[1][0]):
         cost = cls.cost + ("" if cls.bounded_cost else ", input-dependent") + (
             ", reads log P" if cls.reads_logprobs else "")
@@ -122,8 +128,8 @@ def rewards_page() -> str:
              "`--reward NAME[=ARG][:WEIGHT]`, a server request's `deal.rewards` and `rewards_from_json` accept. "
              "*cheap* rewards score every candidate; *expensive* ones only the candidates the cheap ones keep. "
              "The [Rewards](../rewards.md) page says when to use each.\n\n")
-    return (HEADER.format(source="deal_core/rewards/registry.py (REGISTRY)") + "# Rewards reference\n\n" + intro
-            + "\n".join(rows) + "\n")
+    return _table_page("deal_core/rewards/registry.py (REGISTRY)", "Rewards reference", intro,
+                       ["spec name(s)", "class", "cost", "fields", "what it measures"], rows)
 
 
 def cli_help_text() -> str:

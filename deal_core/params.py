@@ -150,15 +150,7 @@ def reward_specs(rewards: RewardSum) -> list[Any]:
 
 def result_metadata(result: GenerationResult, model_name: str) -> dict[str, Any]:
     """What tracing (LangSmith, LlamaIndex instrumentation) shows: why the output looks as it does."""
-    meta = {
-        "model_name": model_name,
-        "finish_reason": result.finish_reason,
-        "rewards": result.rewards,
-        "reward_total": result.reward_total,
-        "logprob": result.logprob,
-        "constraint_fallback": result.constraint_fallback,
-        "search_stats": result.stats.model_dump(),
-    }
+    meta = {"model_name": model_name, **result.summary()}
     if result.trace is not None:
         meta["trace"] = [step.model_dump() for step in result.trace]
     return meta

@@ -81,6 +81,14 @@ class GenerationResult(BaseModel):
     trace: list[StepTrace] | None = None
     _ended: bool = PrivateAttr(False)  # an end-of-sequence token closed the answer (its log-prob is in `logprob`)
 
+    def summary(self) -> dict[str, Any]:
+        """What the search did, in the one shape every frontend shows it (LangChain and LlamaIndex metadata, the
+        server's `deal` field, a batch row): finish reason, each reward and their total, log P, whether the output
+        format fell back, and the search's counters."""
+        return {"finish_reason": self.finish_reason, "rewards": self.rewards, "reward_total": self.reward_total,
+                "logprob": self.logprob, "constraint_fallback": self.constraint_fallback,
+                "stats": self.stats.model_dump()}
+
     @property
     def usage(self) -> Usage:
         """Prompt tokens (after the chat template) and generated tokens."""

@@ -26,12 +26,9 @@ def _worker() -> str:
 
 
 def _ok(row: Mapping[str, Any], result: Any, batch_rows: int) -> dict[str, Any]:
-    stats = result.stats
-    return {"id": row["id"], "text": result.text, "rewards": result.rewards, "reward_total": result.reward_total,
-            "finish_reason": result.finish_reason, "usage": result.usage.model_dump(),
-            "stats": {"batch_rows": batch_rows, "steps": stats.steps, "forward_passes": stats.forward_passes,
-                      "tokens_evaluated": stats.tokens_evaluated, "wall_time_s": stats.wall_time_s,
-                      "worker": _worker()}}
+    summary = result.summary()
+    summary["stats"] |= {"batch_rows": batch_rows, "worker": _worker()}
+    return {"id": row["id"], "text": result.text, **summary, "usage": result.usage.model_dump()}
 
 
 def _failed(row: Mapping[str, Any], exc: BaseException) -> dict[str, Any]:

@@ -155,8 +155,8 @@ def tool_calls(result: GenerationResult) -> list[dict[str, Any]]:
 
 
 def deal_info(result: GenerationResult) -> dict[str, Any]:
-    return {"rewards": result.rewards, "reward_total": result.reward_total, "finish_reason": result.finish_reason,
-            "stats": result.stats.model_dump()}
+    """The response's `deal` field: what the search did (`GenerationResult.summary`)."""
+    return result.summary()
 
 
 def completion_body(ident: str, created: int, model: str, result: GenerationResult, chat: bool) -> dict[str, Any]:

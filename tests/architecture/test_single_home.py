@@ -114,3 +114,17 @@ def test_tool_calls_take_openai_shape_in_one_place():
              and {"type", "function"} <= {k.value for k in n.keys if isinstance(k, ast.Constant)}
              and any(isinstance(v, ast.Dict) and "arguments" in ast.unparse(v) for v in n.values)]
     assert not found, f"use ToolCall.to_openai(): {found}"
+
+
+def test_a_result_is_summarised_in_one_place():
+    """What the search did (finish reason, rewards, counters) is written out for a frontend only by
+    `GenerationResult.summary()`: a dict literal with a `reward_total` key elsewhere is a presenter of its own."""
+    copies = []
+    for where, tree in _sources():
+        if where == "deal_core/result.py":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "reward_total"
+                                                  for k in node.keys):
+                copies.append(f"{where}:{node.lineno} builds a result summary by hand: use GenerationResult.summary()")
+    assert not copies, "\n".join(copies)

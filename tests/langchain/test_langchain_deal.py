@@ -79,7 +79,7 @@ def test_llm_generation_info_has_rewards_and_trace():
     llm = DeALLLM(max_tokens=12, rewards=[Keywords(["kid", "dance", "room"])], trace=True)
     info = llm.generate([PROMPT]).generations[0][0].generation_info
     assert set(info["rewards"]) == {"keywords"}
-    assert info["search_stats"]["steps"] >= 1 and len(info["trace"]) == info["search_stats"]["steps"]
+    assert info["stats"]["steps"] >= 1 and len(info["trace"]) == info["stats"]["steps"]
 
 
 def test_bound_rewards_change_output_and_win_over_field(chat):
@@ -114,7 +114,7 @@ def test_configurable_fields_do_not_reload(chat):
     configurable = configurable.bind(rewards=[Keywords(["kid", "dance", "room"])])
     greedy = configurable.with_config(configurable={"top_k": 1, "reward_weight": 0.0}).invoke(PROMPT)
     aligned = configurable.with_config(configurable={"top_k": 8, "reward_weight": 5.0, "lookahead": 6}).invoke(PROMPT)
-    assert greedy.response_metadata["search_stats"]["candidates_pruned"] == 0
+    assert greedy.response_metadata["stats"]["candidates_pruned"] == 0
     assert aligned.response_metadata["rewards"]["keywords"] >= greedy.response_metadata["rewards"]["keywords"]
     assert ChatDeAL(max_tokens=24)._decoder().lm is chat._decoder().lm
 

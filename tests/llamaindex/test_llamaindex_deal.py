@@ -64,7 +64,7 @@ def test_metadata_comes_from_the_model(llm):
 
 def test_complete_and_stream_complete(llm, events):
     full = llm.complete("Name a fruit.")
-    assert full.text and full.additional_kwargs["search_stats"]["steps"] >= 1
+    assert full.text and full.additional_kwargs["stats"]["steps"] >= 1
     chunks = list(llm.stream_complete("Name a fruit."))
     assert "".join(c.delta for c in chunks) == chunks[-1].text == full.text
     assert all(a.text + b.delta == b.text for a, b in zip(chunks, chunks[1:]))  # cumulative text

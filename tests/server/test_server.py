@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import threading
 import time
 
@@ -15,6 +13,7 @@ import pytest
 from deal_core import DeAL
 from deal_core.rewards import Fluency, Keywords
 from deal_core.serving import ServerLimits, create_app, running_server
+from tests.server.serve_process import deal_serve
 
 running = running_server
 
@@ -190,26 +189,10 @@ def test_deal_serve_command_starts_a_working_server(tmp_path):
     import subprocess
     import sys
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "deal_core.cli", "serve", "--port", str(port),
-                             "--reward", "keywords=park"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stderr.read()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "deal serve did not come up"
-            time.sleep(0.5)
-        reply = client(f"http://127.0.0.1:{port}").chat.completions.create(
+    with deal_serve(tmp_path, "--reward", "keywords=park") as url:
+        reply = client(url).chat.completions.create(
             model="", messages=[{"role": "user", "content": "Name a place to walk a dog."}], max_tokens=12)
         assert "keywords" in reply.model_extra["deal"]["rewards"]  # the server-wide default reward was used
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     bad = subprocess.run([sys.executable, "-m", "deal_core.cli", "serve", "--reward", "nope"], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown reward")
