@@ -60,9 +60,10 @@ def test_the_chain_names_the_question_by_run_metadata_on_every_call_path(tiny_lm
     chain.invoke(QUESTION)  # unnamed: the rewards would read the whole templated message
     chain.invoke(QUESTION, config=config)
     list(chain.stream(QUESTION, config=config))
+    chain.batch([QUESTION], config=config)
     unnamed, *named = requests_of(chat)
     assert unnamed.text == WHOLE and unnamed.messages[-1].content == WHOLE
-    assert len(named) == 2 and all(r.text == QUESTION and r.messages[-1].content == WHOLE for r in named)
+    assert len(named) == 3 and all(r.text == QUESTION and r.messages[-1].content == WHOLE for r in named)
 
 
 async def test_async_calls_read_the_run_metadata_too(tiny_lm):
