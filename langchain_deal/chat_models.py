@@ -16,7 +16,7 @@ from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
@@ -27,7 +27,7 @@ from deal_core.params import DeALParams, call_settings, output_args, result_meta
 from deal_core.request import Request
 from deal_core.result import GenerationResult
 from deal_core.rewards import as_reward_sum
-from langchain_deal.convert import search_overrides, to_messages
+from langchain_deal.convert import lift_user_text, search_overrides, to_messages, user_text_of
 from langchain_deal.streaming import astream_chunks, stream_chunks
 
 
@@ -58,6 +58,9 @@ class ChatDeAL(DeALParams, BaseChatModel):
     Agent turns: `tool_choice="auto"` is decided by `ToolNeed`; a turn that answers after tool results also scores
     `ToolResultUse` (weight `tool_result_weight`, default 1, 0 = off); a turn whose only output is a call the budget
     cut is asked once more with twice the budget (`invoke`/`ainvoke`; see `deal_core/tool_turns.py`).
+    RAG: rewards judge the user's own words (`Request.text`: the last user message). Where a prompt template puts
+    retrieved passages and the question into one user message, name the question: `user_text=question` as a call
+    argument, or `config={"metadata": {"deal_user_text": question}}` on the chain (docs/safety.md, "RAG").
     Constructing it loads nothing; the weights load on first use and are shared between instances.
     Every call converts its messages and arguments into one `deal_core.request.Request` (`_request`).
     """
@@ -154,11 +157,13 @@ class ChatDeAL(DeALParams, BaseChatModel):
         return RunnableMap(raw=llm) | parsed.with_fallbacks([fallback], exception_key="parsing_error")
 
     # -- LangChain → Request, GenerationResult → LangChain ----------------------------------------------------
-    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Request:
+    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any],
+                 run_manager: Any = None) -> Request:
         kwargs = dict(kwargs)
         output = output_args(kwargs)
+        user_text = user_text_of(kwargs, run_manager)
         rewards, settings = call_settings(self, search_overrides(stop, kwargs))
-        return Request.of(to_messages(messages), rewards, **output, **settings)
+        return Request.of(to_messages(messages), rewards, user_text=user_text, **output, **settings)
 
     def _result(self, result: GenerationResult) -> ChatResult:
         calls = [tool_call(name=c.name, args=c.arguments, id=c.id) for c in result.tool_calls]
@@ -184,23 +189,31 @@ class ChatDeAL(DeALParams, BaseChatModel):
             response_metadata=_metadata(result, self.model_name)))
 
     # -- the calls -------------------------------------------------------------------------------------------
+    def stream(self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+               **kwargs: Any) -> Iterator[AIMessageChunk]:
+        return super().stream(input, config, stop=stop, **lift_user_text(config, kwargs))
+
+    def astream(self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+                **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
+        return super().astream(input, config, stop=stop, **lift_user_text(config, kwargs))
+
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        request, decoder = self._request(messages, stop, kwargs), self._decoder()
+        request, decoder = self._request(messages, stop, kwargs, run_manager), self._decoder()
         return self._result(decoder.generate(request))  # a cut call alone is retried by the decoder itself
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        request, decoder = self._request(messages, stop, kwargs), self._decoder()
+        request, decoder = self._request(messages, stop, kwargs, run_manager), self._decoder()
         return self._result(await decoder.agenerate(request))
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        return stream_chunks(lambda: self._decoder().stream(self._request(messages, stop, kwargs)),
+        return stream_chunks(lambda: self._decoder().stream(self._request(messages, stop, kwargs, run_manager)),
                              self._chunk, self._last_chunk, run_manager)
 
     def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                  run_manager: AsyncCallbackManagerForLLMRun | None = None,
                  **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
-        return astream_chunks(lambda: self._decoder().astream(self._request(messages, stop, kwargs)),
+        return astream_chunks(lambda: self._decoder().astream(self._request(messages, stop, kwargs, run_manager)),
                               self._chunk, self._last_chunk, run_manager)

@@ -28,6 +28,8 @@ from deal_core.rewards import text_of
 # LangChain's own per-call arguments, which reach `_generate`/`_stream` beside the search settings.
 _LANGCHAIN_ARGS = frozenset({"run_name", "callbacks", "tags", "metadata"})
 _CHAT_ROLES = {"human": "user", "ai": "assistant"}  # ChatMessage roles spelt the LangChain way
+# The run metadata key a chain sets to name the user's own words inside a templated prompt (RAG), for the rewards
+USER_TEXT_KEY = "deal_user_text"
 
 
 def _role(message: BaseMessage) -> str:
@@ -69,6 +71,26 @@ def search_overrides(stop: list[str] | str | None, kwargs: Mapping[str, Any]) ->
     if stop is not None:
         overrides["stop"] = stop
     return overrides
+
+
+def user_text_of(kwargs: dict[str, Any], run_manager: Any = None) -> Any:
+    """The user's own words, what rewards judge as the request, where a template wraps them in more (retrieved
+    passages): the call argument `user_text` (popped from `kwargs`), else the run's metadata `deal_user_text`
+    (`chain.invoke(x, config={"metadata": {"deal_user_text": question}})`, which LangChain passes down to every
+    model the chain calls), else None (the last user message). Checked by `Request` like any field."""
+    user_text = kwargs.pop("user_text", None)
+    if user_text is None and run_manager is not None:
+        user_text = (getattr(run_manager, "metadata", None) or {}).get(USER_TEXT_KEY)
+    return user_text
+
+
+def lift_user_text(config: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` with `user_text` from `config`'s metadata (`deal_user_text`) when the call names none: LangChain's
+    `stream`/`astream` hand `_stream` no run manager, so the metadata is read where the config still is."""
+    metadata = (config or {}).get("metadata") or {}
+    if kwargs.get("user_text") is None and USER_TEXT_KEY in metadata:
+        return {**kwargs, "user_text": metadata[USER_TEXT_KEY]}
+    return kwargs
 
 
 @text_of.register(BaseMessage)

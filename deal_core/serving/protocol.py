@@ -117,8 +117,9 @@ def to_request(body: RequestBody, messages: Any, limits: ServerLimits, default_r
         raise APIError(400, "logprobs are not supported", param="logprobs")
     options = body.deal.model_dump(exclude_none=True) if body.deal else {}
     if "user_text" in options:  # what Safety judges: a client must not point it away from its own messages
-        raise APIError(400, "deal.user_text is not accepted over HTTP: rewards judge the last user message",
-                       param="deal.user_text")
+        raise APIError(400, "deal.user_text is not accepted over HTTP: rewards (Safety) judge the last user "
+                            "message. Remove deal.user_text and send the user's own words as the last user message; "
+                            "put retrieved passages in a system message or an earlier turn", param="deal.user_text")
     specs = options.pop("rewards", None)
     settings, asked = _settings(body, options, base, limits)
     check_caps(settings, limits, asked)
