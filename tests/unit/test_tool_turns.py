@@ -137,6 +137,9 @@ def test_bench_tools_data_fills_both_splits(tmp_path):
     rows = bfcl_rows(str(mixed), 5)
     assert [r.split for r in rows] == ["simple", "simple", "multiple", "multiple"]
     assert [r.split for r in bfcl_rows(None, 1)] == ["simple", "multiple"]
+    dev, test = ({r.id for r in bfcl_rows(None, 1000, half)} for half in ("dev", "test"))
+    assert dev and test and not dev & test and dev | test == {r.id for r in bfcl_rows(None, 1000)}
+    assert [r.id for r in bfcl_rows(str(mixed), 5, "test")] == [lines[0][1].split('"')[3], lines[1][1].split('"')[3]]
 
 
 @pytest.mark.xfail(strict=True, reason=(
