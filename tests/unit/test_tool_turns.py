@@ -142,11 +142,10 @@ def test_bench_tools_data_fills_both_splits(tmp_path):
     assert [r.id for r in bfcl_rows(str(mixed), 5, "test")] == [lines[0][1].split('"')[3], lines[1][1].split('"')[3]]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ToolNeed misses arithmetic phrased with 'times': 'What is 23 times 17?' scores 0.17 against the calculator "
-    "('Do arithmetic on two numbers: add, subtract, multiply or divide'), under the 0.20 threshold (measured; "
-    "'What is 156 divided by 12?' scores 0.38). The model's own log-odds of opening a call are not combined yet"))
 def test_tool_need_calls_the_calculator_for_times():
+    """'What is 23 times 17?' scored 0.17 against the calculator's words, under the 0.20 threshold: the embedder read
+    the numerals as unknown tokens. Numerals are now embedded as "a number" (the tool words' own wording); on the
+    tool-need tuning half the threshold chosen stays 0.20 with BFCL 100%, small talk 0%, CommonGen 2%."""
     calculator = Tool(name="calculator", description="Do arithmetic on two numbers: add, subtract, multiply or "
                       "divide.", parameters={"type": "object", "properties": {"a": {"type": "number"},
                                              "operation": {"type": "string"}, "b": {"type": "number"}}})
