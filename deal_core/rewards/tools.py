@@ -46,21 +46,15 @@ def _looping(value: str) -> bool:
     return any(words.count(w) >= 3 for w in set(words) if len(w) > 1)
 
 
-def _in_words(value: str, request: str) -> bool:
-    """A finished value is in the request as whole words: "meters" is not a value of "5 miles to kilometers"."""
-    return regex.search(r"(?<!\w)" + regex.escape(value) + r"(?!\w)", request) is not None
-
-
 def _asked_for(name: str, request: str) -> bool:
     """A word of the tool's name (3+ letters) is in the request: `get_time` for "what time is it in Tokyo"."""
     return any(w in request for w in _WORD.findall(name.lower()) if len(w) > 2)
 
 
 class ToolArguments(Reward):
-    """Share of the string arguments written so far that appear in the request as whole words, case and spacing
-    aside (a value still being written counts when it is a piece of the request): small models fill arguments with
-    made-up or looping text, and copying from the request is usually right ("the weather in Paris" → `{"city":
-    "Paris"}`); "meters" is no value of "5 miles to kilometers" (`deal bench agent`, dev split).
+    """Share of the string arguments written so far that appear in the request, case and spacing aside (a value
+    still being written counts when it is a piece of the request): small models fill arguments with made-up or
+    looping text, and copying from the request is usually right ("the weather in Paris" → `{"city": "Paris"}`).
     A parameter's value that repeats an earlier parameter's value in the same call (`from_unit` and `to_unit` both
     "kilometers"), a finished empty string, a value that repeats a word three times, or a number with more than
     `MAX_DECIMALS` decimals or a zero-padded exponent earns nothing (a budget or a loop, not the request, wrote it);
@@ -95,7 +89,7 @@ class ToolArguments(Reward):
         if not values:
             return 1.0
         for value in values:
-            credit += bool(value) and not _looping(value) and _in_words(value, request)
+            credit += bool(value) and not _looping(value) and value in request
         return credit / len(values)
 
     def _score(self, prompts: Sequence[str], texts: Sequence[str], is_final: Sequence[bool]) -> list[float]:
