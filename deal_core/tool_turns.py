@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 TOKENS_PER_ARGUMENT = 8  # room for each parameter's value beyond its shortest form ("", 0): measured on BFCL values
 _NAME = re.compile(r'"name": "((?:[^"\\]|\\.)*)"')
 _ARGUMENTS = '"arguments": '
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?![\w]|\.\d)")
 _CAPITALS_ONLY = re.compile(r"^\^?\[A-Z\](?:\{\d+(?:,\d*)?\}|\+)\$?$")  # a pattern such as ^[A-Z]{3}$
 
 
@@ -52,13 +53,66 @@ def decide_auto(request: Request, need: ToolNeed | None) -> Request:
     except DeALError:  # the embedder is not installed: the model decides
         return request
     update: dict[str, Any] = {"tool_choice": mode}
-    again = next_value(request) if isinstance(mode, dict) else None
-    if again and again[0] == mode["function"]["name"] and again[0] in {c.name for c in calls_since_user(request)}:
-        update["tools"] = [narrowed(t, again[1], again[2]) if t.name == again[0] else t for t in request.tools]
+    if isinstance(mode, dict):
+        update["tools"] = [_narrowed_for_call(request, t) if t.name == mode["function"]["name"] else t
+                           for t in request.tools]
     return request.model_copy(update=update)
 
 
-def narrowed(tool: Tool, parameter: str, value: str) -> Tool:
+def _narrowed_for_call(request: Request, tool: Tool) -> Tool:
+    """The tool a forced call writes: narrowed to the other value of a comparison (`tool_need.next_value`) and to
+    the number the request takes from an earlier result (`carried_value`)."""
+    again = next_value(request)
+    if again and again[0] == tool.name and again[0] in {c.name for c in calls_since_user(request)}:
+        tool = narrowed(tool, again[1], again[2])
+    carry = carried_value(request, tool)
+    return narrowed(tool, *carry) if carry else tool
+
+
+def _numbers(text: str) -> list[tuple[int, float]]:
+    """(position, value) of each number written in `text` ("-3", "8.05", "709,000")."""
+    return [(m.start(), float(m.group().replace(",", ""))) for m in _NUMBER.finditer(text)]
+
+
+def _numeric(arguments: dict[str, Any]) -> set[float]:
+    return {float(v) for v in arguments.values() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def carried_value(request: Request, tool: Tool) -> tuple[str, float | int] | None:
+    """(parameter, value) when the call of `tool` takes a number from the last tool result: the tool has more
+    number parameters than the request has numbers left (numbers no call since the user's message used), so one
+    of them is a value the request names by what an earlier tool returns ("the population of Oslo multiplied by
+    3", "convert 5 miles to kilometers, then multiply the result by 2"). The value is the last number of the last
+    result that is not an argument of the call that returned it ("5 miles is 8.05 kilometers" -> 8.05); the
+    parameter is the one at its place in the request: number parameters are filled in the order the request
+    writes its values, the earlier result standing where the request names that call's values ("Oslo", "5")."""
+    calls, results = calls_since_user(request), results_since_user(request)
+    spec = tool.parameters.get("properties", {}) if isinstance(tool.parameters, dict) else {}
+    params = [p for p, s in spec.items() if isinstance(s, dict) and s.get("type") in ("number", "integer")]
+    if not calls or not results or not params:
+        return None
+    used = {v for c in calls for v in _numeric(c.arguments)}
+    left = [(at, v) for at, v in _numbers(request.text) if v not in used]
+    new = [v for _, v in _numbers(results[-1]) if v not in _numeric(calls[-1].arguments)]
+    if len(params) <= len(left) or not new:
+        return None
+    value = new[-1]
+    named = [request.text.lower().find(_written(v).lower()) for v in calls[-1].arguments.values() if _written(v)]
+    where = min((at for at in named if at >= 0), default=-1)
+    param = params[min(sum(at < where for at, _ in left), len(params) - 1)]
+    if spec[param]["type"] == "integer" and not value.is_integer():
+        return None
+    return param, int(value) if value.is_integer() else value
+
+
+def _written(value: Any) -> str:
+    """A call's argument as a request would write it (5.0 -> "5")."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def narrowed(tool: Tool, parameter: str, value: Any) -> Tool:
     """`tool` whose `parameter` accepts only `value`."""
     schema = dict(tool.parameters)
     properties = dict(schema.get("properties", {}))
@@ -66,12 +120,17 @@ def narrowed(tool: Tool, parameter: str, value: str) -> Tool:
     return tool.model_copy(update={"parameters": {**schema, "properties": properties}})
 
 
+def results_since_user(request: Request) -> tuple[str, ...]:
+    """The tool results since the last user message, in order (blank ones left out)."""
+    last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
+    return tuple(m.content for m in request.messages[last_user + 1:] if m.role == "tool" and m.content.strip())
+
+
 def results_to_answer(request: Request) -> tuple[str, ...]:
     """The tool results since the last user message when this turn answers from them (it makes no call); else ()."""
     if request.tools and request.choice[0] != "none":
         return ()
-    last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
-    return tuple(m.content for m in request.messages[last_user + 1:] if m.role == "tool" and m.content.strip())
+    return results_since_user(request)
 
 
 def with_result_use(rewards: RewardSum, requests: Sequence[Request], term_weight: float) -> RewardSum:

@@ -79,22 +79,29 @@ def _answer(deal: DeAL, row: BfclRow, mode: Mode, max_new_tokens: int) -> tuple[
     return calls, len(result.token_ids), time.perf_counter() - start, result.raw_text or result.text
 
 
-def bfcl_rows(data: str | None, limit: int) -> list[BfclRow]:
+HALF_START = {"all": (0, 1), "dev": (0, 2), "test": (1, 2)}  # (first position, step) of each file's rows
+
+
+def bfcl_rows(data: str | None, limit: int, half: str = "all") -> list[BfclRow]:
     """`limit` rows of each split: the shipped files; from `data`, a folder holding files of the shipped names, or
-    one file whose rows go to the split their id names ("simple_…", "multiple_…"; others count as simple)."""
+    one file whose rows go to the split their id names ("simple_…", "multiple_…"; others count as simple).
+    `half`: "dev" keeps the rows at even positions of each split, "test" those at odd positions (held out, as in
+    `deal bench tool-need`, whose threshold was chosen on the even rows), "all" every row."""
+    start, step = HALF_START[half]
     if data is None or Path(data).is_dir():
         folder = None if data is None else Path(data)
-        return [r for split in SPLITS for r in load_bfcl(split, limit, None if folder is None else folder / SPLITS[split])]
+        return [r for split in SPLITS for r in load_bfcl(split, None, None if folder is None else folder / SPLITS[split])
+                [start::step][:limit]]
     rows = load_bfcl("simple", None, data)
     by_split = {s: [replace(r, split="multiple" if r.id.startswith("multiple") else "simple") for r in rows
                     if r.id.startswith("multiple") == (s == "multiple")] for s in SPLITS}
-    return [r for split in SPLITS for r in by_split[split][:limit]]
+    return [r for split in SPLITS for r in by_split[split][start::step][:limit]]
 
 
 def run(model: str | None = None, data: str | None = None, limit: int = 30, max_new_tokens: int = 96,
-        json_out: str | None = None, settings: dict | None = None, **_: Any) -> dict[str, Any]:
+        json_out: str | None = None, settings: dict | None = None, split: str = "all", **_: Any) -> dict[str, Any]:
     deal = DeAL(model)
-    rows = bfcl_rows(data, limit)
+    rows = bfcl_rows(data, limit, split)
     chosen = modes(settings or {})
     out = console()
     results: dict[str, list[dict[str, Any]]] = {m.name: [] for m in chosen}
@@ -124,7 +131,8 @@ def run(model: str | None = None, data: str | None = None, limit: int = 30, max_
         table_rows.append([mode.name, f"{100 * s['valid_format']:.0f}%", f"{100 * s['right_function']:.0f}%",
                            f"{100 * s['args_match']:.0f}%", f"{100 * split_rate['simple']:.0f}%",
                            f"{100 * split_rate['multiple']:.0f}%", f"{s['seconds_per_row']:.2f}"])
-    table = (f"BFCL function calling: {len(rows)} rows ({limit} simple + {limit} multiple), {deal.lm.name}, "
+    table = (f"BFCL function calling ({split} rows): {len(rows)} rows (up to {limit} simple + {limit} multiple), "
+             f"{deal.lm.name}, "
              f"max_new_tokens={max_new_tokens}\n\n" + markdown_table(
                  ["mode", "valid format", "right function", "arguments match (AST)", "simple", "multiple",
                   "s / row"], table_rows))
@@ -136,7 +144,7 @@ def run(model: str | None = None, data: str | None = None, limit: int = 30, max_
                  f"BFCL simple + multiple ({len(rows)} rows), {deal.lm.name}: % of rows")
 
     return write_report("tools", deal, summary, results, table, json_out, plot,
-                        {"limit": limit, "max_new_tokens": max_new_tokens, "deal": settings or {}})
+                        {"limit": limit, "max_new_tokens": max_new_tokens, "deal": settings or {}, "split": split})
 
 
 def _rate(done: list[dict[str, Any]], key: str) -> float:

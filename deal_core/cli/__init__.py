@@ -174,8 +174,8 @@ def bench(
     ] = None,
     split: Annotated[
         Optional[str], typer.Option(help="commongen/speed/engines: all | easy (3 concepts) | hard (4-5 concepts); "
-                                         "harmless/jailbreak/overrefusal/agent: dev | test | all; safety: dev | "
-                                         "heldout.")
+                                         "harmless/jailbreak/overrefusal/agent/tools: dev | test | all; safety: "
+                                         "dev | heldout.")
     ] = None,
     **search: Any,
 ) -> None:

@@ -16,10 +16,10 @@ def bench_split(task: str, split: str) -> str:
     """`deal bench TASK --split S`: a split the task knows."""
     from deal_core.bench.data import HALVES, SPLITS
 
-    known = HALVES if task in ("harmless", "jailbreak", "overrefusal", "agent") else ("dev", "heldout") \
+    known = HALVES if task in ("harmless", "jailbreak", "overrefusal", "agent", "tools") else ("dev", "heldout") \
         if task == "safety" else SPLITS
     if task not in ("commongen", "speed", "engines") and known is SPLITS:
-        fail(f"--split is for `deal bench commongen|speed|engines|harmless|jailbreak|overrefusal|agent|safety`, "
+        fail(f"--split is for `deal bench commongen|speed|engines|harmless|jailbreak|overrefusal|agent|tools|safety`, "
               f"not {task}")
     if split not in known:
         fail(f"unknown --split {split!r} for {task}; choose one of: {', '.join(known)}")

@@ -17,7 +17,7 @@ TASKS = {
     "tradeoff": ["--limit", "1", "--max-new-tokens", "10"],
     "speed": ["--limit", "1", "--max-new-tokens", "12", "--split", "hard"],
     "serve": ["--limit", "2", "--max-new-tokens", "6", "--concurrency", "1,2", "--top-k", "3", "--lookahead", "2"],
-    "tools": ["--limit", "1", "--max-new-tokens", "48", "--top-k", "3", "--lookahead", "3"],
+    "tools": ["--limit", "1", "--max-new-tokens", "48", "--top-k", "3", "--lookahead", "3", "--split", "test"],
 }
 
 
@@ -39,6 +39,8 @@ def test_bench_task_smoke(task, tmp_path):
     if task == "tools":  # the constrained modes never produce an invalid call
         constrained = [m for m in report["summary"] if "constraint" in m]
         assert len(constrained) == 3 and all(report["summary"][m]["valid_format"] == 1.0 for m in constrained)
+        assert report["settings"]["split"] == "test"  # held out: odd rows of each BFCL file
+        assert [r["id"] for r in report["rows"][constrained[0]]] == ["simple_python_2", "multiple_2"]
     if task in ("speed", "commongen"):  # the hard split: 4-5 concepts; every answer judged by the quality judge
         rows = report["rows"][next(iter(report["rows"]))]
         assert (report["split"] if task == "speed" else report["settings"]["split"]) == "hard"

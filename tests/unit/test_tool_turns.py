@@ -9,7 +9,8 @@ from deal_core.prompts import render_messages
 from deal_core.request import Request, Tool
 from deal_core.rewards import ToolArguments
 from deal_core.rewards.tool_need import ToolNeed
-from deal_core.tool_turns import decide_auto, normalised, read_calls
+from deal_core.constraint import Matcher, tool_grammar
+from deal_core.tool_turns import carried_value, decide_auto, normalised, read_calls
 
 WEATHER = Tool(name="get_weather", description="Get the current weather in a city", parameters={
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
@@ -136,13 +137,15 @@ def test_bench_tools_data_fills_both_splits(tmp_path):
     rows = bfcl_rows(str(mixed), 5)
     assert [r.split for r in rows] == ["simple", "simple", "multiple", "multiple"]
     assert [r.split for r in bfcl_rows(None, 1)] == ["simple", "multiple"]
+    dev, test = ({r.id for r in bfcl_rows(None, 1000, half)} for half in ("dev", "test"))
+    assert dev and test and not dev & test and dev | test == {r.id for r in bfcl_rows(None, 1000)}
+    assert [r.id for r in bfcl_rows(str(mixed), 5, "test")] == [lines[0][1].split('"')[3], lines[1][1].split('"')[3]]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ToolNeed misses arithmetic phrased with 'times': 'What is 23 times 17?' scores 0.17 against the calculator "
-    "('Do arithmetic on two numbers: add, subtract, multiply or divide'), under the 0.20 threshold (measured; "
-    "'What is 156 divided by 12?' scores 0.38). The model's own log-odds of opening a call are not combined yet"))
 def test_tool_need_calls_the_calculator_for_times():
+    """'What is 23 times 17?' scored 0.17 against the calculator's words, under the 0.20 threshold: the embedder read
+    the numerals as unknown tokens. Numerals are now embedded as "a number" (the tool words' own wording); on the
+    tool-need tuning half the threshold chosen stays 0.20 with BFCL 100%, small talk 0%, CommonGen 2%."""
     calculator = Tool(name="calculator", description="Do arithmetic on two numbers: add, subtract, multiply or "
                       "divide.", parameters={"type": "object", "properties": {"a": {"type": "number"},
                                              "operation": {"type": "string"}, "b": {"type": "number"}}})
@@ -198,6 +201,33 @@ def test_a_comparison_calls_the_tool_again_for_the_other_value_by_the_grammar():
     for one in ("What is the weather in Oslo, and what is the population of Tokyo?", "Convert 100 USD to EUR."):
         request = decide_auto(_after(one), need)
         assert request.choice[0] == "required" and request.tools == tuple(FOUR) or request.tools == FOUR
+
+
+def test_a_chained_call_takes_the_number_the_request_names_from_the_earlier_result():
+    """Issue 36: after get_population returned 709000, "... multiplied by 3" called multiply with the request's 3 and
+    a number of its own; the grammar now writes the result where the request names it."""
+    question = "What is the population of Oslo multiplied by 3?"
+    chained = decide_auto(_after(question, ("get_population", {"city": "Oslo"}, "709000")), ToolNeed())
+    [multiply] = [t for t in chained.tools if t.name == "multiply"]
+    assert multiply.parameters["properties"]["a"]["enum"] == [709000]
+    assert "enum" not in multiply.parameters["properties"]["b"]  # 3: the request's own number, left to the model
+    converted = _after("Convert 3 miles to kilometers and multiply that by 10.",
+                       ("convert_currency", {"amount": 3, "from_currency": "miles"}, "3 miles is 4.83 kilometers"))
+    assert carried_value(converted, MULTIPLY) == ("a", 4.83)  # the number the call did not pass in
+    divided = _after("Divide 100 by the population of Oslo.", ("get_population", {"city": "Oslo"}, "709,000"))
+    assert carried_value(divided, MULTIPLY) == ("b", 709000)  # the request names Oslo after its 100
+    both = _after("What is the weather in Oslo, and what is 6 times 7?",
+                  ("get_weather", {"city": "Oslo"}, "Snow, -3 degrees"))
+    assert carried_value(both, MULTIPLY) is None  # the request gives both numbers itself
+    assert carried_value(_after(question), MULTIPLY) is None  # no result yet
+
+
+def test_the_carried_number_is_the_only_value_the_grammar_allows(tiny_lm):
+    question = "What is the population of Oslo multiplied by 3?"
+    chained = decide_auto(_after(question, ("get_population", {"city": "Oslo"}, "709000")), ToolNeed())
+    matcher = Matcher.build(tiny_lm.grammar_tokenizer(), tool_grammar(chained.tools, "required", "multiply", False))
+    closed = tiny_lm.decode(matcher.closing_path(4096))
+    assert '"a": 709000' in closed, closed
 
 
 @pytest.mark.parametrize("question", ["Say hello in Spanish.", "Tell me a joke.", "Write a haiku about autumn.",
