@@ -24,7 +24,9 @@ from deal_core.errors import ConfigError
 
 
 def _strip(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {json.dumps(r["id"]): {k: v for k, v in r.items() if k != "stats"} for r in results}
+    """What "same output" compares: every field but the counters and log P (the same tokens, scored in another
+    process's batches, sum to a log P a few 1e-4 apart)."""
+    return {json.dumps(r["id"]): {k: v for k, v in r.items() if k not in ("stats", "logprob")} for r in results}
 
 
 def run(model: str | None = None, data: str | None = None, limit: int = 16, max_new_tokens: int = 32,
