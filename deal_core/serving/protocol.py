@@ -155,11 +155,6 @@ def tool_calls(result: GenerationResult) -> list[dict[str, Any]]:
     return [c.to_openai() for c in result.tool_calls]
 
 
-def deal_info(result: GenerationResult) -> dict[str, Any]:
-    """The response's `deal` field: what the search did (`GenerationResult.summary`)."""
-    return result.summary()
-
-
 def completion_body(ident: str, created: int, model: str, result: GenerationResult, chat: bool) -> dict[str, Any]:
     """A whole (non-streamed) answer: `chat.completion` or `text_completion`."""
     message: dict[str, Any] = {"role": "assistant", "content": result.text}
@@ -169,4 +164,4 @@ def completion_body(ident: str, created: int, model: str, result: GenerationResu
     return openai_shape({
         "id": ident, "object": "chat.completion" if chat else "text_completion", "created": created, "model": model,
         "choices": [{"index": 0, **answer, "finish_reason": FINISH[result.finish_reason], "logprobs": None}],
-        "usage": result.usage.model_dump(), "deal": deal_info(result)})
+        "usage": result.usage.model_dump(), "deal": result.summary()})

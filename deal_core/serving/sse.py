@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from deal_core.errors import DeALError
-from deal_core.serving.protocol import FINISH, deal_info, openai_shape, tool_calls
+from deal_core.serving.protocol import FINISH, openai_shape, tool_calls
 
 
 def _event(body: dict[str, Any]) -> str:
@@ -43,7 +43,7 @@ async def sse(stream_id: str, kind: str, model: str, stream: Any, include_usage:
             calls = [{"index": i, **call} for i, call in enumerate(tool_calls(result))]
             yield chunk({"index": 0, "delta": {"tool_calls": calls}, "finish_reason": None})
         last = {"index": 0, "finish_reason": FINISH[result.finish_reason]}
-        yield chunk({**last, "delta": {}} if chat else {**last, "text": ""}, deal=deal_info(result))
+        yield chunk({**last, "delta": {}} if chat else {**last, "text": ""}, deal=result.summary())
         if include_usage:
             yield chunk(None, usage=result.usage.model_dump())
         yield "data: [DONE]\n\n"
