@@ -13,6 +13,7 @@ from deal_core.backends.base import Backend, WholeSequence
 from deal_core.config import DeALConfig, make_config
 from deal_core.constraint import CALL_OPEN
 from deal_core.errors import ConfigError, PromptError
+from deal_core.loop import Event
 from deal_core.messages import PromptLike
 from deal_core.model import load_model
 from deal_core.objective import finish_reason
@@ -21,7 +22,7 @@ from deal_core.request import Request
 from deal_core.result import GenerationResult, SearchStats
 from deal_core.rewards.base import RewardLike, as_reward_sum
 from deal_core.rewards.tool_need import ToolNeed
-from deal_core.runner import Event, Runner
+from deal_core.runner import Runner
 from deal_core.search import Finished
 from deal_core.stops import cut_at_stop
 from deal_core.streaming import AsyncTextStream, DeltaTracker, IncrementalDecoder, TextStream
@@ -56,6 +57,7 @@ class DeAL:
         config: DeALConfig | None = None,
         use_chat_template: bool | None = None,
         batching: bool = False,
+        isolate_calls: bool = False,
         tool_need: ToolNeed | None = DEFAULT_TOOL_NEED,
         engine: str | None = None,
         **settings: Any,
@@ -66,17 +68,22 @@ class DeAL:
         self.config = make_config(config, **settings)
         self.use_chat_template = use_chat_template
         # batching: one-prompt calls made at the same time (threads, tasks, a server's requests) share one search's
-        # forward passes (deal_core/scheduler.py) instead of taking turns on the model
-        self.runner = Runner(self.lm, batching)
+        # forward passes (deal_core/scheduler.py) instead of taking turns on the model; isolate_calls: on an engine
+        # whose rows depend on their batch (llama.cpp) they take turns instead, each answer bit-identical to the call
+        # made alone (deal_core/runner.py)
+        self.runner = Runner(self.lm, batching, isolate_calls)
         # tool_choice="auto" decided by the request's need for a bound tool (None: left to the model)
         self.tool_need = tool_need
 
-    def variant(self, *, batching: bool | None = None, rewards: RewardLike = ..., use_chat_template: Any = ...) -> DeAL:
+    def variant(self, *, batching: bool | None = None, isolate_calls: bool | None = None, rewards: RewardLike = ...,
+                use_chat_template: Any = ...) -> DeAL:
         """A decoder over the same backend and the same run loop (one admission, one fair share for both) with
         other defaults: what a server serving chat and plain completions from one model uses."""
         other = copy.copy(self)
-        if batching is not None and batching != self.batching:
-            other.runner = Runner(self.lm, batching)
+        batching = self.batching if batching is None else batching
+        isolate_calls = self.runner.isolate_calls if isolate_calls is None else isolate_calls
+        if (batching, isolate_calls) != (self.batching, self.runner.isolate_calls):
+            other.runner = Runner(self.lm, batching, isolate_calls)
         if rewards is not ...:
             other.rewards = as_reward_sum(rewards)
         if use_chat_template is not ...:

@@ -7,198 +7,30 @@ every one-prompt call in flight: at each step boundary it admits the waiting cal
 (deal_core/scheduler.py) picks for them, steps the search the policy says is least served, hands each call the
 update for its prompt, and retires a call when its prompt finishes, fails, times out or is cancelled. Each answer
 equals the same call made alone (tests/unit/test_scheduler.py). On an engine whose rows depend on the rest of their
-batch (`Backend.batch_invariant` False: llama.cpp) prompts never share a pass or a cache: each call gets a search of
-its own in a view with its own KV cache (`Isolating`; at most `max_isolated` at once, later calls wait their turn)
-and the searches take turns step by step; the prompts of a batch call run one after another. An answer then does not
-depend on what else is in flight.
+batch (`Backend.batch_invariant` False: llama.cpp) the batching worker still shares passes (`share`): calls with the
+same search settings join one search in a view with a KV cache of its own (at most `max_isolated` views, each taking
+calls while their rows and cells fit: `Loop.place`), and an answer may differ from the call alone by the engine's
+rounding (measured: docs/results/serve_llamacpp.md). With `isolate_calls` (and outside the batching worker) such an
+engine's prompts never share a pass or a cache: each call gets a search of its own in a view of its own, the
+searches take turns step by step, the prompts of a batch call run one after another, and an answer does not depend
+on what else is in flight.
 """
 
 from __future__ import annotations
 
-import math
-import queue
 import threading
-import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from deal_core.answers import build_result, score_answers
 from deal_core.backends.base import Backend, Isolating
 from deal_core.backends.current import serving
-from deal_core.errors import GenerationTimeout, RewardError
+from deal_core.loop import Event, Loop, Ticket, forget_all
 from deal_core.preparing import Prepared
 from deal_core.proposals import best_answer
 from deal_core.result import GenerationResult
-from deal_core.rewards.base import Reward, RewardSum
-from deal_core.scheduler import FairShare, search_key
-from deal_core.search import DeALSearch, Finished, StepUpdate
-
-
-class Event(NamedTuple):
-    """A step's news for one prompt of a call: the search serving it, its index there, its slot in the call."""
-
-    search: DeALSearch
-    index: int
-    slot: int
-    update: StepUpdate
-
-    @property
-    def tokens(self) -> list[int] | None:  # the best response so far, when this step changed it
-        return self.update.tokens.get(self.index)
-
-    @property
-    def finished(self) -> Finished | None:
-        return self.update.finished.get(self.index)
-
-
-@dataclass(eq=False)
-class Ticket:
-    """Prompt `slot` of a prepared call: its step events arrive in `events`."""
-
-    prepared: Prepared
-    slot: int = 0
-    events: queue.Queue = field(default_factory=queue.Queue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    started: float = field(default_factory=time.perf_counter)
-
-    def __iter__(self) -> Iterator[Event]:
-        """Each step's (search, index, update) for this prompt, until it finishes; raises its error."""
-        try:
-            while True:
-                event = self.take(self.events.get())
-                yield event
-                if event.finished is not None:
-                    return
-        finally:
-            self.cancelled.set()  # a consumer that stops early (closed stream, cancelled task) frees its rows
-
-    @staticmethod
-    def take(item: tuple) -> Event:
-        kind, *payload = item
-        if kind == "error":
-            raise payload[0]
-        return Event(*payload)
-
-    def time_left(self) -> float:
-        timeout = self.prepared.config.timeout_s
-        return math.inf if timeout is None else timeout - (time.perf_counter() - self.started)
-
-    def timed_out(self, steps: int) -> GenerationTimeout:
-        return GenerationTimeout(f"search exceeded timeout_s={self.prepared.config.timeout_s} after {steps} steps; "
-                                 "raise timeout_s or lower max_new_tokens/top_k/lookahead")
-
-
-class Loop:
-    """The searches in flight and the tickets each serves: admit, step, time out, retire."""
-
-    def __init__(self, lm: Backend, isolate: bool = False):
-        self.lm = lm
-        self.searches: dict[tuple, tuple[DeALSearch, dict[int, Ticket]]] = {}
-        self.policy = FairShare()
-        # an engine whose rows depend on their batch gives every call a search of its own, in a view with a cache of
-        # its own where the engine has them (`isolate`; else the calls run one at a time)
-        self.isolate = not lm.batch_invariant and isolate and isinstance(lm, Isolating)
-        self.room = math.inf if lm.batch_invariant else lm.max_isolated if self.isolate else 1
-
-    def _open(self, tickets: list[Ticket]) -> tuple:
-        """The key of the search the call joins, opened if new."""
-        prepared = tickets[0].prepared
-        key = search_key(prepared, id(tickets[0])) if self.lm.batch_invariant else ("alone", id(tickets[0]))
-        if key not in self.searches:
-            lm = self.lm.isolated() if self.isolate else self.lm
-            self.searches[key] = (DeALSearch(lm, prepared.config), {})
-            self.policy.open(key)
-        return key
-
-    def _close(self, key: tuple) -> None:
-        search, _ = self.searches.pop(key)
-        self.policy.close(key)
-        try:  # a search that failed mid-pass still holds rows and steps under way: they go back first
-            search.drop(search.live)
-            forget_all(search.lm, [job.rewards for job in search.jobs])
-        except Exception:  # noqa: BLE001 - the engine is what failed; its calls already have their error
-            pass
-        if search.lm is not self.lm:
-            search.lm.close()
-
-    def admit(self, tickets: list[Ticket]) -> None:
-        """Admit the tickets of one call (its prompts prefilled together) into the search its key names."""
-        prepared = tickets[0].prepared
-        if tickets[0].time_left() <= 0:  # its time ran out while it waited for its turn
-            for ticket in tickets:
-                ticket.events.put(("error", ticket.timed_out(0)))
-            return
-        try:
-            key = self._open(tickets)
-            search, served = self.searches[key]
-            start = time.perf_counter()  # a prefill is model time too: charged to the search it joins
-            with serving(search.lm):
-                indices = search.admit([prepared.encoded[t.slot] for t in tickets], [prepared.config] * len(tickets),
-                                       [prepared.rewards] * len(tickets),
-                                       [None if (f := prepared.formats[t.slot]) is None else f.fork()
-                                        for t in tickets])
-            spent = time.perf_counter() - start
-            search.stats.wall_time_s += spent
-            self.policy.charge(key, spent, len(tickets))
-            served.update(zip(indices, tickets))
-        except Exception as exc:  # noqa: BLE001 - the caller gets its own error; other calls go on
-            for ticket in tickets:
-                ticket.events.put(("error", exc))
-
-    def step(self) -> None:
-        """One step of the least served search, after dropping its cancelled and timed-out calls."""
-        key = self.policy.next()
-        search, served = self.searches[key]
-        self._drop_gone(search, served)
-        if not search.live:
-            self._close(key)
-            return
-        start = time.perf_counter()
-        try:
-            with serving(search.lm):  # a reward that asks a model (Judge) asks this search's backend
-                update = search.step(min(t.time_left() for t in served.values()))
-        except Exception as exc:  # noqa: BLE001 - a step that fails ends the calls sharing it, with its error
-            for ticket in served.values():
-                ticket.events.put(("error", exc))
-            self._close(key)
-            return
-        finally:
-            self.policy.charge(key, time.perf_counter() - start, len(served))
-        self._deliver(search, served, update)
-
-    def _drop_gone(self, search: DeALSearch, served: dict[int, Ticket]) -> None:
-        gone = {i for i, t in served.items() if t.cancelled.is_set()}
-        for i in [i for i, t in served.items() if i not in gone and t.time_left() <= 0]:
-            served[i].events.put(("error", served[i].timed_out(search.stats.steps)))
-            gone.add(i)
-        if gone:
-            search.drop(gone)
-            for i in gone:
-                served.pop(i, None)
-
-    @staticmethod
-    def _deliver(search: DeALSearch, served: dict[int, Ticket], update: StepUpdate) -> None:
-        for i, error in search.errors.items():
-            if i in served:
-                ticket = served.pop(i)  # a reward that ran out of the call's time is the call's timeout
-                late = isinstance(error, RewardError) and ticket.time_left() <= 0
-                ticket.events.put(("error", ticket.timed_out(search.stats.steps) if late else error))
-        search.errors.clear()
-        for i, ticket in list(served.items()):
-            if i in update.tokens or i in update.finished:
-                ticket.events.put(("step", search, i, ticket.slot, update))
-            if i in update.finished:
-                del served[i]
-
-
-def forget_all(lm: Backend, sums: list[RewardSum]) -> None:
-    """A call's model work in `lm` is over: its rewards drop what they keep in that cache (`Reward.forget`)."""
-    for reward in {id(t.reward): t.reward for s in sums for t in s.terms}.values():
-        reward.forget(lm)
-
+from deal_core.rewards.base import Reward
 
 _OWN_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _OWN_CACHES_LOCK = threading.Lock()
@@ -214,12 +46,12 @@ def _own_cache(lm: Backend) -> threading.Lock:
 class Runner:
     """Runs prepared calls on one backend: in the caller's thread, or (batching) on a shared worker."""
 
-    def __init__(self, lm: Backend, batching: bool = False):
-        self.lm, self.batching = lm, batching
+    def __init__(self, lm: Backend, batching: bool = False, isolate_calls: bool = False):
+        self.lm, self.batching, self.isolate_calls = lm, batching, isolate_calls
         self._waiting: list[list[Ticket]] = []
         self._wake = threading.Condition()
         self._worker: threading.Thread | None = None
-        self._loop = Loop(lm, isolate=True)
+        self._loop = Loop(lm, isolate=True, share=not isolate_calls)
         self._session_views = threading.BoundedSemaphore(getattr(lm, "max_isolated", 1))
 
     @property
@@ -307,11 +139,10 @@ class Runner:
                     if not self._wake.wait(timeout=30):
                         self._worker = None  # idle: the next call starts a fresh worker
                         return
-                room = self._loop.room - len(self._loop.searches)  # more calls wait for their turn
-                take = int(min(len(self._waiting), max(room, 0)))
-                arrived, self._waiting = self._waiting[:take], self._waiting[take:]
-            for tickets in arrived:
+                # the first waiting call is admitted when it fits (later calls wait their turn behind it)
+                tickets = self._waiting.pop(0) if self._waiting and self._loop.place(self._waiting[0]) is not None else None
+            if tickets is not None:  # every waiting call that fits is admitted before the next step
                 if not all(t.cancelled.is_set() for t in tickets):
                     self._loop.admit(tickets)
-            if self._loop.searches:
+            elif self._loop.searches:
                 self._loop.step()

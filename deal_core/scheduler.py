@@ -33,6 +33,15 @@ def search_key(prepared: Prepared, call: int) -> tuple:
     return key
 
 
+def footprint(prepared: Prepared, slot: int) -> tuple[int, int]:
+    """What one prompt of a call may hold in an engine's cache at once, at most: sequences (its beams' candidates,
+    each with a lookahead row that the next step may reuse) and KV cells (the prompt, the answer, the lookaheads)."""
+    config = prepared.config
+    rows = 2 * config.beam_width * config.top_k + 2
+    cells = len(prepared.encoded[slot].ids) + config.max_new_tokens + rows * (config.lookahead + 1)
+    return rows, cells
+
+
 class FairShare:
     """Model time used per search, per call it serves; the least served search steps next. A new search starts
     level with the least served one (not at zero, which would let it run alone until it caught up)."""

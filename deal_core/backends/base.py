@@ -136,6 +136,8 @@ class Isolating(Protocol):
     so concurrent searches take turns without touching each other's numbers (llama.cpp)."""
 
     max_isolated: int  # views open at once
+    capacity: tuple[int, int]  # what one view holds: sequences and KV cells (calls sharing a view fit in these)
+    prefill_piece: int  # a longer prompt is prefilled this many tokens per turn of the run loop (prefill.py)
 
     def isolated(self) -> Backend: ...
 

@@ -3,9 +3,8 @@
 One llama.cpp context holds every sequence handle as a sequence id in one unified KV cache: the seam's verbs map
 onto llama.cpp directly. Forking is `llama_memory_seq_cp` (the cells are shared, nothing is copied), cropping and
 dropping are `llama_memory_seq_rm`, and every sequence keeps its own positions. Logits: only where the search reads,
-numpy float32, proposals from backends/np_proposer.py (no torch import for greedy and top-k search; sampling and
-repetition settings fall back to the torch proposer).
-The chat template is the one in the GGUF metadata, rendered by transformers' renderer and tokenized by llama.cpp.
+numpy float32, proposals from backends/np_proposer.py. The chat template is the one in the GGUF metadata, rendered
+by transformers' renderer and tokenized by llama.cpp.
 """
 
 from __future__ import annotations
@@ -61,16 +60,15 @@ class LlamaCppModel(GGUFText):
 
     path: Path
     name: str
-    n_ctx: int = 8192  # KV cells shared by all live rows (a prefix shared by forked rows counts once)
+    n_ctx: int = 6144  # KV cells of all live rows (a shared prefix counts once); 8192, the full window: +47 MB
     n_batch: int = 512
     n_threads: int = 0  # 0: the CPUs this process may use
     eos_token_ids: frozenset[int] = frozenset()
     pad_token_id: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-    # not batch-invariant: once a sequence's KV cells are not contiguous (other sequences' cells between its own)
-    # its attention sums round differently, 4-8 steps on up to 0.2 nats (README, "Engines"). So prompts never share
-    # a cache: concurrent calls each get an `isolated()` view (a context of its own, ~n_ctx × 23 KB on the embedded
-    # model), at most `max_isolated` at once, and take turns step by step; more calls wait for a free one
+    # not batch-invariant: once a sequence's KV cells are not contiguous its attention sums round differently (up to
+    # 0.1 nats over a 12-token answer). Concurrent calls run in `isolated()` views (a context each, ~n_ctx × 23 KB
+    # on the embedded model), at most `max_isolated`, sharing passes or, with `isolate_calls`, one call per view
     batch_invariant: bool = False
     max_isolated: int = 4
 
@@ -118,6 +116,9 @@ class LlamaCppModel(GGUFText):
             raise ModelLoadError(f"llama.cpp could not create a context of {self.n_ctx} cells for {self.path}")
         self._contexts.append(ctx)
         return ctx
+
+    capacity = property(lambda self: (PROMPT, self.n_ctx))  # sequences and cells a view holds (scheduler.footprint)
+    prefill_piece = 127  # prompts are decoded in pieces this long (as fast as 511 here), a piece per turn (runner)
 
     def _open(self, ctx: Any) -> None:
         self._ctx, self._mem = ctx, C.llama_get_memory(ctx)
@@ -180,21 +181,20 @@ class LlamaCppModel(GGUFText):
         return seq
 
     # -- the forward pass --------------------------------------------------------------------------------------
-    def _decode(self, entries: Sequence[tuple[int, int, int, bool]], pad: bool = True) -> np.ndarray:
+    def _decode(self, entries: Sequence[tuple[int, int, int, bool]], pad: bool = True, most: int = 0) -> np.ndarray:
         """Feed (token, position, sequence id, wants logits) entries; the logits of those that want them, in order.
 
         With `pad` (the search's passes) every pass has at least two token rows and two outputs: a scratch token at
-        position 0 of a scratch sequence fills in. Where llama.cpp's CPU kernels round one row differently from
-        several (its llamafile kernels do: up to 0.7 nats, measured on the embedded model) a row's scores then do not
-        depend on its pass; the search's shortcuts were checked with the cells the scratch token takes. The engine's
-        own greedy loop (`generate`: one sequence, no decisions between rows) feeds its row alone where
-        `rows_independent` found a row's bits independent of its pass, as llama-cpp-python's own loop does."""
+        position 0 of a scratch sequence fills in, so a row's scores do not depend on its pass where llama.cpp's
+        kernels round one row differently from several (its llamafile kernels: up to 0.7 nats on the embedded model).
+        Without it (35% faster on one-row passes) pruning changed one more conformance case's answer. The engine's
+        own greedy loop (`generate`: one row, no decisions) feeds its row alone where `rows_independent` holds."""
         self._flush()
         out, start = [], 0
         while start < len(entries):
             chunk, outputs = [], 0
             for entry in entries[start:]:
-                if len(chunk) == self.n_batch - 1 or outputs + entry[3] > MAX_SEQUENCES - 1:
+                if len(chunk) == (most or self.n_batch - 1) or outputs + entry[3] > MAX_SEQUENCES - 1:
                     break
                 chunk.append(entry)
                 outputs += entry[3]
@@ -244,7 +244,7 @@ class LlamaCppModel(GGUFText):
             self._cache.clear()
         handles = [_Seq(self, len(s)) for s in sequences]
         entries = [(t, j, h.id, j == len(s) - 1) for h, s in zip(handles, sequences) for j, t in enumerate(s)]
-        return handles, self._decode(entries, pad)
+        return handles, self._decode(entries, pad, self.prefill_piece)
 
     def _prefill_cached(self, tokens: Sequence[int], pad: bool) -> tuple[list[_Seq], np.ndarray]:
         """One prompt: the cached prompt's common prefix shared, the rest decoded; then it is the cached prompt."""

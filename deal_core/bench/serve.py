@@ -1,5 +1,6 @@
 """`deal bench serve`: throughput and latency of `deal serve` under concurrent load (continuous batching), against
-the same requests sent one at a time and against the same load taking turns (no batching), in one run.
+the same requests sent one at a time and against the same load taking turns (no batching), in one run; on llama.cpp
+also the same load with `--isolate-calls` (each request in a cache of its own, bit-identical to the request alone).
 
 Each request is a CommonGen prompt with its own keyword reward (sent in the `deal` field), so concurrent requests
 differ in their rewards. Every answer is checked against the one-at-a-time answer to the same request. `c` clients
@@ -92,14 +93,18 @@ def run(model: str | None = None, data: str | None = None, limit: int = 48, max_
         rounds = {c: _round(url, bodies, c, forwards) for c in concurrency if c > 1}
     with running_server(create_app(deal, batching=False)) as url:  # the same load, requests taking turns
         turns = _round(url, bodies, max(concurrency), forwards)
+    extra = [(f"{max(concurrency)}, no batching (turns)", max(concurrency), turns)]
+    if not deal.lm.batch_invariant:  # llama.cpp's other server mode: each request in a cache of its own
+        with running_server(create_app(deal, batching=True, isolate_calls=True)) as url:
+            extra.append((f"{max(concurrency)}, isolated calls (bit-identical)", max(concurrency),
+                          _round(url, bodies, max(concurrency), forwards)))
     header = ("| concurrency | tokens/s | × one at a time | p50 latency (s) | p95 latency (s) | forward passes | "
               "rows per pass | same answers |")
     lines = [header, "|---|---|---|---|---|---|---|---|",
              f"| one at a time | {alone['tokens_per_s']:.1f} | 1.00 | {alone['p50_s']:.2f} | {alone['p95_s']:.2f} | "
              f"{alone['forward_passes']} | {alone['rows_per_pass']:.1f} | — |"]
     summary: dict[str, Any] = {"one_at_a_time": {k: v for k, v in alone.items() if k != "texts"}}
-    labelled = [(str(c), c, r) for c, r in rounds.items()] + [
-        (f"{max(concurrency)}, no batching (turns)", max(concurrency), turns)]
+    labelled = [(str(c), c, r) for c, r in rounds.items()] + extra
     for label, c, r in labelled:
         same = sum(a == b for a, b in zip(r["texts"], alone["texts"]))
         ratio = r["tokens_per_s"] / alone["tokens_per_s"]

@@ -41,6 +41,8 @@ def _options(
 
 Model = Annotated[Optional[str], typer.Option(help="HF id or local path (default: embedded SmolLM2).")]
 SEARCH = options(DeALConfig)  # every setting an option, from its declaration (cli/options.py)
+ISOLATE_HELP = ("llama.cpp: each request in a KV cache of its own, its answer bit-identical to the request alone; "
+                "requests take turns (slower). Default: they share passes.")
 EngineOption = Annotated[Optional[str], typer.Option(
     "--engine", help="auto | llamacpp | transformers (default: $DEAL_ENGINE, else auto: the embedded model on "
                      "llama.cpp when it is installed, Hugging Face models on transformers).")]
@@ -169,20 +171,20 @@ def bench(
     ] = None,
     report: Annotated[Optional[str], typer.Option("--report", metavar="PAGE.md", help="Write a results page here "
                       "(command, date, machine, settings, data split, table, plot), its JSON and plot beside.")] = None,
-    concurrency: Annotated[
-        Optional[str], typer.Option(help="serve only: comma-separated concurrency levels (default 1,4,16).")
-    ] = None,
-    split: Annotated[
-        Optional[str], typer.Option(help="commongen/speed/engines: all | easy (3 concepts) | hard (4-5 concepts); "
-                                         "harmless/jailbreak/overrefusal/agent/tools: dev | test | all; safety: "
-                                         "dev | heldout.")
-    ] = None,
+    concurrency: Annotated[Optional[str], typer.Option(
+        help="serve only: comma-separated concurrency levels (default 1,4,16).")] = None,
+    split: Annotated[Optional[str], typer.Option(
+        help="commongen/speed/engines: all | easy (3 concepts) | hard (4-5 concepts); harmless/jailbreak/overrefusal/"
+             "agent/tools: dev | test | all; safety: dev | heldout.")] = None,
+    engine: EngineOption = None,
     **search: Any,
 ) -> None:
     """Run a benchmark TASK and print a table."""
     from deal_core.bench import run_task
     from deal_core.bench.data import data_file
     from deal_core.config import make_config
+
+    _use_engine(engine)
 
     options: dict[str, Any] = {"limit": limit, "max_new_tokens": max_new_tokens}
     if concurrency is not None:
@@ -274,6 +276,7 @@ def serve(
     replicas: Annotated[Optional[int], typer.Option(min=1, help="With --ray: model replicas. [default: 1]")] = None,
     batching: Annotated[bool, typer.Option(help="Concurrent requests share forward passes (continuous batching); "
                                                 "--no-batching makes them take turns.")] = True,
+    isolate_calls: Annotated[bool, typer.Option("--isolate-calls", help=ISOLATE_HELP)] = False,
     **limit_options: Any,
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health). Every limit
@@ -302,7 +305,7 @@ def serve(
     from deal_core.serving import serve as run_server
 
     run_server(model=model, host=host, port=port, rewards=rewards if rewards.terms else None, batching=batching,
-               limits=limits, pinned=pinned if pinned.terms else None)
+               limits=limits, pinned=pinned if pinned.terms else None, isolate_calls=isolate_calls)
 
 
 def main(argv: list[str] | None = None) -> None:

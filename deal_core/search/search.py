@@ -86,9 +86,9 @@ class DeALSearch:
 
     # -- driving it ------------------------------------------------------------------------------------------
     def admit(self, prompts: list[EncodedPrompt], configs: list[DeALConfig], rewards: list[RewardSum],
-              constraints: list[Constraint | None]) -> list[int]:
+              constraints: list[Constraint | None], prefilled: list[tuple[Any, int]] | None = None) -> list[int]:
         """Prefill `prompts` (a sequence each) and add them to the running rows; returns their indices. Between
-        steps only."""
+        steps only. `prefilled`: per prompt, a sequence that holds its first n tokens already (deal_core/prefill.py)."""
         first = len(self.jobs)
         for args in zip(prompts, configs, rewards, constraints):
             self.jobs.append(self._job(*args))
@@ -98,7 +98,11 @@ class DeALSearch:
             self.traces[i] = []
         eos = self.lm.eos_token_ids
         with self.lm.session():
-            seqs, logits = self.lm.prefill([p.ids for p in prompts])
+            if prefilled is None:
+                seqs, logits = self.lm.prefill([p.ids for p in prompts])
+            else:
+                seqs = [seq for seq, _ in prefilled]
+                logits = self.lm.extend(seqs, [p.ids[n:] for p, (_, n) in zip(prompts, prefilled)])
             self._count(len(seqs), sum(len(p.ids) for p in prompts))
             allowed = [c.allowed(cfg.max_new_tokens) if c is not None else None
                        for c, cfg in zip(constraints, configs)]

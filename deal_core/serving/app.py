@@ -73,8 +73,8 @@ class Service:
     """One served model: turns a parsed body into an answer (JSON or SSE) within the limits."""
 
     def __init__(self, deal: DeAL, limits: ServerLimits, rewards: RewardSum, batching: bool,
-                 pinned: RewardSum | None = None):
-        self.chat = deal.variant(batching=batching)  # one run loop for both endpoints over the same weights
+                 pinned: RewardSum | None = None, isolate_calls: bool = False):
+        self.chat = deal.variant(batching=batching, isolate_calls=isolate_calls)  # one run loop for both endpoints over the same weights
         self.raw = self.chat.variant(rewards=None, use_chat_template=False)  # /v1/completions
         self.limits, self.rewards, self.name = limits, rewards, deal.lm.name
         self.pinned = pinned or RewardSum()
@@ -129,14 +129,16 @@ async def _unless_disconnected(work: Any, receive: Any) -> Any:
 
 def create_app(deal: DeAL | None = None, *, model: str | None = None, rewards: RewardSum | None = None,
                limits: ServerLimits | None = None, batching: bool = True,
-               pinned: RewardSum | None = None) -> FastAPI:
+               pinned: RewardSum | None = None, isolate_calls: bool = False) -> FastAPI:
     """The FastAPI application. `deal` (or `model`) is the aligned model; `rewards` are the server-wide defaults
     a request uses when it names none; `pinned` rewards always apply (a request may add its own, never drop or
     re-weight these: protocol.with_pinned); `limits` what one request may ask. With `batching` (the default)
-    concurrent requests share forward passes (continuous batching, deal_core/scheduler.py)."""
+    concurrent requests share forward passes (continuous batching, deal_core/scheduler.py); on llama.cpp an answer
+    may then differ from the request alone by the engine's rounding, and `isolate_calls` keeps each bit-identical
+    (requests in caches of their own, taking turns)."""
     deal = deal or DeAL(model)
     limits = limits or ServerLimits()
-    service = Service(deal, limits, rewards if rewards is not None else deal.rewards, batching, pinned)
+    service = Service(deal, limits, rewards if rewards is not None else deal.rewards, batching, pinned, isolate_calls)
     app = FastAPI(title="DeAL", description="OpenAI-compatible API over a DeAL-aligned model")
     _errors(app)
 

@@ -41,9 +41,11 @@ def running_server(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator
 
 def serve(model: str | None = None, host: str = "127.0.0.1", port: int = 8000,
           rewards: RewardSum | None = None, log_level: Literal["info", "warning"] = "info",
-          batching: bool = True, limits: ServerLimits | None = None, pinned: RewardSum | None = None) -> None:
+          batching: bool = True, limits: ServerLimits | None = None, pinned: RewardSum | None = None,
+          isolate_calls: bool = False) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(model=model, rewards=rewards, batching=batching, limits=limits, pinned=pinned), host=host,
-                port=port, log_level=log_level)
+    app = create_app(model=model, rewards=rewards, batching=batching, limits=limits, pinned=pinned,
+                     isolate_calls=isolate_calls)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

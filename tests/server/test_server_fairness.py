@@ -67,9 +67,11 @@ def _hostile(url: str, body: dict, stop: threading.Event) -> None:
         pass
 
 
-@pytest.fixture(scope="module")
-def fair_server(embedded_lm):
-    deal = DeAL(embedded_lm, batching=True)
+@pytest.fixture(scope="module", params=["transformers", "llamacpp"])
+def fair_server(request):
+    """Both engines, each serving with shared passes (llama.cpp's default too)."""
+    deal = DeAL(request.getfixturevalue("embedded_lm" if request.param == "transformers" else "embedded_llamacpp"),
+                batching=True)
     with running_server(create_app(deal, limits=ServerLimits())) as url:
         _ordinary_round(url)  # warm-up
         yield url, _ordinary_round(url)[0]

@@ -216,6 +216,8 @@ class Views(TableBackend):
     answer has one)."""
 
     max_isolated = 2
+    capacity = (1000, 100_000)
+    prefill_piece = 4
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -238,19 +240,13 @@ class Views(TableBackend):
         return super().step(handles, tokens)
 
 
-def test_calls_on_an_isolating_engine_take_turns_in_views_of_their_own(vowels):
-    """`Isolating` (llama.cpp's `isolated()` views, each a KV cache of its own): every concurrent call runs in a view
-    of its own, at most `max_isolated` open at once (later calls wait), each closed when its call ends; answers equal
-    the call alone. A table engine stands in for the views here (tests/integration/test_llamacpp.py: llama.cpp)."""
-    from deal_core.backends import Isolating
-
-    lm = Views(batch_invariant=False)
-    assert isinstance(lm, Isolating)
+def _five_at_once(lm, vowels, **options) -> bool:
+    """Five concurrent calls on `lm` with `options`: whether each answer equals the call alone."""
     prompts = ["The dog runs in the park", "a red ball", "the big tree and the blue sky", "a kid", "the sun"]
     solo = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2)
     alone = [solo.generate(p, max_new_tokens=12).token_ids for p in prompts]
     assert lm.opened == []  # a call alone runs on the engine's own cache
-    shared = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2, batching=True)
+    shared = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2, batching=True, **options)
     results: dict[int, object] = {}
     arrive = threading.Barrier(len(prompts))
 
@@ -263,14 +259,41 @@ def test_calls_on_an_isolating_engine_take_turns_in_views_of_their_own(vowels):
         t.start()
     for t in threads:
         t.join(timeout=120)
-    assert [results[i].token_ids for i in range(len(prompts))] == alone
-    assert len(lm.opened) == len(prompts) and lm.open_at_once == 2
+    return [results[i].token_ids for i in range(len(prompts))] == alone
+
+
+def test_isolated_calls_on_an_isolating_engine_take_turns_in_views_of_their_own(vowels):
+    """`Isolating` (llama.cpp's `isolated()` views, each a KV cache of its own) with `isolate_calls`: every concurrent
+    call runs in a view of its own, at most `max_isolated` open at once (later calls wait), each closed when its call
+    ends; answers equal the call alone. A table engine stands in for the views here (tests/integration/
+    test_llamacpp.py: llama.cpp)."""
+    from deal_core.backends import Isolating
+
+    lm = Views(batch_invariant=False)
+    assert isinstance(lm, Isolating)
+    assert _five_at_once(lm, vowels, isolate_calls=True)
+    assert len(lm.opened) == 5 and lm.open_at_once == 2
     assert all(v.parent is None and v.held_at_close == 0 for v in lm.opened)  # every view went back, empty
+
+
+@pytest.mark.parametrize("capacity, views", [((1000, 100_000), 1), ((8, 100_000), 2)])
+def test_calls_with_the_same_settings_share_a_view_while_they_fit_in_it(vowels, capacity, views):
+    """Without `isolate_calls` (the default) calls with the same search settings share one search's passes in one
+    view, as many as its `capacity` (sequences, cells) holds by their footprint (2·top_k + 2 = 8 sequences each
+    here): with room for one call, a second view opens beside the first (`max_isolated` at most). The table engine's rows
+    do not depend on their batch, so the answers still equal the calls alone (on llama.cpp they may differ by its
+    rounding)."""
+    lm = Views(batch_invariant=False)
+    lm.capacity = capacity
+    assert _five_at_once(lm, vowels)
+    assert lm.open_at_once == views
+    assert all(v.parent is None and v.held_at_close == 0 for v in lm.opened)
 
 
 def test_a_pass_that_fails_in_a_view_ends_its_call_and_returns_the_view_empty(vowels):
     lm = Views(batch_invariant=False)
-    shared = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2, batching=True)
+    shared = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2, batching=True,
+                  isolate_calls=True)
     expected = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2).generate(
         "a red ball", max_new_tokens=12).token_ids
     errors, results = [], []
@@ -290,3 +313,34 @@ def test_a_pass_that_fails_in_a_view_ends_its_call_and_returns_the_view_empty(vo
         t.join(timeout=120)
     assert errors == ["the engine failed mid-pass"] and results == [expected]
     assert len(lm.opened) == 2 and all(v.parent is None and v.held_at_close == 0 for v in lm.opened)
+
+
+def test_a_long_prompt_is_prefilled_a_piece_per_turn_beside_running_calls(vowels):
+    """A prompt longer than the engine's `prefill_piece` (4 tokens on `Views`) joins a piece per turn of the loop,
+    beside a call already running; the answers equal the calls alone, and a long-prompt call that runs out of time
+    gets its timeout and leaves its view empty."""
+    lm = Views(batch_invariant=False)
+    long_prompt = "the big tree and the blue sky with a kid and a dog in the park"
+    solo = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2)
+    alone = [solo.generate(p, max_new_tokens=12).token_ids for p in ("a red ball", long_prompt)]
+    shared = DeAL(lm, rewards=vowels, use_chat_template=False, top_k=3, lookahead=2, batching=True)
+    order: list[str] = []
+    admit = shared.runner._loop._prefill
+
+    def spy(key):
+        order.append("piece")
+        return admit(key)
+
+    shared.runner._loop._prefill = spy
+    results: dict[str, list[int]] = {}
+    first = threading.Thread(target=lambda: results.update(a=shared.generate("a red ball", max_new_tokens=12)
+                                                           .token_ids))
+    first.start()
+    time.sleep(0.05)
+    results["b"] = shared.generate(long_prompt, max_new_tokens=12).token_ids
+    first.join(timeout=60)
+    assert [results["a"], results["b"]] == alone
+    assert len(order) >= len(lm.encode_text(long_prompt)) // 4 - 1
+    with pytest.raises(GenerationTimeout):
+        shared.generate(long_prompt, max_new_tokens=12, timeout_s=0.004)
+    assert all(v.parent is None and v.held_at_close == 0 for v in lm.opened)
