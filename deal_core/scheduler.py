@@ -34,10 +34,11 @@ def search_key(prepared: Prepared, call: int) -> tuple:
 
 
 def footprint(prepared: Prepared, slot: int) -> tuple[int, int]:
-    """What one prompt of a call may hold in an engine's cache at once, at most: sequences (its beams' candidates,
-    each with a lookahead row that the next step may reuse) and KV cells (the prompt, the answer, the lookaheads)."""
+    """What one prompt of a call may hold in an engine's cache at once, at most: sequences (a row per candidate of
+    each beam, plus two: measured on llama.cpp, the peak was beam_width × top_k or less for every setting tried) and
+    KV cells (the prompt, the answer, each row's lookahead)."""
     config = prepared.config
-    rows = 2 * config.beam_width * config.top_k + 2
+    rows = config.beam_width * config.top_k + 2
     cells = len(prepared.encoded[slot].ids) + config.max_new_tokens + rows * (config.lookahead + 1)
     return rows, cells
 

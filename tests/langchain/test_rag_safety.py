@@ -105,3 +105,24 @@ def test_an_offensive_passage_does_not_get_a_benign_question_refused_in_a_langch
     assert list(safety._harm) == [QUESTION]  # the text Safety judged (embedded once, cached) is the question alone
     assert answer.response_metadata["rewards"]["safety"] == 1.0
     assert verdict(answer.text) != "refuses", answer.text
+
+
+def test_the_text_llm_names_the_question_too(tiny_lm):
+    """LangChain's text `DeALLLM` in a string-template RAG chain: the run metadata or a call argument names the
+    question on invoke, stream and batch; unnamed, the rewards read the whole prompt."""
+    from langchain_core.prompts import PromptTemplate
+
+    from langchain_deal import DeALLLM
+
+    llm = DeALLLM(max_tokens=3, top_k=2)
+    llm._deal = Recorder(DeAL(tiny_lm))
+    chain = {"context": FixedRetriever(texts=[PASSAGE]) | (lambda docs: docs[0].page_content),
+             "question": RunnablePassthrough()} | PromptTemplate.from_template("Passage: {context}\n\n{question}") | llm
+    config = {"metadata": {USER_TEXT_KEY: QUESTION}}
+    chain.invoke(QUESTION)
+    chain.invoke(QUESTION, config=config)
+    list(chain.stream(QUESTION, config=config))
+    chain.batch([QUESTION], config=config)
+    llm.invoke(WHOLE, user_text="How tall is the tower?")
+    requests = [r for _, args, _ in llm._deal.calls for r in (args[0] if isinstance(args[0], list) else [args[0]])]
+    assert [r.text for r in requests] == [WHOLE, QUESTION, QUESTION, QUESTION, "How tall is the tower?"]

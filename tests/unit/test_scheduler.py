@@ -276,10 +276,10 @@ def test_isolated_calls_on_an_isolating_engine_take_turns_in_views_of_their_own(
     assert all(v.parent is None and v.held_at_close == 0 for v in lm.opened)  # every view went back, empty
 
 
-@pytest.mark.parametrize("capacity, views", [((1000, 100_000), 1), ((8, 100_000), 2)])
+@pytest.mark.parametrize("capacity, views", [((1000, 100_000), 1), ((5, 100_000), 2)])
 def test_calls_with_the_same_settings_share_a_view_while_they_fit_in_it(vowels, capacity, views):
     """Without `isolate_calls` (the default) calls with the same search settings share one search's passes in one
-    view, as many as its `capacity` (sequences, cells) holds by their footprint (2·top_k + 2 = 8 sequences each
+    view, as many as its `capacity` (sequences, cells) holds by their footprint (top_k + 2 = 5 sequences each
     here): with room for one call, a second view opens beside the first (`max_isolated` at most). The table engine's rows
     do not depend on their batch, so the answers still equal the calls alone (on llama.cpp they may differ by its
     rounding)."""
