@@ -40,6 +40,7 @@ TOKENS_PER_ARGUMENT = 8  # room for each parameter's value beyond its shortest f
 _NAME = re.compile(r'"name": "((?:[^"\\]|\\.)*)"')
 _ARGUMENTS = '"arguments": '
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?![\w]|\.\d)")
+_LISTED_VALUES = re.compile(r"[A-Za-z]{4,}")
 _ROLES = {"from": "from", "source": "from", "to": "to", "target": "to"}  # a parameter name's word: its role
 _CAPITALS_ONLY = re.compile(r"^\^?\[A-Z\](?:\{\d+(?:,\d*)?\}|\+)\$?$")  # a pattern such as ^[A-Z]{3}$
 
@@ -68,17 +69,18 @@ def _narrowed_for_call(request: Request, tool: Tool) -> Tool:
     if again and again[0] == tool.name and again[0] in {c.name for c in calls_since_user(request)}:
         tool = narrowed(tool, again[1], again[2])
     carry = carried_value(request, tool)
-    for parameter, value in role_values(request, tool).items():
-        tool = narrowed(tool, parameter, value)
+    for parameter, values in role_values(request, tool).items():
+        tool = narrowed(tool, parameter, *values)
     return narrowed(tool, *carry) if carry else tool
 
 
-def role_values(request: Request, tool: Tool) -> dict[str, str]:
+def role_values(request: Request, tool: Tool) -> dict[str, list[str]]:
     """{parameter: value} for the tool's free string parameters named for a direction (`from_unit`, `to_unit`,
     `source`, `target`) when the request writes values the tool lists (`value_words`) in those roles: a value after
     "from" or after a number is the source ("5 kilograms", "from kilograms"), after "to", "into" or "in" the target;
     when one role is found and one other listed value is written, that value takes the other role ("How many pounds
-    is 5 kilograms?"). The value is the tool's own spelling ("kilometer" -> "kilometers")."""
+    is 5 kilograms?"). The value is the tool's own spelling ("kilometer" -> "kilometers"). When only one role is
+    written, the other parameter may take any other listed value ("in fahrenheit": from anything but fahrenheit)."""
     spec = tool.parameters.get("properties", {}) if isinstance(tool.parameters, dict) else {}
     roles = {word: p for p, s in spec.items() if isinstance(s, dict) and s.get("type") == "string"
              and not s.get("enum") for word in re.findall(r"[a-z]+", p.lower()) if word in _ROLES}
@@ -86,7 +88,10 @@ def role_values(request: Request, tool: Tool) -> dict[str, str]:
         return {}
     listed = value_words(tool) - set(re.findall(r"[a-z]+", tool.name.lower()))
     found = _directions(re.findall(r"[A-Za-z]+|-?\d+(?:\.\d+)?", request.text), listed)
-    return {p: found[_ROLES[word]] for word, p in roles.items() if _ROLES[word] in found}
+    others = sorted(set(_LISTED_VALUES.findall(" ".join(re.findall(r"\(([^()]*)\)", tool.description or "")))))
+    others = [v.lower() for v in others if v.lower() not in found.values()]
+    return {p: [found[_ROLES[word]]] if _ROLES[word] in found else others for word, p in roles.items()
+            if _ROLES[word] in found or (found and others)}
 
 
 def _directions(words: list[str], listed: set[str]) -> dict[str, str]:
@@ -152,11 +157,11 @@ def _written(value: Any) -> str:
     return str(value).strip()
 
 
-def narrowed(tool: Tool, parameter: str, value: Any) -> Tool:
-    """`tool` whose `parameter` accepts only `value`."""
+def narrowed(tool: Tool, parameter: str, value: Any, *more: Any) -> Tool:
+    """`tool` whose `parameter` accepts only `value` (or one of `value, *more`)."""
     schema = dict(tool.parameters)
     properties = dict(schema.get("properties", {}))
-    properties[parameter] = {**properties.get(parameter, {}), "enum": [value]}
+    properties[parameter] = {**properties.get(parameter, {}), "enum": [value, *more]}
     return tool.model_copy(update={"parameters": {**schema, "properties": properties}})
 
 

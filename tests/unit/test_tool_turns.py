@@ -283,10 +283,11 @@ def test_the_answer_proposed_after_results_states_what_the_request_asked():
 
 
 @pytest.mark.parametrize(("question", "roles"), [
-    ("Convert 12 miles to kilometers.", {"from_unit": "miles", "to_unit": "kilometers"}),  # bench: 'kilometers' first
-    ("How many feet is 7 meters?", {"from_unit": "meters", "to_unit": "feet"}),  # the value after the number
-    ("Change the result from pounds into kilograms.", {"from_unit": "pounds", "to_unit": "kilograms"}),
-    ("What is the temperature in Rome in celsius?", {"to_unit": "celsius"}),
+    ("Convert 12 miles to kilometers.", {"from_unit": ["miles"], "to_unit": ["kilometers"]}),  # bench: reversed
+    ("How many feet is 7 meters?", {"from_unit": ["meters"], "to_unit": ["feet"]}),  # the value after the number
+    ("Change the result from pounds into kilograms.", {"from_unit": ["pounds"], "to_unit": ["kilograms"]}),
+    ("What is the temperature in Rome in celsius?", {"to_unit": ["celsius"], "from_unit": [  # any other listed
+        "fahrenheit", "feet", "kilograms", "kilometers", "meters", "miles", "pounds"]}),
     ("What is 12 times 4?", {}),
 ])
 def test_values_the_request_writes_in_a_direction_fill_those_parameters(question, roles):
