@@ -174,8 +174,9 @@ def results_to_answer(request: Request) -> tuple[str, ...]:
 
 def with_result_use(rewards: RewardSum, requests: Sequence[Request], term_weight: float) -> RewardSum:
     """`rewards` plus `term_weight` × ToolResultUse of the requests' tool results, on a turn that answers from
-    them; its proposal is the answer that states them (`answer_opening`)."""
-    results = {(results_to_answer(r), answer_opening(r) if results_to_answer(r) else "") for r in requests}
+    them; after two results or more its proposal is the answer that states them (`answer_opening`: one result is
+    left to the search, which states it well, and a proposed quote of one result can carry its offensive words)."""
+    results = {(results_to_answer(r), answer_opening(r) if len(results_to_answer(r)) > 1 else "") for r in requests}
     if not term_weight or {r for r, _ in results} == {()}:
         return rewards
     if len(results) > 1:

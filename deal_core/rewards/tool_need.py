@@ -202,16 +202,15 @@ class ToolNeed(Reward):
     def _source_first(self, request: Request, needed: list[str]) -> list[str]:
         """`needed` with a tool put first that gives the number the first needed tool lacks: when that tool has
         more number parameters than the request has numbers ("the temperature in Paris in fahrenheit" for a unit
-        converter), the best other tool that reaches the threshold, is within `margin` of the best similarity and
-        lacks no number is called first, and its result carried (`tool_turns.carried_value`)."""
+        converter), the best other tool that reaches the threshold and lacks no number is called first, and its
+        result carried (`tool_turns.carried_value`)."""
         tools = {t.name: t for t in request.tools}
         count = len(_NUMERAL.findall(request.text))
         if not needed or len(number_parameters(tools[needed[0]])) <= count:
             return needed
         sims = similarities(request.text, request.tools)
-        floor = max(self.threshold, max(sims) - self.margin)
         sources = [(s, t.name) for t, s in zip(request.tools, sims)
-                   if s >= floor and t.name not in needed and len(number_parameters(t)) <= count]
+                   if s >= self.threshold and t.name not in needed and len(number_parameters(t)) <= count]
         return [max(sources)[1], *needed] if sources else needed
 
     def needed(self, text: str, tools: Sequence[Tool]) -> tuple[list[str], float]:
