@@ -75,7 +75,8 @@ def prepare(lm: Backend, prompts: Sequence[PromptLike | Request], rewards: Rewar
     reward_sum = with_result_use(reward_sum, requests, config.tool_result_weight)  # tool_turns: answers from results
     for term in reward_sum.terms:  # rewards that ask a model (Judge) ask the search's own backend
         term.reward.use_backend(lm)
-    proposals = [reward_sum.proposals(e.request) if f is None else [] for e, f in zip(encoded, formats)]
+    proposals = [reward_sum.proposals(e.request) if f is None or _answers_in_text(r) else []
+                 for e, f, r in zip(encoded, formats, requests)]
     return Prepared(config, reward_sum, encoded, requests, formats, proposals)
 
 
@@ -91,6 +92,12 @@ def _fitted(lm: Backend, enc: EncodedPrompt, config: DeALConfig, max_prompt_toke
     if len(enc.ids) + config.max_new_tokens > window:
         raise ContextLengthError(len(enc.ids), config.max_new_tokens, window)
     raise ContextLengthError(len(enc.ids), config.max_new_tokens, window, max_prompt_tokens)
+
+
+def _answers_in_text(request: Request) -> bool:
+    """A turn with tools bound whose choice is "none": its format is text that opens no call, so a proposed answer
+    in words fits it (the proposal is then weighed alone, without a free continuation: `proposals.complete`)."""
+    return bool(request.tools) and request.choice[0] == "none" and request.response_format is None
 
 
 def output_format(lm: Backend, request: Request, config: DeALConfig) -> Matcher | None:

@@ -34,10 +34,12 @@ class Weighed:
     objective: float
 
 
-def complete(lm: Backend, prompt_ids: list[int], opening: str, prepared: Prepared) -> list[Finished]:
+def complete(lm: Backend, prompt_ids: list[int], opening: str, prepared: Prepared,
+             free: bool = True) -> list[Finished]:
     """The whole answers an opening stands for: the opening alone, ended (its end-of-sequence token's log-probability
     counted), and the opening with the model's greedy continuation until it ends or the budget runs out. Every
-    token's log-probability is the model's; nothing when the opening overruns the budget."""
+    token's log-probability is the model's; nothing when the opening overruns the budget. `free` False: the
+    opening alone (the turn has an output format that a free continuation would not keep)."""
     config = prepared.config
     with lm.lock:
         ids = lm.encode_text(opening, special_tokens=False)
@@ -67,18 +69,21 @@ def weigh(lm: Backend, prepared: Prepared, slot: int, answers: list[Finished]) -
 
 
 def best_answer(lm: Backend, prepared: Prepared, slot: int, done: Finished) -> Finished:
-    """The search's answer `done` for request `slot`, or a proposed answer that beats it by the objective."""
-    openings = prepared.proposed(slot)
+    """The search's answer `done` for request `slot`, or a proposed answer that beats it by the objective (or that
+    a reward requires instead of it: `Reward.requires_proposal`)."""
+    openings, request = prepared.proposed(slot), prepared.encoded[slot].request
+    answer = cut_at_stop(lm.decode(done.tokens), prepared.config.stop)[0] if openings else ""
     if openings:  # asked again with the search's answer: a reward may withdraw its openings (Safety's answer check)
-        answer = cut_at_stop(lm.decode(done.tokens), prepared.config.stop)[0]
-        openings = prepared.rewards.proposals(prepared.encoded[slot].request, answer)
-    if not openings:
+        openings = prepared.rewards.proposals(request, answer, required_only=not isinstance(lm, WholeSequence))
+    if not openings:  # an engine without WholeSequence verbs skips optional proposals (ToolResultUse's)
         return done
     if not isinstance(lm, WholeSequence):
         raise ConfigError(f"{type(lm).__name__} cannot complete a proposed answer (no WholeSequence verbs): use "
                           "rewards that propose nothing (e.g. Safety(refusals=())) with this engine")
-    prompt_ids = prepared.encoded[slot].ids
-    proposed = [f for opening in openings for f in complete(lm, prompt_ids, opening, prepared)]
+    free = prepared.formats[slot] is None
+    proposed = [f for opening in openings for f in complete(lm, prepared.encoded[slot].ids, opening, prepared, free)]
     weighed = weigh(lm, prepared, slot, [done, *proposed])
+    if len(weighed) > 1 and prepared.rewards.requires_proposal(request, answer):
+        weighed = weighed[1:]  # the search's answer lacks what the request asked for (ToolResultUse after results)
     best = max(weighed, key=lambda w: w.objective)  # the first of equals: the search's answer
     return done if best.finished is done else replace(best.finished, score=best.objective)

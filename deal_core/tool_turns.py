@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from deal_core.constraint import CALL_OPEN, TOOL_CALLS, ConstraintError, Matcher, split_tool_calls, tool_grammar
 from deal_core.errors import ConfigError, DeALError
 from deal_core.rewards.base import RewardSum
-from deal_core.rewards.tool_need import calls_since_user, next_value
+from deal_core.rewards.tool_need import (calls_since_user, next_value, number_parameters, results_since_user,
+                                         same_stem, value_words)
 from deal_core.rewards.tool_results import ToolResultUse
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ TOKENS_PER_ARGUMENT = 8  # room for each parameter's value beyond its shortest f
 _NAME = re.compile(r'"name": "((?:[^"\\]|\\.)*)"')
 _ARGUMENTS = '"arguments": '
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?![\w]|\.\d)")
+_LISTED_VALUES = re.compile(r"[A-Za-z]{4,}")
+_ROLES = {"from": "from", "source": "from", "to": "to", "target": "to"}  # a parameter name's word: its role
 _CAPITALS_ONLY = re.compile(r"^\^?\[A-Z\](?:\{\d+(?:,\d*)?\}|\+)\$?$")  # a pattern such as ^[A-Z]{3}$
 
 
@@ -66,7 +69,49 @@ def _narrowed_for_call(request: Request, tool: Tool) -> Tool:
     if again and again[0] == tool.name and again[0] in {c.name for c in calls_since_user(request)}:
         tool = narrowed(tool, again[1], again[2])
     carry = carried_value(request, tool)
+    for parameter, values in role_values(request, tool).items():
+        tool = narrowed(tool, parameter, *values)
     return narrowed(tool, *carry) if carry else tool
+
+
+def role_values(request: Request, tool: Tool) -> dict[str, list[str]]:
+    """{parameter: value} for the tool's free string parameters named for a direction (`from_unit`, `to_unit`,
+    `source`, `target`) when the request writes values the tool lists (`value_words`) in those roles: a value after
+    "from" or after a number is the source ("5 kilograms", "from kilograms"), after "to", "into" or "in" the target;
+    when one role is found and one other listed value is written, that value takes the other role ("How many pounds
+    is 5 kilograms?"). The value is the tool's own spelling ("kilometer" -> "kilometers"). When only one role is
+    written, the other parameter may take any other listed value ("in fahrenheit": from anything but fahrenheit)."""
+    spec = tool.parameters.get("properties", {}) if isinstance(tool.parameters, dict) else {}
+    roles = {word: p for p, s in spec.items() if isinstance(s, dict) and s.get("type") == "string"
+             and not s.get("enum") for word in re.findall(r"[a-z]+", p.lower()) if word in _ROLES}
+    if not roles:
+        return {}
+    listed = value_words(tool) - set(re.findall(r"[a-z]+", tool.name.lower()))
+    found = _directions(re.findall(r"[A-Za-z]+|-?\d+(?:\.\d+)?", request.text), listed)
+    others = sorted(set(_LISTED_VALUES.findall(" ".join(re.findall(r"\(([^()]*)\)", tool.description or "")))))
+    others = [v.lower() for v in others if v.lower() not in found.values()]
+    return {p: [found[_ROLES[word]]] if _ROLES[word] in found else others for word, p in roles.items()
+            if _ROLES[word] in found or (found and others)}
+
+
+def _directions(words: list[str], listed: set[str]) -> dict[str, str]:
+    """{"from": value, "to": value} for the listed values `words` write in those roles (see `role_values`)."""
+    found: dict[str, str] = {}
+    written: list[str] = []
+    for i, word in enumerate(words):
+        value = next((v for v in sorted(listed) if same_stem(word.lower(), v)), None)
+        if value is None or value in written:
+            continue
+        written.append(value)
+        before = words[i - 1].lower() if i else ""
+        role = "from" if before == "from" or before[-1:].isdigit() else "to" if before in ("to", "into", "in") \
+            else None
+        if role and role not in found:
+            found[role] = value
+    rest = [v for v in written if v not in found.values()]
+    if len(found) == 1 and len(rest) == 1:
+        found["to" if "from" in found else "from"] = rest[0]
+    return found
 
 
 def _numbers(text: str) -> list[tuple[int, float]]:
@@ -88,7 +133,7 @@ def carried_value(request: Request, tool: Tool) -> tuple[str, float | int] | Non
     writes its values, the earlier result standing where the request names that call's values ("Oslo", "5")."""
     calls, results = calls_since_user(request), results_since_user(request)
     spec = tool.parameters.get("properties", {}) if isinstance(tool.parameters, dict) else {}
-    params = [p for p, s in spec.items() if isinstance(s, dict) and s.get("type") in ("number", "integer")]
+    params = number_parameters(tool)
     if not calls or not results or not params:
         return None
     used = {v for c in calls for v in _numeric(c.arguments)}
@@ -112,18 +157,12 @@ def _written(value: Any) -> str:
     return str(value).strip()
 
 
-def narrowed(tool: Tool, parameter: str, value: Any) -> Tool:
-    """`tool` whose `parameter` accepts only `value`."""
+def narrowed(tool: Tool, parameter: str, value: Any, *more: Any) -> Tool:
+    """`tool` whose `parameter` accepts only `value` (or one of `value, *more`)."""
     schema = dict(tool.parameters)
     properties = dict(schema.get("properties", {}))
-    properties[parameter] = {**properties.get(parameter, {}), "enum": [value]}
+    properties[parameter] = {**properties.get(parameter, {}), "enum": [value, *more]}
     return tool.model_copy(update={"parameters": {**schema, "properties": properties}})
-
-
-def results_since_user(request: Request) -> tuple[str, ...]:
-    """The tool results since the last user message, in order (blank ones left out)."""
-    last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
-    return tuple(m.content for m in request.messages[last_user + 1:] if m.role == "tool" and m.content.strip())
 
 
 def results_to_answer(request: Request) -> tuple[str, ...]:
@@ -135,14 +174,42 @@ def results_to_answer(request: Request) -> tuple[str, ...]:
 
 def with_result_use(rewards: RewardSum, requests: Sequence[Request], term_weight: float) -> RewardSum:
     """`rewards` plus `term_weight` × ToolResultUse of the requests' tool results, on a turn that answers from
-    them."""
-    results = {results_to_answer(r) for r in requests}
-    if not term_weight or results == {()}:
+    them; after two results or more its proposal is the answer that states them (`answer_opening`: one result is
+    left to the search, which states it well, and a proposed quote of one result can carry its offensive words)."""
+    results = {(results_to_answer(r), answer_opening(r) if len(results_to_answer(r)) > 1 else "") for r in requests}
+    if not term_weight or {r for r, _ in results} == {()}:
         return rewards
     if len(results) > 1:
         raise ConfigError("the requests of one batch answer from different tool results, so their rewards differ: "
                           "run them apart, or pass tool_result_weight=0")
-    return rewards + ToolResultUse(results=results.pop()) * term_weight
+    answered, opening = results.pop()
+    return rewards + ToolResultUse(results=answered, opening=opening) * term_weight
+
+
+def answer_opening(request: Request) -> str:
+    """An answer that states what the request asked for from the tool results since the user's message: each
+    result that no later call took a number from (a chain's last result, both results of a comparison), labelled
+    with its call's string arguments that the request writes and the result does not ("Tokyo: Cloudy, 18
+    degrees. Sydney: Sunny, 25 degrees."), enum values left out. Results pair with calls in order. Empty without
+    results."""
+    calls, text = calls_since_user(request), request.text.lower()
+    results = [m.content.strip() for m in _after_user(request) if m.role == "tool"]
+    parts = []
+    for i, (call, result) in enumerate(zip(calls, results)):
+        new = {v for _, v in _numbers(result)} - _numeric(call.arguments)
+        if not result or new & {v for later in calls[i + 1:] for v in _numeric(later.arguments)}:
+            continue  # blank, or a value a later call took: that call's result is what was asked
+        spec = next((t.parameters.get("properties", {}) for t in request.tools if t.name == call.name), {})
+        label = [v.strip() for p, v in call.arguments.items() if isinstance(v, str) and v.strip()
+                 and not (spec.get(p) or {}).get("enum")  # an operation ("multiply") names no value
+                 and v.strip().lower() in text and v.strip().lower() not in result.lower()]
+        parts.append(f"{', '.join(label)}: {result}" if label else result)
+    return " ".join(p if p.endswith((".", "!", "?")) else p + "." for p in parts)
+
+
+def _after_user(request: Request) -> list[Any]:
+    last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
+    return list(request.messages[last_user + 1:])
 
 
 def minimum_budget(tokenizer: Any, request: Request) -> int:

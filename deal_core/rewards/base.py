@@ -34,6 +34,7 @@ class Reward(BaseModel):
     bounded_cost: ClassVar[bool] = True
     # True: `_score` also takes `logprobs`, each text's mean token log-probability (the search passes its own)
     reads_logprobs: ClassVar[bool] = False
+    optional_proposals: ClassVar[bool] = False  # True: an engine that cannot complete a proposal just skips them
     # Fields only Python code may set: a JSON or CLI spec naming one is refused, and `spec()` leaves them out.
     code_only: ClassVar[frozenset[str]] = frozenset()
 
@@ -87,6 +88,10 @@ class Reward(BaseModel):
         """Answer openings this reward offers for `request` (none by default). Each competes with the search's
         answer by the same objective, its log-probability the model's own (deal_core/proposals.py)."""
         return []
+
+    def requires_proposal(self, request: str, answer: str) -> bool:
+        """True: the search's `answer` lacks what this reward's proposals state, so only they compete."""
+        return False
 
     def keeps_answer(self, request: str, answer: str) -> bool:
         """True withdraws this reward's proposals, given the search's `answer` (Safety: it passes a harm check)."""
@@ -280,11 +285,17 @@ class RewardSum(BaseModel):
                 total = [acc + term.weight * v for acc, v in zip(total, values)]
         return RewardScores(total=total, components=components)
 
-    def proposals(self, request: str, answer: str | None = None) -> list[str]:
-        """The openings the positively weighted terms offer for `request`, each once (less those keeping `answer`)."""
+    def proposals(self, request: str, answer: str | None = None, required_only: bool = False) -> list[str]:
+        """The openings the positively weighted terms offer for `request`, each once (less those keeping `answer`;
+        `required_only`: less those of rewards whose proposals are optional)."""
         offering = [t.reward for t in self.terms if t.weight > 0
-                    and (answer is None or not t.reward.keeps_answer(request, answer))]
+                    and (answer is None or not t.reward.keeps_answer(request, answer))
+                    and not (required_only and t.reward.optional_proposals)]
         return list(dict.fromkeys(p for r in offering for p in r.proposals(request)))
+
+    def requires_proposal(self, request: str, answer: str) -> bool:
+        """A positively weighted term requires a proposed answer instead of `answer` (`Reward.requires_proposal`)."""
+        return any(t.weight > 0 and t.reward.requires_proposal(request, answer) for t in self.terms)
 
     def spec(self) -> list[dict[str, Any]]:
         return [{**t.reward.spec(), "weight": t.weight} for t in self.terms]

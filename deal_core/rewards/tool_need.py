@@ -36,6 +36,7 @@ _NAME_PART = re.compile(r"[A-Za-z][a-z]*|[0-9]+")
 _CALLED = re.compile(re.escape(CALL_OPEN) + r'\s*\{"name": "([^"]+)"')
 _CLAUSE_BREAK = re.compile(r"[.;?!]+\s+|,\s*|\s+(?:and|then|also)\s+", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z]+")
+_LISTED = re.compile(r"\(([^()]*)\)")
 _NUMERAL = re.compile(r"(?<![\w.])-?\d+(?:[.,]\d+)*(?![\w])")
 _GENERIC = {"get", "set", "lookup", "look", "find", "fetch", "search", "info", "data", "list", "tool", "current",
             "make", "check", "query", "value", "values"}
@@ -81,6 +82,12 @@ def calls_since_user(request: Request) -> list[Any]:
     return [c for m in request.messages[last_user + 1:] if m.role == "assistant" for c in m.tool_calls]
 
 
+def results_since_user(request: Request) -> tuple[str, ...]:
+    """The tool results since the last user message, in order (blank ones left out)."""
+    last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
+    return tuple(m.content for m in request.messages[last_user + 1:] if m.role == "tool" and m.content.strip())
+
+
 def cue_words(tool: Tool) -> set[str]:
     """Words that name what a tool does: its name's words of 4+ letters but generic verbs, and its string
     parameters' enum values ("multiply" of a calculator's `operation`)."""
@@ -92,7 +99,7 @@ def cue_words(tool: Tool) -> set[str]:
     return words
 
 
-def _same_stem(word: str, cue: str) -> bool:
+def same_stem(word: str, cue: str) -> bool:
     """`word` is `cue` or a form of it: they share a prefix of all but two letters of the shorter one, and at least
     four ("multiplied" and "multiply", "divided" and "divide"); a short cue ("add") must match exactly."""
     if len(cue) < 4 or len(word) < 4:
@@ -104,7 +111,7 @@ def _same_stem(word: str, cue: str) -> bool:
 def cue_positions(text: str, tool: Tool) -> list[int]:
     """Where in `text` a word names the tool (`cue_words`), in order."""
     cues = cue_words(tool)
-    return [m.start() for m in _WORD.finditer(text) if any(_same_stem(m.group().lower(), c) for c in cues)]
+    return [m.start() for m in _WORD.finditer(text) if any(same_stem(m.group().lower(), c) for c in cues)]
 
 
 def next_value(request: Request) -> tuple[str, str, str] | None:
@@ -129,6 +136,39 @@ def next_value(request: Request) -> tuple[str, str, str] | None:
     return None
 
 
+def number_parameters(tool: Tool) -> list[str]:
+    """The tool's parameters of type number or integer, in schema order."""
+    spec = tool.parameters.get("properties", {}) if isinstance(tool.parameters, dict) else {}
+    return [p for p, s in spec.items() if isinstance(s, dict) and s.get("type") in ("number", "integer")]
+
+
+def value_words(tool: Tool) -> set[str]:
+    """Words that name a value a tool takes or an act it does: its `cue_words` and the words its description lists
+    in parentheses ("(kilometers, miles, ..., fahrenheit)")."""
+    listed = " ".join(_LISTED.findall(tool.description or ""))
+    return cue_words(tool) | {w.lower() for w in _WORD.findall(listed) if len(w) >= 4}
+
+
+def still_needed(request: Request) -> list[str]:
+    """Tools not called since the user's message that the request still asks for: a word of the request that no
+    call, called tool and result since then accounts for names a value or an act of that tool (`value_words`:
+    "in fahrenheit" after a weather result in degrees, "divided by 4" after a population). In the request's order."""
+    calls, called = calls_since_user(request), {c.name for c in calls_since_user(request)}
+    if not calls:
+        return []
+    said = " ".join([*results_since_user(request), *(str(v) for c in calls for v in c.arguments.values()),
+                     *(tool_words(t) for t in request.tools if t.name in called)]).lower()
+    accounted = set(_WORD.findall(said))
+    left = [m for m in _WORD.finditer(request.text)
+            if not any(same_stem(m.group().lower(), w) for w in accounted)]
+    where: dict[str, int] = {}
+    for tool in (t for t in request.tools if t.name not in called):
+        hits = [m.start() for m in left if any(same_stem(m.group().lower(), w) for w in value_words(tool))]
+        if hits:
+            where[tool.name] = hits[0]
+    return sorted(where, key=lambda name: where[name])
+
+
 class ToolNeed(Reward):
     """How much the request needs the tool a text calls (or needs none, for a text without a call). Use
     `decide(request)` for the `"auto"` decision the decoder makes. Range [0, 1]."""
@@ -151,11 +191,27 @@ class ToolNeed(Reward):
         `"none"`: the agent gathered what the request needs and answers."""
         needed, best = self.needed(request.text, request.tools)
         called = {c.name for c in calls_since_user(request)}
+        if not called:
+            needed = self._source_first(request, needed)
         left = [name for name in needed if name not in called]
         if not left and needed:
             again = next_value(request)
-            left = [again[0]] if again else []
+            left = [again[0]] if again else still_needed(request)
         return ({"type": "function", "function": {"name": left[0]}} if left else "none"), best
+
+    def _source_first(self, request: Request, needed: list[str]) -> list[str]:
+        """`needed` with a tool put first that gives the number the first needed tool lacks: when that tool has
+        more number parameters than the request has numbers ("the temperature in Paris in fahrenheit" for a unit
+        converter), the best other tool that reaches the threshold and lacks no number is called first, and its
+        result carried (`tool_turns.carried_value`)."""
+        tools = {t.name: t for t in request.tools}
+        count = len(_NUMERAL.findall(request.text))
+        if not needed or len(number_parameters(tools[needed[0]])) <= count:
+            return needed
+        sims = similarities(request.text, request.tools)
+        sources = [(s, t.name) for t, s in zip(request.tools, sims)
+                   if s >= self.threshold and t.name not in needed and len(number_parameters(t)) <= count]
+        return [max(sources)[1], *needed] if sources else needed
 
     def needed(self, text: str, tools: Sequence[Tool]) -> tuple[list[str], float]:
         """The tools `text` needs, in the order the request asks for them (none when its best similarity is under

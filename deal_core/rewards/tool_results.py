@@ -56,7 +56,24 @@ class ToolResultUse(Reward):
 
     kind: ClassVar[str] = "tool_result_use"
     positional: ClassVar[str | None] = "results"
+    optional_proposals: ClassVar[bool] = True  # an engine without WholeSequence verbs answers without them
     results: tuple[str, ...] = Field(min_length=1, description="The tool results the answer should use.")
+    opening: str = Field("", description="An answer stating the results, proposed to the search "
+                                         "(`tool_turns.answer_opening`); empty proposes nothing.")
+
+    def proposals(self, request: str) -> list[str]:
+        """The answer that states the results, weighed against the search's by the objective."""
+        return [self.opening] if self.opening.strip() else []
+
+    def requires_proposal(self, request: str, answer: str) -> bool:
+        """After two results or more, an answer that misses a value the proposed answer states (its numbers, else
+        its words the request lacks) gives way to the proposed answers: the request asked for those results (both
+        temperatures of a comparison, a chain's last result)."""
+        if len(self.results) < 2 or not self.opening.strip():
+            return False
+        numbers = {i for i in items_of(self.opening) if i[-1].isdigit()}
+        wanted = numbers or items_of(self.opening) - items_of(request)
+        return not wanted <= _carried(answer)
 
     def _one(self, prompt: str, text: str) -> float:
         wanted = frozenset().union(*(items_of(r) for r in self.results)) - items_of(prompt)

@@ -159,3 +159,22 @@ def test_a_comparison_gets_both_values():
     calls, answer = _agent_run("Is it warmer in Tokyo or in Oslo?")
     assert sorted(args["city"] for _, args in calls) == ["Oslo", "Tokyo"], calls
     assert answer.strip() and "<tool_call>" not in answer
+    assert re.search(r"(?<!\d)18\b", answer) and re.search(r"-3\b", answer), answer  # both temperatures stated
+
+
+@tool
+def to_fahrenheit(celsius: float) -> str:
+    """Convert a temperature from celsius to fahrenheit."""
+    return f"{celsius * 9 / 5 + 32:.1f} fahrenheit"
+
+
+def test_a_value_asked_in_another_unit_chains_the_converter_on_the_result():
+    """Issue 36: "How hot is it in Cairo in fahrenheit?" called the weather tool only and answered in its degrees.
+    The converter lacks its number, so the weather tool goes first; "fahrenheit", which no call or result accounts
+    for, then asks for the converter, on the result's -3; the answer states the converted value."""
+    agent = create_agent(ChatDeAL(max_tokens=64), tools=[get_weather, to_fahrenheit])
+    state = agent.invoke({"messages": [{"role": "user", "content": "How cold is it in Oslo in fahrenheit?"}]},
+                         config={"recursion_limit": 12})
+    calls = [(c["name"], c["args"]) for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
+    assert calls == [("get_weather", {"city": "Oslo"}), ("to_fahrenheit", {"celsius": -3})], calls
+    assert "26.6" in state["messages"][-1].text, state["messages"][-1].text

@@ -50,7 +50,8 @@ def test_an_answer_turn_after_tool_results_gets_the_result_reward_by_default():
     base = RewardSum() + Keywords(keywords=["rain"])
     added = with_result_use(base, [answering], DeALConfig().tool_result_weight)
     assert [t.reward for t in added.terms[:1]] == [t.reward for t in base.terms]
-    assert added.terms[-1].reward == ToolResultUse(results=("Rain, 14 degrees",)) and added.terms[-1].weight == 1.0
+    assert added.terms[-1].reward == ToolResultUse(results=("Rain, 14 degrees",))
+    assert added.terms[-1].weight == 1.0
     assert with_result_use(base, [answering], 0.0) == base  # tool_result_weight=0 turns it off
     calling = _after_result("Rain, 14 degrees", tools=[WEATHER], tool_choice="required")
     assert results_to_answer(calling) == () and with_result_use(base, [calling], 1.0) == base

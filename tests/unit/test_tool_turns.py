@@ -10,7 +10,8 @@ from deal_core.request import Request, Tool
 from deal_core.rewards import ToolArguments
 from deal_core.rewards.tool_need import ToolNeed
 from deal_core.constraint import Matcher, tool_grammar
-from deal_core.tool_turns import carried_value, decide_auto, normalised, read_calls
+from deal_core.tool_turns import (answer_opening, carried_value, decide_auto, normalised, read_calls, role_values,
+                                  with_result_use)
 
 WEATHER = Tool(name="get_weather", description="Get the current weather in a city", parameters={
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
@@ -243,3 +244,52 @@ def test_arguments_are_read_as_the_schema_asks():
     assert normalised({"unit": "Celsius ", "n": "3", "x": "2.5", "code": "usd", "city": "Oslo"}, schema) == {
         "unit": "celsius", "n": 3, "x": 2.5, "code": "USD", "city": "Oslo"}
     assert normalised({"n": 3.0, "unit": "kelvin", "x": "many"}, schema) == {"n": 3, "unit": "kelvin", "x": "many"}
+
+
+UNITS = Tool(name="convert_units", description="Convert a value between units of length, weight or temperature "
+             "(kilometers, miles, kilograms, pounds, meters, feet, celsius, fahrenheit).", parameters={
+                 "type": "object", "properties": {"value": {"type": "number"}, "from_unit": {"type": "string"},
+                                                  "to_unit": {"type": "string"}}})
+
+
+def test_a_tool_that_lacks_its_number_waits_for_the_tool_that_gives_it():
+    """Issue 36: "How hot is it in Cairo in fahrenheit?" called the weather tool and answered in degrees; a request
+    whose best tool needs a number it does not give first calls the tool that gives it, then the one still named by
+    a word no call or result accounts for ("fahrenheit"), with the result carried; a plain request stops."""
+    tools, need = [UNITS, FOUR[0]], ToolNeed()
+    question = "What is the temperature in Madrid in fahrenheit?"
+    assert decide_auto(Request.of(question, tools=tools), need).choice == ("required", "get_weather")
+    after = _after(question, ("get_weather", {"city": "Madrid"}, "Sunny, 24 degrees")).model_copy(
+        update={"tools": tuple(tools)})
+    chained = decide_auto(after, need)
+    assert chained.choice == ("required", "convert_units")
+    assert carried_value(after, UNITS) == ("value", 24)
+    plain = _after("What is the temperature in Madrid?", ("get_weather", {"city": "Madrid"}, "Sunny, 24 degrees"))
+    assert decide_auto(plain.model_copy(update={"tools": tuple(tools)}), need).choice[0] == "none"
+
+
+def test_the_answer_proposed_after_results_states_what_the_request_asked():
+    """Issue 36: after both calls of a comparison the answer stated one result, after a chain the intermediate one.
+    The answer proposed states every result no later call took a number from, labelled by the request's values."""
+    both = _after("Is Oslo colder than Tokyo?", ("get_weather", {"city": "Oslo"}, "Snow, -3 degrees"),
+                  ("get_weather", {"city": "Tokyo"}, "Cloudy, 18 degrees")).model_copy(update={"tool_choice": "none"})
+    assert answer_opening(both) == "Oslo: Snow, -3 degrees. Tokyo: Cloudy, 18 degrees."
+    chain = _after("What is the population of Oslo multiplied by 3?", ("get_population", {"city": "Oslo"}, "709000"),
+                   ("multiply", {"a": 709000, "b": 3}, "2127000"))
+    assert answer_opening(chain) == "2127000."  # 709000 went into the next call: the product is the answer
+    rewards = with_result_use(ToolArguments() * 1.0, [both], 1.0)
+    assert rewards.proposals(both.text) == ["Oslo: Snow, -3 degrees. Tokyo: Cloudy, 18 degrees."]
+    assert answer_opening(_after("Is Oslo colder than Tokyo?")) == ""
+
+
+@pytest.mark.parametrize(("question", "roles"), [
+    ("Convert 12 miles to kilometers.", {"from_unit": ["miles"], "to_unit": ["kilometers"]}),  # bench: reversed
+    ("How many feet is 7 meters?", {"from_unit": ["meters"], "to_unit": ["feet"]}),  # the value after the number
+    ("Change the result from pounds into kilograms.", {"from_unit": ["pounds"], "to_unit": ["kilograms"]}),
+    ("What is the temperature in Rome in celsius?", {"to_unit": ["celsius"], "from_unit": [  # any other listed
+        "fahrenheit", "feet", "kilograms", "kilometers", "meters", "miles", "pounds"]}),
+    ("What is 12 times 4?", {}),
+])
+def test_values_the_request_writes_in_a_direction_fill_those_parameters(question, roles):
+    assert role_values(Request.of(question, tools=[UNITS]), UNITS) == roles
+    assert role_values(Request.of(question, tools=[MULTIPLY]), MULTIPLY) == {}
