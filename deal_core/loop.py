@@ -184,7 +184,7 @@ class Loop:
         except Exception as exc:  # noqa: BLE001 - the caller gets its own error; other calls go on
             if job in self.pending[key]:
                 self.pending[key].remove(job)
-                job.drop(lm)
+            job.drop(lm)  # a search that failed to admit it does not own its sequence either
             job.ticket.events.put(("error", exc))
         self.policy.charge(key, time.perf_counter() - start, 1)
 

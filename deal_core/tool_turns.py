@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from deal_core.constraint import CALL_OPEN, TOOL_CALLS, ConstraintError, Matcher, split_tool_calls, tool_grammar
 from deal_core.errors import ConfigError, DeALError
 from deal_core.rewards.base import RewardSum
-from deal_core.rewards.tool_need import (calls_since_user, next_value, number_parameters, results_since_user,
-                                         same_stem, value_words)
+from deal_core.rewards.tool_need import (calls_since_user, listed_words, next_value, number_parameters,
+                                         results_since_user, same_stem, value_words)
 from deal_core.rewards.tool_results import ToolResultUse
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ TOKENS_PER_ARGUMENT = 8  # room for each parameter's value beyond its shortest f
 _NAME = re.compile(r'"name": "((?:[^"\\]|\\.)*)"')
 _ARGUMENTS = '"arguments": '
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?![\w]|\.\d)")
-_LISTED_VALUES = re.compile(r"[A-Za-z]{4,}")
 _ROLES = {"from": "from", "source": "from", "to": "to", "target": "to"}  # a parameter name's word: its role
 _CAPITALS_ONLY = re.compile(r"^\^?\[A-Z\](?:\{\d+(?:,\d*)?\}|\+)\$?$")  # a pattern such as ^[A-Z]{3}$
 
@@ -88,7 +87,7 @@ def role_values(request: Request, tool: Tool) -> dict[str, list[str]]:
         return {}
     listed = value_words(tool) - set(re.findall(r"[a-z]+", tool.name.lower()))
     found = _directions(re.findall(r"[A-Za-z]+|-?\d+(?:\.\d+)?", request.text), listed)
-    others = sorted(set(_LISTED_VALUES.findall(" ".join(re.findall(r"\(([^()]*)\)", tool.description or "")))))
+    others = sorted(set(listed_words(tool)))
     others = [v.lower() for v in others if v.lower() not in found.values()]
     return {p: [found[_ROLES[word]]] if _ROLES[word] in found else others for word, p in roles.items()
             if _ROLES[word] in found or (found and others)}

@@ -118,7 +118,7 @@ class LlamaCppModel(GGUFText):
         return ctx
 
     capacity = property(lambda self: (PROMPT, self.n_ctx))  # sequences and cells a view holds (scheduler.footprint)
-    prefill_piece = 127  # prompts are decoded in pieces this long (as fast as 511 here), a piece per turn (runner)
+    prefill_piece = 127  # prompts are decoded in pieces this long (as fast as 511 here), a piece per turn (loop.py)
 
     def _open(self, ctx: Any) -> None:
         self._ctx, self._mem = ctx, C.llama_get_memory(ctx)

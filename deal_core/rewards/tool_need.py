@@ -142,18 +142,23 @@ def number_parameters(tool: Tool) -> list[str]:
     return [p for p, s in spec.items() if isinstance(s, dict) and s.get("type") in ("number", "integer")]
 
 
+def listed_words(tool: Tool) -> list[str]:
+    """The words of four letters or more that the tool's description lists in parentheses ("(kilometers, miles,
+    ..., fahrenheit)"), as written."""
+    return [w for w in _WORD.findall(" ".join(_LISTED.findall(tool.description or ""))) if len(w) >= 4]
+
+
 def value_words(tool: Tool) -> set[str]:
-    """Words that name a value a tool takes or an act it does: its `cue_words` and the words its description lists
-    in parentheses ("(kilometers, miles, ..., fahrenheit)")."""
-    listed = " ".join(_LISTED.findall(tool.description or ""))
-    return cue_words(tool) | {w.lower() for w in _WORD.findall(listed) if len(w) >= 4}
+    """Words that name a value a tool takes or an act it does: its `cue_words` and its `listed_words`."""
+    return cue_words(tool) | {w.lower() for w in listed_words(tool)}
 
 
 def still_needed(request: Request) -> list[str]:
     """Tools not called since the user's message that the request still asks for: a word of the request that no
     call, called tool and result since then accounts for names a value or an act of that tool (`value_words`:
     "in fahrenheit" after a weather result in degrees, "divided by 4" after a population). In the request's order."""
-    calls, called = calls_since_user(request), {c.name for c in calls_since_user(request)}
+    calls = calls_since_user(request)
+    called = {c.name for c in calls}
     if not calls:
         return []
     said = " ".join([*results_since_user(request), *(str(v) for c in calls for v in c.arguments.values()),
