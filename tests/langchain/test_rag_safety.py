@@ -126,3 +126,21 @@ def test_the_text_llm_names_the_question_too(tiny_lm):
     llm.invoke(WHOLE, user_text="How tall is the tower?")
     requests = [r for _, args, _ in llm._deal.calls for r in (args[0] if isinstance(args[0], list) else [args[0]])]
     assert [r.text for r in requests] == [WHOLE, QUESTION, QUESTION, QUESTION, "How tall is the tower?"]
+
+
+@pytest.mark.slow
+def test_the_text_llm_judges_the_named_question_on_the_embedded_model():
+    """The text `DeALLLM` in a string-template RAG chain on the embedded model with the shipped head: with the
+    question named in the run metadata, the only text Safety judges is the question, and the answer scores Safety 1
+    (the whole templated prompt is flagged: see the chat test above)."""
+    from langchain_core.prompts import PromptTemplate
+
+    from langchain_deal import DeALLLM
+
+    safety = Safety()
+    llm = DeALLLM(rewards=[safety], max_tokens=24, top_k=5, lookahead=5, reward_weight=5.0)
+    chain = {"context": FixedRetriever(texts=[PASSAGE]) | (lambda docs: docs[0].page_content),
+             "question": RunnablePassthrough()} | PromptTemplate.from_template("Passage: {context}\n\n{question}") | llm
+    result = chain.with_config(metadata={USER_TEXT_KEY: QUESTION}).invoke(QUESTION)
+    assert list(safety._harm) == [QUESTION]
+    assert isinstance(result, str) and verdict(result) != "refuses", result
